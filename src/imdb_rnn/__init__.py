@@ -1,0 +1,3 @@
+"""Recurrent sentiment models for the IMDb Large Movie Review dataset (aclImdb)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,196 @@
+"""Read the aclImdb dataset (official URL, local archive or extracted folder) into one table.
+
+The archive is read in one streaming pass: 100,000 small files are never unpacked to disk.
+"""
+
+import codecs
+import hashlib
+import re
+import tarfile
+import urllib.error
+import urllib.request
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from .artifacts import PipelineError, atomic_path
+from .params import Param
+
+OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+OFFICIAL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # published with the archive; torchtext records it too
+
+SCHEMA = {
+    "source": Param(str),
+    "md5": Param(str),
+    "download_dir": Param(str),
+}
+
+# aclImdb/{train,test}/{pos,neg,unsup}/ID_RATING.txt
+MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+REQUIRED = [("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg")]
+LOCAL_HINT = "set ingest.source in params.yaml to a local aclImdb_v1.tar.gz or an extracted aclImdb/ folder"
+
+TABLE_SCHEMA = pa.schema(
+    [
+        ("id", pa.int32()),
+        ("split", pa.string()),
+        ("label", pa.string()),
+        ("rating", pa.int8()),
+        ("text", pa.string()),
+    ]
+)
+
+
+class _Decoder:
+    """Decode review bytes as UTF-8, replacing bad bytes and counting them."""
+
+    def __init__(self):
+        self.bad_bytes = 0
+        self.bad_files = 0
+        self._name = f"imdb_rnn_count_{id(self)}"
+        codecs.register_error(self._name, self._handle)
+
+    def _handle(self, err):
+        self.bad_bytes += err.end - err.start
+        return "\ufffd", err.end
+
+    def __call__(self, raw):
+        before = self.bad_bytes
+        text = raw.decode("utf-8", errors=self._name)
+        self.bad_files += self.bad_bytes > before
+        return text
+
+
+def is_url(source):
+    return source.startswith(("http://", "https://"))
+
+
+def download(url, dest_dir, md5):
+    """Download `url` into `dest_dir` (kept as a cache) and check its MD5; return the archive path."""
+    dest = Path(dest_dir) / Path(url.split("?")[0]).name
+    if dest.exists() and _md5(dest) == md5:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download aclImdb") as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        part.unlink(missing_ok=True)
+        raise PipelineError(f"cannot download {url} ({getattr(err, 'reason', err)}): {LOCAL_HINT}")
+    if digest.hexdigest() != md5:
+        part.unlink(missing_ok=True)
+        raise PipelineError(
+            f"checksum mismatch for {url}: MD5 {digest.hexdigest()} != {md5}; the partial download was "
+            f"removed, run again or {LOCAL_HINT}"
+        )
+    part.replace(dest)
+    return dest
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _iter_archive(path):
+    """Yield (split, label, id, rating, bytes) for each review in a .tar.gz, in one streaming pass."""
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                m = MEMBER.search(member.name)
+                if m and member.isfile():
+                    yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise PipelineError(
+            f"archive {path} is corrupt or truncated ({type(err).__name__}: {err}): download it again or {LOCAL_HINT}"
+        )
+
+
+def _iter_folder(path):
+    root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
+    for split in ("train", "test"):
+        for label in ("pos", "neg", "unsup"):
+            folder = root / split / label
+            if not folder.is_dir():
+                continue
+            for file in sorted(folder.iterdir()):
+                m = MEMBER.search(f"aclImdb/{split}/{label}/{file.name}")
+                if m:
+                    yield split, label, int(m[3]), int(m[4]), file.read_bytes()
+
+
+def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
+    """Return (table, report) for the dataset at `source`: a URL, a .tar.gz, or an aclImdb folder."""
+    if is_url(source):
+        path = download(source, download_dir, md5)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise PipelineError(f"dataset source {source} does not exist: {LOCAL_HINT}, or use the official URL")
+    reviews = _iter_folder(path) if path.is_dir() else _iter_archive(path)
+
+    decode = _Decoder()
+    columns = {name: [] for name in TABLE_SCHEMA.names}
+    counts, empty = Counter(), Counter()
+    for split, label, review_id, rating, raw in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2):
+        text = decode(raw)
+        if not text.strip():
+            empty[f"{split}/{label}"] += 1
+            continue
+        if label == "unsup":  # aclImdb keeps the unlabelled reviews under train/unsup
+            split, label = "unsup", "none"
+        counts[(split, label)] += 1
+        columns["id"].append(review_id)
+        columns["split"].append(split)
+        columns["label"].append(label)
+        columns["rating"].append(rating)
+        columns["text"].append(text)
+
+    missing = [f"{s}/{l}" for s, l in REQUIRED if counts[(s, l)] == 0]
+    if missing:
+        raise PipelineError(
+            f"{source} is not an aclImdb dataset: no reviews under {', '.join(missing)}; point ingest.source "
+            "at aclImdb_v1.tar.gz or the extracted aclImdb/ folder"
+        )
+    table = pa.table(columns, schema=TABLE_SCHEMA)
+    # the archive's member order is not part of the data: sort so the table is the same from any source
+    table = table.sort_by([("split", "ascending"), ("label", "ascending"), ("id", "ascending")])
+    report = {
+        "source": str(source),
+        "reviews": table.num_rows,
+        "per_split": {s: sum(v for (sp, _), v in counts.items() if sp == s) for s in ("train", "test", "unsup")},
+        "per_label": {f"{s}/{l}": counts[(s, l)] for s, l in sorted(counts)},
+        "empty_files_dropped": sum(empty.values()),
+        "invalid_utf8_bytes": decode.bad_bytes,
+        "files_with_invalid_utf8": decode.bad_files,
+    }
+    return table, report
+
+
+def write_table(table, path):
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path, columns=None):
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"table {path} is missing: run the stages before it (dvc repro)")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise PipelineError(f"table {path} is unreadable ({err}): rerun the stage that makes it")

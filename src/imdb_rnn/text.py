@@ -1,0 +1,161 @@
+"""Text processing shared by the pipeline and the predict command: clean, count, map to ids, pad.
+
+Everything runs as Arrow compute kernels (C++) over chunks of reviews on all cores, so one
+implementation serves 100,000 reviews in a stage and a single sentence in `imdb-predict`.
+"""
+
+import os
+import string
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .artifacts import PipelineError
+from .params import Param
+
+PAD_ID, UNK_ID = 0, 1
+RESERVED = ["<pad>", "<unk>"]
+
+CLEAN_SCHEMA = {
+    "lowercase": Param(bool),
+    "strip_html_breaks": Param(bool),
+    "punctuation": Param(str, choices=("remove", "space", "keep")),
+}
+TOKENIZE_SCHEMA = {
+    "seq_len": Param(int, min=1, max=100_000),
+    "pad_side": Param(str, choices=("left", "right")),
+    "truncate_side": Param(str, choices=("left", "right")),
+}
+
+# string.punctuation, as in the exercise; escaped for RE2 inside a character class
+_PUNCT_CLASS = "[" + "".join("\\" + c for c in string.punctuation) + "]"
+_BREAK = r"<br\s*/?>"
+
+
+def _threads():
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _chunks(array, n):
+    """Split an Arrow array into about n contiguous slices (zero-copy)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    size = max(1, -(-len(array) // n))
+    return [array.slice(i, size) for i in range(0, len(array), size)] or [array]
+
+
+def _parallel(fn, array):
+    parts = _chunks(array, _threads())
+    if len(parts) == 1:
+        return [fn(parts[0])]
+    with ThreadPoolExecutor(len(parts)) as pool:  # Arrow kernels release the GIL
+        return list(pool.map(fn, parts))
+
+
+def as_arrow(texts):
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        return texts
+    return pa.array(list(texts), pa.string())
+
+
+def clean_texts(texts, settings):
+    """Clean reviews as `settings` (the clean section of params.yaml) says; return an Arrow array."""
+
+    def clean(a):
+        if settings["strip_html_breaks"]:
+            a = pc.replace_substring_regex(a, _BREAK, " ")
+        if settings["lowercase"]:
+            a = pc.utf8_lower(a)
+        if settings["punctuation"] != "keep":
+            a = pc.replace_substring_regex(a, _PUNCT_CLASS, "" if settings["punctuation"] == "remove" else " ")
+        return a
+
+    return pa.chunked_array(_parallel(clean, as_arrow(texts)), pa.string())
+
+
+def split_words(cleaned):
+    """Whitespace-split cleaned reviews: (flat Arrow array of words, numpy word count per review)."""
+    parts = _parallel(pc.utf8_split_whitespace, cleaned)
+    words = pa.chunked_array([pc.list_flatten(p) for p in parts], pa.string())
+    lengths = np.concatenate([pc.list_value_length(p).to_numpy(zero_copy_only=False) for p in parts])
+    return words, lengths.astype(np.int64)
+
+
+def count_words(words):
+    """Word counts as a table (word, count), most common first, ties broken alphabetically."""
+    parts = _parallel(pc.value_counts, words)
+    table = pa.Table.from_batches(
+        [pa.RecordBatch.from_struct_array(p).rename_columns(["word", "count"]) for p in parts if len(p)]
+    ) if any(len(p) for p in parts) else pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    table = table.group_by("word").aggregate([("count", "sum")]).rename_columns(["word", "count"])
+    return table.sort_by([("count", "descending"), ("word", "ascending")])
+
+
+def build_vocab(counts, max_size, min_freq):
+    """Vocabulary list: <pad>, <unk>, then the most frequent words (count >= min_freq), max_size in all."""
+    keep = counts.filter(pc.greater_equal(counts["count"], min_freq))
+    words = [w for w in keep["word"].to_pylist() if w not in RESERVED]
+    return RESERVED + words[: max(0, max_size - len(RESERVED))]
+
+
+def encode(words, vocab):
+    """Map a flat array of words to int32 ids; unknown words get UNK_ID, never the padding id."""
+    value_set = pa.array(vocab[len(RESERVED):], pa.string())
+
+    def lookup(a):
+        idx = pc.index_in(a, value_set=value_set)
+        return pc.fill_null(pc.add(idx, len(RESERVED)), UNK_ID).to_numpy(zero_copy_only=False)
+
+    if len(words) == 0:
+        return np.zeros(0, np.int32)
+    return np.concatenate(_parallel(lookup, words)).astype(np.int32)
+
+
+def pad(ids, lengths, seq_len, pad_side="left", truncate_side="right"):
+    """Pad or truncate each review to seq_len; return (matrix [N, seq_len] int32, kept lengths).
+
+    `ids` is the flat id array of all reviews, `lengths` their word counts. truncate_side says
+    which end of a long review is cut ('right' keeps the head, as the exercise does). A review
+    with no words at all becomes one unknown-word token so that every row has a last real token.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    n = len(lengths)
+    kept = np.minimum(lengths, seq_len)
+    src_start = np.cumsum(lengths) - lengths  # where each review starts in `ids`
+    if truncate_side == "left":
+        src_start += lengths - kept
+    dst_col = seq_len - kept if pad_side == "left" else np.zeros(n, np.int64)
+    # one scatter over the kept tokens only (not N x seq_len): row, column and source of each
+    total = int(kept.sum())
+    rows = np.repeat(np.arange(n), kept)
+    within = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
+    out = np.zeros((n, seq_len), np.int32)
+    out[rows, np.repeat(dst_col, kept) + within] = ids[np.repeat(src_start, kept) + within]
+    empty = kept == 0
+    out[empty, seq_len - 1 if pad_side == "left" else 0] = UNK_ID
+    kept = np.maximum(kept, 1)
+    return out, kept.astype(np.int32)
+
+
+def tokenize(texts, vocab, clean_settings, tok_settings):
+    """Raw texts to (padded ids, kept lengths, full word counts), exactly as the pipeline does it."""
+    words, lengths = split_words(clean_texts(texts, clean_settings))
+    ids = encode(words, vocab)
+    matrix, kept = pad(ids, lengths, tok_settings["seq_len"], tok_settings["pad_side"], tok_settings["truncate_side"])
+    return matrix, kept, lengths
+
+
+def read_vocab(path):
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"vocabulary {path} is missing: run the vocab stage (dvc repro)")
+    words = path.read_text(encoding="utf-8").split("\n")
+    if words and words[-1] == "":
+        words.pop()
+    if words[: len(RESERVED)] != RESERVED:
+        raise PipelineError(f"vocabulary {path} does not start with {RESERVED}: rerun the vocab stage")
+    return words

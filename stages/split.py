@@ -1,0 +1,43 @@
+"""Stage split: seeded, shuffled, stratified train/validation split of the training reviews."""
+
+import argparse
+
+import numpy as np
+
+from imdb_rnn.artifacts import PipelineError, load_npz, run_main, save_npz, write_json
+from imdb_rnn.params import load_section
+from imdb_rnn.split import SCHEMA, stratified_split
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--train", default="data/tokens/train.npz")
+    parser.add_argument("--out-dir", default="data/split")
+    parser.add_argument("--report", default="metrics/split.json")
+    args = parser.parse_args()
+
+    params = load_section(args.params, "split", SCHEMA)
+    data = load_npz(args.train, "tokenized training set")
+    labels = data["labels"]
+    if len(np.unique(labels)) < 2:
+        raise PipelineError(f"{args.train} holds only one class: the training reviews need both pos and neg")
+    train_idx, valid_idx = stratified_split(labels, params["val_fraction"], params["seed"])
+    if len(train_idx) == 0 or len(valid_idx) == 0:
+        raise PipelineError(f"split.val_fraction={params['val_fraction']} leaves an empty part: choose a value nearer 0.25")
+    report = {}
+    for name, idx in (("train", train_idx), ("valid", valid_idx)):
+        save_npz(f"{args.out_dir}/{name}.npz", **{k: v[idx] for k, v in data.items()})
+        report[name] = {
+            "reviews": int(len(idx)),
+            "pos": int(labels[idx].sum()),
+            "neg": int(len(idx) - labels[idx].sum()),
+            "pos_fraction": round(float(labels[idx].mean()), 4),
+        }
+    report["balanced"] = abs(report["train"]["pos_fraction"] - report["valid"]["pos_fraction"]) < 0.01
+    write_json(args.report, report)
+    print(f"split: {report}")
+
+
+if __name__ == "__main__":
+    run_main(main)
