@@ -1,0 +1,98 @@
+"""Stage train: train one architecture (its params.yaml section) and keep the best checkpoint."""
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from imdb_rnn.artifacts import PipelineError, read_json, run_main, write_json
+from imdb_rnn.batches import Reviews
+from imdb_rnn.params import load_section
+from imdb_rnn.text import read_vocab
+from imdb_rnn.train import (
+    ARCH_SCHEMA,
+    TRAIN_SCHEMA,
+    build_model,
+    fit,
+    model_config,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    set_threads,
+)
+
+
+def known_architectures(params_path):
+    params = yaml.safe_load(Path(params_path).read_text()) or {}
+    return [name for name, section in params.items() if isinstance(section, dict) and "cell" in section]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", required=True, help="a params.yaml section describing the architecture")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--train", default="data/split/train.npz")
+    parser.add_argument("--valid", default="data/split/valid.npz")
+    parser.add_argument("--meta", default="data/tokens/meta.json")
+    parser.add_argument("--vocab", default="data/vocab/vocab.txt")
+    parser.add_argument("--out", help="checkpoint (default data/models/<arch>.pt)")
+    parser.add_argument("--metrics", help="summary metrics (default metrics/train/<arch>.json)")
+    parser.add_argument("--timing", help="wall time and speed (default metrics/timing/<arch>.json)")
+    parser.add_argument("--live", help="dvclive folder (default metrics/live/<arch>)")
+    args = parser.parse_args()
+    name = args.arch
+
+    common = load_section(args.params, "train", TRAIN_SCHEMA)
+    known = known_architectures(args.params)
+    if name not in known:
+        raise PipelineError(f"unknown architecture {name!r}: params.yaml defines {', '.join(known)}")
+    arch = load_section(args.params, name, ARCH_SCHEMA)
+    if arch["pooling"] == "attention" and "attention_dim" not in arch:
+        raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
+
+    meta = read_json(args.meta, "tokenizer settings")
+    vocab = read_vocab(args.vocab)
+    if len(vocab) != meta["vocab_size"]:
+        raise PipelineError(f"{args.vocab} has {len(vocab)} entries but {args.meta} says {meta['vocab_size']}: rerun dvc repro")
+    tokenize = dict(meta["tokenize"], seq_len=min(arch["max_len"], meta["tokenize"]["seq_len"]))
+    train = Reviews.load(args.train, meta["tokenize"], tokenize["seq_len"], "training split")
+    valid = Reviews.load(args.valid, meta["tokenize"], tokenize["seq_len"], "validation split")
+
+    set_threads(common["threads"])
+    seed_everything(common["seed"])
+    device = pick_device(common["device"])
+    config = model_config(arch, len(vocab))
+    model = build_model(config)
+
+    from dvclive import Live
+
+    with Live(args.live or f"metrics/live/{name}", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+
+        def log(row):
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                split, metric = key.split("_")
+                live.log_metric(f"{split}/{metric}", round(row[key], 6))
+            live.next_step()
+
+        state, history, summary, timing = fit(model, train, valid, arch, common, device, log=log, name=name)
+
+    summary = {"arch": name, **summary}
+    save_checkpoint(
+        args.out or f"data/models/{name}.pt",
+        arch_name=name,
+        config=config,
+        state_dict=state,
+        vocab=vocab,
+        clean=meta["clean"],
+        tokenize=tokenize,
+        vocab_sha256=meta["vocab_sha256"],
+        metrics={**summary, **timing},
+    )
+    write_json(args.metrics or f"metrics/train/{name}.json", summary)
+    write_json(args.timing or f"metrics/timing/{name}.json", {"arch": name, **timing})
+    print(f"{name}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
+          f"{timing['train_seconds']}s, {timing['tokens_per_second']:.0f} tokens/s")
+
+
+if __name__ == "__main__":
+    run_main(main)
