@@ -47,11 +47,11 @@ def main():
     table = table.replace_schema_metadata({"imdb_rnn.clean": json.dumps(settings)})
 
     # word counts per split; the test split is never counted, so nothing fitted can see it
-    split = table["split"].to_numpy()
-    word_split = np.repeat(split, lengths)
+    split = table["split"].to_numpy(zero_copy_only=False)
     merged = None
     for name in ("train", "unsup"):
-        counts = count_words(words.filter(pa.array(word_split == name))).rename_columns(["word", name])
+        in_split = np.repeat(split == name, lengths)  # one flag per word
+        counts = count_words(words.filter(pa.array(in_split))).rename_columns(["word", name])
         merged = counts if merged is None else merged.join(counts, "word", join_type="full outer")
     merged = merged.set_column(1, "train", pc.fill_null(merged["train"], 0))
     merged = merged.set_column(2, "unsup", pc.fill_null(merged["unsup"], 0))

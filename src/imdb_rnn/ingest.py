@@ -4,6 +4,7 @@ The archive is read in one streaming pass: 100,000 small files are never unpacke
 """
 
 import codecs
+import gzip
 import hashlib
 import re
 import tarfile
@@ -80,7 +81,7 @@ def download(url, dest_dir, md5):
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="download aclImdb") as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download aclImdb", disable=None) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)
@@ -109,11 +110,19 @@ def _md5(path):
 def _iter_archive(path):
     """Yield (split, label, id, rating, bytes) for each review in a .tar.gz, in one streaming pass."""
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                m = MEMBER.search(member.name)
-                if m and member.isfile():
-                    yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read()
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    m = MEMBER.search(member.name)
+                    if m and member.isfile():
+                        yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read()
+            # tar stops at its end-of-archive marker, or silently at a header cut short: reading
+            # the compressed stream to its end checks the gzip trailer, so truncation is an error
+            while stream.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise PipelineError(
             f"archive {path} is corrupt or truncated ({type(err).__name__}: {err}): download it again or {LOCAL_HINT}"
@@ -146,7 +155,7 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
     decode = _Decoder()
     columns = {name: [] for name in TABLE_SCHEMA.names}
     counts, empty = Counter(), Counter()
-    for split, label, review_id, rating, raw in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2):
+    for split, label, review_id, rating, raw in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2, disable=None):
         text = decode(raw)
         if not text.strip():
             empty[f"{split}/{label}"] += 1

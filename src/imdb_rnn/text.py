@@ -31,7 +31,7 @@ TOKENIZE_SCHEMA = {
 
 # string.punctuation, as in the exercise; escaped for RE2 inside a character class
 _PUNCT_CLASS = "[" + "".join("\\" + c for c in string.punctuation) + "]"
-_BREAK = r"<br\s*/?>"
+_BREAK = r"(?i)<br\s*/?>"  # <br />, <br>, <BR/>...
 
 
 def _threads():
@@ -76,10 +76,23 @@ def clean_texts(texts, settings):
 
 
 def split_words(cleaned):
-    """Whitespace-split cleaned reviews: (flat Arrow array of words, numpy word count per review)."""
-    parts = _parallel(pc.utf8_split_whitespace, cleaned)
-    words = pa.chunked_array([pc.list_flatten(p) for p in parts], pa.string())
-    lengths = np.concatenate([pc.list_value_length(p).to_numpy(zero_copy_only=False) for p in parts])
+    """Whitespace-split cleaned reviews: (flat Arrow array of words, numpy word count per review).
+
+    Arrow yields an empty word for whitespace at either end of a text and for an empty text,
+    where Python's str.split() yields none; those are dropped, and the counts follow.
+    """
+
+    def split(a):
+        lists = pc.utf8_split_whitespace(a)
+        words = pc.list_flatten(lists)
+        real = pc.not_equal(words, "")
+        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        mask = real.to_numpy(zero_copy_only=False)
+        return pc.filter(words, real), np.bincount(parents[mask], minlength=len(a))
+
+    parts = _parallel(split, cleaned)
+    words = pa.chunked_array([w for w, _ in parts], pa.string())
+    lengths = np.concatenate([n for _, n in parts])
     return words, lengths.astype(np.int64)
 
 

@@ -196,7 +196,7 @@ def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokeni
         "tokenize": tokenize,
         "vocab_sha256": vocab_sha256,
         "metrics": metrics,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a plain str: weights_only loading refuses TorchVersion
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -1,0 +1,173 @@
+"""How fast does imdb-predict score reviews? float32 against int8 dynamic quantization (and bfloat16).
+
+Scores the real aclImdb test reviews end to end (cleaning, tokenizing, length-sorted batches,
+the model) through imdb_rnn.predict.Predictor, once per precision, batch size and thread count,
+and prints reviews/s. With a real checkpoint it also prints test accuracy per precision and checks
+that a faster precision loses at most --max-drop accuracy points. Without one it builds a randomly
+initialised model of the params.yaml section (speed only) and says so.
+
+    python benchmarks/bench_predict.py                      # everything: 25,000 test reviews per setting
+    python benchmarks/bench_predict.py --limit 500          # a quick check that it works
+    python benchmarks/bench_predict.py --batch-sizes 64,128,256,512 --threads 1,2
+"""
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from imdb_rnn.artifacts import PipelineError, run_main, write_json
+from imdb_rnn.ingest import read_reviews, read_table
+from imdb_rnn.params import load_section
+from imdb_rnn.predict import PRECISIONS, Predictor, check_payload
+from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words
+from imdb_rnn.train import ARCH_SCHEMA, build_model, load_checkpoint, model_config, set_threads
+
+
+def test_reviews(args):
+    """(texts, labels, where from) of the test split; raw text when the pipeline kept it."""
+    for path, what in ((args.ingested, "raw text"), (args.cleaned, "already cleaned text, cleaned again")):
+        if Path(path).exists():
+            table = read_table(path, columns=["split", "label", "text"])
+            source = f"{path} ({what})"
+            break
+    else:
+        if not Path(args.archive).exists():
+            raise PipelineError(f"no test reviews: none of {args.ingested}, {args.cleaned}, {args.archive} exists")
+        table, _ = read_reviews(args.archive)
+        source = f"{args.archive} (raw text)"
+    test = table.filter(pc.equal(table["split"], "test"))
+    labels = (test["label"].to_numpy(zero_copy_only=False) == "pos").astype(np.int8)
+    texts = test["text"].to_pylist()
+    if args.limit and args.limit < len(texts):
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(texts), args.limit, replace=False))
+        texts, labels = [texts[i] for i in keep], labels[keep]
+    return texts, labels, source
+
+
+def random_model(args, texts):
+    """A randomly initialised model of the params.yaml section, with the pipeline's text settings."""
+    arch = load_section(args.params, args.arch, ARCH_SCHEMA)
+    clean = load_section(args.params, "clean", CLEAN_SCHEMA)
+    tokenize = load_section(args.params, "tokenize", TOKENIZE_SCHEMA)
+    tokenize["seq_len"] = min(tokenize["seq_len"], arch["max_len"])
+    if Path(args.vocab).exists():
+        vocab, vocab_from = read_vocab(args.vocab), args.vocab
+    else:  # speed does not depend on which words are known, only on how many
+        words, _ = split_words(clean_texts(texts, clean))
+        vocab, vocab_from = build_vocab(count_words(words), 25_000, 2), "the benchmark's own reviews"
+    torch.manual_seed(args.seed)
+    config = model_config(arch, len(vocab))
+    payload = {"arch": args.arch, "model_config": config, "vocab": vocab, "clean": clean, "tokenize": tokenize}
+    check_payload(payload, "random model")
+    return build_model(config).eval(), payload, vocab_from
+
+
+def timed(predictor, texts):
+    predictor.probabilities(texts[:64])  # warm up: first calls allocate and pick kernels
+    start = time.perf_counter()
+    probabilities = predictor.probabilities(texts)
+    return probabilities, time.perf_counter() - start
+
+
+def csv_ints(text):
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="data/models/bilstm.pt", help="checkpoint; a random model when it does not exist")
+    parser.add_argument("--arch", default="bilstm", help="params.yaml section of the random model")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--vocab", default="data/vocab/vocab.txt")
+    parser.add_argument("--ingested", default="data/ingest/reviews.parquet")
+    parser.add_argument("--cleaned", default="data/clean/reviews.parquet")
+    parser.add_argument("--archive", default="../shared/data/aclImdb_v1.tar.gz")
+    parser.add_argument("--limit", type=int, default=0, help="score a random sample of this many test reviews (0 = all)")
+    parser.add_argument("--precisions", default="float32,int8,bfloat16")
+    parser.add_argument("--batch-sizes", default="128")
+    parser.add_argument("--threads", default="0", help="comma-separated thread counts (0 = every core)")
+    parser.add_argument("--max-drop", type=float, default=0.2, help="accuracy points a faster precision may lose")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+    precisions = [p for p in args.precisions.split(",") if p]
+    if unknown := set(precisions) - set(PRECISIONS):
+        raise PipelineError(f"unknown precision {sorted(unknown)[0]}: choose from {', '.join(PRECISIONS)}")
+
+    texts, labels, source = test_reviews(args)
+    if Path(args.model).exists():
+        model, payload = load_checkpoint(args.model)
+        check_payload(payload, args.model)
+        what = f"checkpoint {args.model} ({payload.get('arch')})"
+        real = True
+    else:
+        model, payload, vocab_from = random_model(args, texts)
+        what = (f"NO CHECKPOINT at {args.model}: a randomly initialised '{args.arch}' model from {args.params} "
+                f"(vocabulary from {vocab_from}); speeds are real, accuracies are not")
+        real = False
+    print(f"model: {what}")
+    print(f"reviews: {len(texts)} test reviews from {source}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, oneDNN bf16 on this CPU: "
+          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print(f"{'precision':<10} {'threads':>7} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} {'vs f32':>8} {'max|dp|':>8}")
+
+    results, reference = [], {}
+    for threads in csv_ints(args.threads):
+        set_threads(threads)
+        for batch_size in csv_ints(args.batch_sizes):
+            for precision in precisions:
+                predictor = Predictor(copy.deepcopy(model), payload, precision=precision, batch_size=batch_size)
+                probabilities, seconds = timed(predictor, texts)
+                tokens = int(predictor.encode(texts)[0].lengths.sum())
+                accuracy = float(((probabilities > 0.5) == (labels == 1)).mean())
+                key = (threads, batch_size)
+                reference.setdefault(key, (accuracy, probabilities))
+                row = {
+                    "precision": precision, "threads": torch.get_num_threads(), "batch_size": batch_size,
+                    "reviews_per_second": round(len(texts) / seconds, 1), "tokens_per_second": round(tokens / seconds),
+                    "accuracy": round(accuracy, 5) if real else None,
+                    "accuracy_change_points": round(100 * (accuracy - reference[key][0]), 3) if real else None,
+                    "max_probability_change": round(float(np.abs(probabilities - reference[key][1]).max()), 5),
+                }
+                results.append(row)
+                acc = f"{accuracy:.4f}" if real else "n/a"
+                change = f"{row['accuracy_change_points']:+.2f}pt" if real else "n/a"
+                print(f"{precision:<10} {row['threads']:>7} {batch_size:>6} {row['reviews_per_second']:>10.0f} "
+                      f"{row['tokens_per_second']:>10.0f} {acc:>9} {change:>8} {row['max_probability_change']:>8.4f}", flush=True)
+
+    print()
+    best = {}
+    for row in results:
+        if row["reviews_per_second"] > best.get(row["precision"], {}).get("reviews_per_second", 0):
+            best[row["precision"]] = row
+    base = best.get("float32")
+    for precision, row in best.items():
+        ratio = f" ({row['reviews_per_second'] / base['reviews_per_second']:.2f}x float32)" if base and precision != "float32" else ""
+        print(f"best {precision}: {row['reviews_per_second']:.0f} reviews/s at batch {row['batch_size']}, "
+              f"{row['threads']} threads{ratio}")
+    failed = False
+    if real and base:
+        for row in results:
+            if row["precision"] != "float32" and row["accuracy_change_points"] < -args.max_drop:
+                failed = True
+                print(f"ACCURACY: {row['precision']} at batch {row['batch_size']} loses {-row['accuracy_change_points']:.2f} "
+                      f"points (limit {args.max_drop})")
+        if not failed:
+            sample = " (on a sample: rerun without --limit to check the whole test set)" if args.limit else ""
+            print(f"accuracy: every precision within {args.max_drop} points of float32{sample}")
+    elif not real:
+        print("accuracy: not checked (random model); train data/models/bilstm.pt and rerun")
+    if args.out:
+        write_json(args.out, {"model": what, "reviews": len(texts), "source": source, "results": results})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

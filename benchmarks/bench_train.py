@@ -1,0 +1,159 @@
+"""Benchmark: training speed in real tokens per second, the exercise's way against ours.
+
+Both train the same model (params.yaml `rnn` section: the exercise's embedding 100, one tanh RNN of
+32 units; --arch picks another section) on the same training reviews, in one run, for N batches each:
+
+  exercise  every review left-padded to 512 and fed whole (the RNN reads the padding too), random
+            batches of batch_size, no bucketing: RecurrentClassifier with every length = 512
+  ours      length-bucketed batches (imdb_rnn.batches.bucketed) trimmed to their longest review,
+            each review read over its exact span (Reviews.batch with the true lengths)
+
+Each step is forward + BCE loss + backward + Adam. Only real (non-padding) tokens are counted.
+
+    python benchmarks/bench_train.py                       # data/split/train.npz, 40 batches each
+    python benchmarks/bench_train.py --arch bilstm --batches 10
+    python benchmarks/bench_train.py --limit 500 --batches 3   # a quick check
+
+Data: data/split/train.npz (+ data/tokens/meta.json) when present, else the training reviews of
+../shared/data/aclImdb_v1.tar.gz tokenized as params.yaml says, else synthetic reviews (noted).
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from imdb_rnn.artifacts import read_json
+from imdb_rnn.batches import Reviews, align_left, bucketed
+from imdb_rnn.params import check
+from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
+from imdb_rnn.train import ARCH_SCHEMA, build_model, model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+EXERCISE_LEN = 512
+
+
+def texts_to_reviews(texts, labels, params, seq_len):
+    words, _ = split_words(clean_texts(texts, params["clean"]))
+    vocab = build_vocab(count_words(words), params["vocab"]["max_size"], params["vocab"]["min_freq"])
+    settings = dict(params["tokenize"], seq_len=seq_len)
+    ids, kept, _ = tokenize(texts, vocab, params["clean"], settings)
+    return Reviews(align_left(ids, kept, settings["pad_side"]), kept, np.asarray(labels)), len(vocab)
+
+
+def load_reviews(args, params):
+    """(Reviews, vocabulary size, description) from the best source available."""
+    seq_len = EXERCISE_LEN
+    if args.data.exists() and args.meta.exists():
+        meta = read_json(args.meta, "tokenizer settings")
+        seq_len = meta["tokenize"]["seq_len"]
+        return Reviews.load(args.data, meta["tokenize"], seq_len, "training split"), meta["vocab_size"], str(args.data)
+    if args.source.exists():
+        from imdb_rnn.ingest import read_reviews
+
+        table, _ = read_reviews(str(args.source))
+        train = [(t, l == "pos") for t, s, l in zip(*(table[c].to_pylist() for c in ("text", "split", "label"))) if s == "train"]
+        reviews, vocab_size = texts_to_reviews([t for t, _ in train], [y for _, y in train], params, seq_len)
+        return reviews, vocab_size, f"{args.source} (training reviews, tokenized as params.yaml says)"
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synthetic import review
+
+    rng = random.Random(0)
+    labels = [i % 2 for i in range(4000)]
+    texts = [review(rng, "pos" if y else "neg", 20, 600) for y in labels]
+    reviews, vocab_size = texts_to_reviews(texts, labels, params, seq_len)
+    return reviews, vocab_size, "SYNTHETIC reviews (20-600 words; no real data found): figures are indicative only"
+
+
+def left_padded(reviews, rows, width):
+    """The exercise's input: each review's tokens at the right end of a zero row of `width`."""
+    out = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        n = min(int(reviews.lengths[r]), width)
+        out[i, width - n :] = reviews.ids[r, :n]
+    return out
+
+
+def time_batches(model, optimizer, batches, make_batch):
+    """Train on each batch; return (seconds, real tokens) over all but the first two (warm-up)."""
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    seconds, tokens = 0.0, 0
+    for step, rows in enumerate(batches):
+        start = time.perf_counter()
+        ids, lengths, labels, real = make_batch(rows)
+        loss = loss_fn(model(ids, lengths), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            seconds += time.perf_counter() - start
+            tokens += real
+    return seconds, tokens
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="rnn", help="a params.yaml architecture section (default rnn, the exercise's)")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--data", type=Path, default=ROOT / "data/split/train.npz")
+    parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per method (2 more warm up)")
+    parser.add_argument("--limit", type=int, default=0, help="use the first N training reviews only")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = params.yaml train.threads)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    params = yaml.safe_load(args.params.read_text())
+    arch = check(args.arch, params[args.arch], ARCH_SCHEMA)
+    threads = args.threads or params["train"]["threads"] or os.cpu_count()
+    torch.set_num_threads(threads)
+
+    reviews, vocab_size, described = load_reviews(args, params)
+    if args.limit:
+        keep = np.arange(min(args.limit, len(reviews)))
+        reviews = Reviews(reviews.ids[keep], reviews.lengths[keep], reviews.labels[keep])
+    batch_size, n = arch["batch_size"], args.batches + 2
+    print(f"data: {described}: {len(reviews)} reviews, mean length {reviews.lengths.mean():.0f} tokens")
+    print(f"model: {args.arch} ({arch['cell']}, hidden {arch['hidden_dim']}, embed {arch['embed_dim']}, "
+          f"{'bi' if arch['bidirectional'] else 'uni'}directional x{arch['num_layers']}, {arch['pooling']} pooling), "
+          f"batch {batch_size}, {args.batches} timed batches each, {threads} threads")
+
+    rng = np.random.default_rng(args.seed)
+    width = min(EXERCISE_LEN, reviews.ids.shape[1])
+
+    def exercise_batch(rows):
+        ids = torch.from_numpy(left_padded(reviews, rows, width))
+        lengths = torch.full((len(rows),), width, dtype=torch.int64)
+        real = int(np.minimum(reviews.lengths[rows], width).sum())
+        return ids, lengths, torch.from_numpy(reviews.labels[rows]), real
+
+    def our_batch(rows):
+        ids, lengths, labels = reviews.batch(rows, "cpu")
+        return ids, lengths, labels, reviews.tokens(rows)
+
+    exercise_rows = [rng.choice(len(reviews), batch_size, replace=False) for _ in range(n)]
+    our_rows = (bucketed(reviews.lengths, batch_size, rng, params["train"]["bucket_pool"]) * n)[:n]
+
+    results = {}
+    for name, rows, make_batch in (("exercise", exercise_rows, exercise_batch), ("ours", our_rows, our_batch)):
+        torch.manual_seed(args.seed)
+        model = build_model(model_config(arch, vocab_size))
+        optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
+        seconds, tokens = time_batches(model, optimizer, rows, make_batch)
+        results[name] = tokens / seconds
+        print(f"  {name:<9} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
+    print(f"  speed-up (ours / exercise): {results['ours'] / results['exercise']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Stage compare: rank every architecture of params.yaml by test accuracy and draw one summary picture."""
+
+import argparse
+
+from imdb_rnn.artifacts import run_main, write_json, write_text
+from imdb_rnn.compare import leaderboard, load_row, plot, read_architectures, read_curve, to_markdown
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--eval-dir", default="metrics/eval")
+    parser.add_argument("--timing-dir", default="metrics/timing")
+    parser.add_argument("--live-dir", default="metrics/live")
+    parser.add_argument("--markdown", default="metrics/leaderboard.md")
+    parser.add_argument("--json", default="metrics/leaderboard.json")
+    parser.add_argument("--figure", default="metrics/compare.png")
+    args = parser.parse_args()
+
+    names = read_architectures(args.params)
+    # read everything first, so that a missing input leaves the old outputs untouched
+    board = leaderboard([load_row(name, args.eval_dir, args.timing_dir) for name in names])
+    curves = {name: read_curve(f"{args.live_dir}/{name}/plots/metrics/val/accuracy.tsv", name) for name in names}
+
+    plot(board, curves, args.figure)
+    write_text(args.markdown, to_markdown(board))
+    write_json(args.json, {"sorted_by": "accuracy", "rows": board})
+    best = board[0]
+    print(f"compare: {len(board)} architectures, best {best['arch']} (test accuracy {best['accuracy']:.4f}) -> {args.markdown}")
+
+
+if __name__ == "__main__":
+    run_main(main)

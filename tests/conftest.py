@@ -1,0 +1,203 @@
+"""Shared fixtures: tiny aclImdb-shaped archives, stage runners and throwaway DVC repositories.
+
+Everything here is generic so that any test file can use it; nothing touches the network.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthetic import make_archive
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGES = REPO_ROOT / "stages"
+REAL_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+
+# what a DVC end-to-end test copies; src/ is copied too because dvc.yaml lists its files as deps
+# (the code that runs is still the editable install, i.e. this checkout)
+PIPELINE_FILES = ("dvc.yaml", "params.yaml")
+PIPELINE_DIRS = ("stages", "src/imdb_rnn")
+
+TINY_PER_LABEL = 60  # reviews per split and label in the shared tiny archive
+TINY_UNSUP = 20
+
+
+def script_env(extra=None, progress=False):
+    """Environment for a stage subprocess: quiet, offline, and without progress bars unless asked."""
+    env = dict(os.environ)
+    env.update(PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1", PYTHONWARNINGS="ignore")
+    # `python` in dvc.yaml's commands must be this interpreter (the venv with the package installed)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if not progress:
+        env["TQDM_DISABLE"] = "1"  # bars are cosmetic; they would clutter the one-line error checks
+    env.update(extra or {})
+    return env
+
+
+def run_script(script, *args, cwd, env=None, progress=False, timeout=300):
+    """Run stages/<script>.py (or a path) with this interpreter; return the CompletedProcess."""
+    path = Path(script)
+    if not path.suffix:
+        path = STAGES / f"{script}.py"
+    return subprocess.run(
+        [sys.executable, str(path), *map(str, args)],
+        cwd=cwd,
+        env=script_env(env, progress),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    """A failed command printed exactly one line, 'error: ...', containing every fragment."""
+    assert result.returncode != 0, f"expected failure, got rc 0\nstdout: {result.stdout}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"not a one-line error:\n{result.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def write_params(path, params):
+    Path(path).write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def repo_params():
+    """The project's params.yaml as a dict (a fresh copy each call)."""
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def tiny_params(source, seq_len=64, hidden=8, epochs=1):
+    """params.yaml shrunk for tests: a local archive, short sequences and tiny, one-epoch models."""
+    params = repo_params()
+    params["ingest"]["source"] = str(source)
+    params["vocab"]["max_size"] = 300
+    params["tokenize"]["seq_len"] = seq_len
+    params["train"].update(device="cpu", threads=1, eval_batch_size=64)
+    for arch in params["architectures"]:
+        section = params[arch]
+        section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, max_len=seq_len)
+        if "attention_dim" in section:
+            section["attention_dim"] = hidden
+    return params
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory):
+    """A small aclImdb_v1.tar.gz: 60 reviews per split and label, 20 unlabelled; labels carried by marker words."""
+    return make_archive(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz", TINY_PER_LABEL, TINY_UNSUP)
+
+
+@pytest.fixture
+def archive_factory(tmp_path):
+    """make_archive(...) into this test's tmp_path: archive_factory(name='x.tar.gz', **make_archive kwargs)."""
+
+    def make(name="aclImdb_v1.tar.gz", **kwargs):
+        return make_archive(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def run_stage(tmp_path):
+    """run_stage('ingest', '--out', ..., cwd=tmp_path by default) -> CompletedProcess."""
+
+    def run(script, *args, cwd=None, **kwargs):
+        return run_script(script, *args, cwd=cwd or tmp_path, **kwargs)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, tiny_archive):
+    """The five data stages run once on the tiny archive; returns the folder (same layout as the repo).
+
+    Holds params.yaml (tiny_params), data/{ingest,clean,vocab,tokens,split}/ and metrics/. Treat it as
+    read-only: it is shared by the whole session.
+    """
+    root = tmp_path_factory.mktemp("tiny_data")
+    write_params(root / "params.yaml", tiny_params(tiny_archive))
+    for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
+        result = run_script(stage, cwd=root)
+        assert result.returncode == 0, f"{stage} failed:\n{result.stderr}"
+    return root
+
+
+class DvcRepo:
+    """A throwaway git + DVC repository holding a copy of the pipeline definition."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def run(self, *cmd, check=True, timeout=600):
+        result = subprocess.run(
+            [str(c) for c in cmd], cwd=self.root, env=script_env(), capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def dvc(self, *args, **kwargs):
+        return self.run(Path(sys.executable).parent / "dvc", *args, **kwargs)
+
+    def git(self, *args, **kwargs):
+        return self.run("git", *args, **kwargs)
+
+    def commit(self, message="test"):
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+
+    @property
+    def params(self):
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    @params.setter
+    def params(self, value):
+        write_params(self.root / "params.yaml", value)
+
+
+@pytest.fixture
+def dvc_repo(tmp_path, tiny_archive):
+    """A git repository with dvc.yaml, params.yaml, stages/ and src/imdb_rnn/ copied in and `dvc init` done.
+
+    params.yaml is the project's, shrunk by tiny_params and pointed at a copy of the tiny archive
+    beside the repository. Nothing is committed: change params, then call repo.commit() before
+    `repo.dvc('repro')` (dvclive wants a commit).
+    """
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in PIPELINE_FILES:
+        shutil.copy(REPO_ROOT / name, root / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    archive = shutil.copy(tiny_archive, tmp_path / "aclImdb_v1.tar.gz")
+    repo = DvcRepo(root)
+    repo.git("init", "-q")
+    repo.git("config", "user.email", "tests@example.invalid")
+    repo.git("config", "user.name", "tests")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.dvc("config", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
+    repo.params = tiny_params(os.path.relpath(archive, root))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def real_archive():
+    """The real aclImdb_v1.tar.gz beside the repository (../shared/data/); skips where it is absent."""
+    if not REAL_ARCHIVE.is_file():
+        pytest.skip(f"real dataset not found at {REAL_ARCHIVE}")
+    return REAL_ARCHIVE

@@ -1,0 +1,222 @@
+"""Evaluate: metric values against hand computation, and the stage's refusals of bad input."""
+
+import csv
+import hashlib
+import json
+import math
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import assert_one_line_error, run_script
+
+from imdb_rnn.artifacts import save_npz
+from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin
+from imdb_rnn.model import RecurrentClassifier
+from imdb_rnn.train import save_checkpoint
+
+STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
+VOCAB = ["<pad>", "<unk>", "good", "bad", "plot", "movie"]
+CLEAN = {"lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
+TOKENIZE = {"seq_len": 8, "pad_side": "left", "truncate_side": "right"}
+VOCAB_SHA = hashlib.sha256(("\n".join(VOCAB) + "\n").encode()).hexdigest()
+
+
+def softplus(x):
+    return math.log1p(math.exp(x))
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+def test_metrics_match_hand_computation():
+    labels = [1, 1, 1, 0, 0, 0]
+    logits = [2.0, 1.0, -1.0, 0.5, 0.3, -2.0]
+    # called positive: 2, 1 (right), 0.5, 0.3 (wrong); called negative: -1 (wrong), -2 (right)
+    m = classification_metrics(labels, logits)
+    assert m["confusion"] == {"tp": 2, "fp": 2, "tn": 1, "fn": 1}
+    assert m["reviews"] == 6
+    assert m["accuracy"] == pytest.approx(3 / 6, abs=1e-6)
+    assert m["precision"] == pytest.approx(2 / 4, abs=1e-6)
+    assert m["recall"] == pytest.approx(2 / 3, abs=1e-6)
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1), abs=1e-6)
+    # positive scores beat negative ones in 3 + 3 + 1 of 9 pairs
+    assert m["roc_auc"] == pytest.approx(7 / 9, abs=1e-6)
+    expected_loss = (softplus(-2) + softplus(-1) + softplus(1) + softplus(0.5) + softplus(0.3) + softplus(-2)) / 6
+    assert m["log_loss"] == pytest.approx(expected_loss, abs=1e-6)
+    assert m["single_class"] is False
+
+
+def test_log_loss_stays_finite_for_confident_mistakes():
+    # probability 1.0 in floating point; the loss is still the exact logit margin
+    m = classification_metrics([0, 1], [60.0, 60.0])
+    assert m["log_loss"] == pytest.approx(30.0, abs=1e-6)
+
+
+def test_all_positive_labels_leave_roc_auc_undefined():
+    m = classification_metrics([1, 1, 1], [2.0, -1.0, 0.5])
+    assert m["single_class"] is True
+    assert m["roc_auc"] is None
+    assert m["confusion"] == {"tp": 2, "fp": 0, "tn": 0, "fn": 1}
+    assert m["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
+    assert m["precision"] == 1.0
+    assert m["recall"] == pytest.approx(2 / 3, abs=1e-6)
+    assert roc_points([1, 1, 1], [2.0, -1.0, 0.5], 10) == []
+    assert precision_recall_points([1, 1, 1], [2.0, -1.0, 0.5], 10) == []
+    json.dumps(m, allow_nan=False)  # valid JSON: null, never NaN
+
+
+def test_all_negative_labels_make_rates_that_divide_by_zero_null():
+    m = classification_metrics([0, 0], [-2.0, -1.0])
+    assert m["accuracy"] == 1.0
+    assert m["precision"] is None and m["recall"] is None and m["f1"] is None and m["roc_auc"] is None
+    assert m["confusion"] == {"tp": 0, "fp": 0, "tn": 2, "fn": 0}
+    json.dumps(m, allow_nan=False)
+
+
+def test_curves_are_thinned_and_keep_their_ends():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    logits = labels + rng.normal(0, 1, 2000)
+    roc = roc_points(labels, logits, 50)
+    assert 2 <= len(roc) <= 50
+    assert (roc[0]["fpr"], roc[0]["tpr"]) == (0.0, 0.0) and (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
+    assert all(0 <= r["threshold"] <= 1 for r in roc)
+    pr = precision_recall_points(labels, logits, 50)
+    assert len(pr) <= 50
+    recalls = [r["recall"] for r in pr]
+    assert recalls == sorted(recalls) and recalls[0] == 0.0 and recalls[-1] == 1.0
+    assert list(thin(5, 10)) == [0, 1, 2, 3, 4]
+
+
+# --- the stage ---------------------------------------------------------------------------
+
+def make_workspace(tmp_path, n=10, labels=None, **checkpoint_changes):
+    """test.npz, meta.json, params.yaml and a tiny GRU checkpoint, consistent unless changed."""
+    rng = np.random.default_rng(1)
+    seq_len = TOKENIZE["seq_len"]
+    lengths = rng.integers(1, seq_len + 1, n).astype(np.int32)
+    ids = np.zeros((n, seq_len), np.int32)
+    for row, length in enumerate(lengths):
+        ids[row, seq_len - length :] = rng.integers(2, len(VOCAB), length)  # left padding
+    labels = np.array([i % 2 for i in range(n)] if labels is None else labels, np.int8)
+    save_npz(tmp_path / "test.npz", ids=ids, lengths=lengths, labels=labels)
+    meta = {"clean": CLEAN, "tokenize": TOKENIZE, "vocab_size": len(VOCAB), "vocab_sha256": VOCAB_SHA}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    params = {"evaluate": {"batch_size": 4, "device": "cpu", "threads": 1, "curve_points": 50}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    config = dict(vocab_size=len(VOCAB), embed_dim=4, hidden_dim=3, cell="gru", pooling="max")
+    model = RecurrentClassifier(**config)
+    checkpoint = dict(
+        arch_name="gru",
+        config=config,
+        state_dict=model.state_dict(),
+        vocab=VOCAB,
+        clean=CLEAN,
+        tokenize=dict(TOKENIZE),
+        vocab_sha256=VOCAB_SHA,
+        metrics={"train_seconds": 12.5, "tokens_per_second": 1000.0},
+    )
+    checkpoint.update(checkpoint_changes)
+    save_checkpoint(tmp_path / "gru.pt", **checkpoint)
+    return tmp_path
+
+
+def stage_args(ws):
+    return [
+        "--arch", "gru", "--params", str(ws / "params.yaml"), "--checkpoint", str(ws / "gru.pt"),
+        "--test", str(ws / "test.npz"), "--meta", str(ws / "meta.json"), "--metrics", str(ws / "eval.json"),
+        "--roc", str(ws / "roc.csv"), "--pr", str(ws / "pr.csv"), "--confusion", str(ws / "confusion.csv"),
+    ]
+
+
+def run_in_process(ws, monkeypatch):
+    """Run stages/evaluate.py in this process (fast); return its exit code."""
+    monkeypatch.setattr(sys, "argv", [str(STAGE), *stage_args(ws)])
+    try:
+        runpy.run_path(str(STAGE), run_name="__main__")
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
+def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
+    ws = make_workspace(tmp_path)
+    assert run_in_process(ws, monkeypatch) == 0
+    metrics = json.loads((ws / "eval.json").read_text())
+    assert metrics["arch"] == "gru" and metrics["reviews"] == 10
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
+        assert metrics[key] is None or 0 <= metrics[key] <= (math.inf if key == "log_loss" else 1)
+    assert sum(metrics["confusion"].values()) == 10
+    assert metrics["parameters"] == sum(p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters())
+    assert metrics["train_seconds"] == 12.5
+    assert metrics["reviews_per_second"] > 0 and metrics["inference_seconds"] >= 0
+
+    with open(ws / "confusion.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10 and set(rows[0]) == {"actual", "predicted"}
+    assert [r["actual"] for r in rows] == ["neg", "pos"] * 5
+    predicted_pos = sum(r["predicted"] == "pos" for r in rows)
+    assert predicted_pos == metrics["confusion"]["tp"] + metrics["confusion"]["fp"]
+    assert (ws / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
+    assert (ws / "pr.csv").read_text().startswith("recall,precision,threshold\n")
+
+
+def test_stage_survives_a_single_class_test_set(tmp_path, monkeypatch):
+    ws = make_workspace(tmp_path, n=4, labels=[1, 1, 1, 1])
+    assert run_in_process(ws, monkeypatch) == 0
+    metrics = json.loads((ws / "eval.json").read_text())
+    assert metrics["roc_auc"] is None and metrics["single_class"] is True
+
+
+BAD_CHECKPOINTS = {
+    "other vocabulary": dict(vocab_sha256="0" * 64),
+    "other padding side": dict(tokenize=dict(TOKENIZE, pad_side="right")),
+    "other truncation side": dict(tokenize=dict(TOKENIZE, truncate_side="left")),
+    "longer reviews than the test data": dict(tokenize=dict(TOKENIZE, seq_len=TOKENIZE["seq_len"] + 1)),
+    "other cleaning": dict(clean=dict(CLEAN, punctuation="keep")),
+    "other architecture": dict(arch_name="lstm"),
+    "no training time": dict(metrics={}),
+}
+
+
+@pytest.mark.parametrize("change", BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS.keys())
+def test_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, capsys, change):
+    ws = make_workspace(tmp_path, **change)
+    assert run_in_process(ws, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (ws / "eval.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "not a checkpoint"])
+def test_bad_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, damage):
+    ws = make_workspace(tmp_path)
+    checkpoint = ws / "gru.pt"
+    if damage == "missing":
+        checkpoint.unlink()
+    elif damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    else:
+        checkpoint.write_text("hello")
+    assert run_in_process(ws, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "checkpoint" in err
+    assert not (ws / "eval.json").exists()
+
+
+def test_empty_test_set_is_refused(tmp_path, monkeypatch, capsys):
+    ws = make_workspace(tmp_path, n=0, labels=[])
+    assert run_in_process(ws, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "empty" in err
+    assert not (ws / "eval.json").exists()
+
+
+def test_stage_process_exits_non_zero_with_one_line(tmp_path):
+    ws = make_workspace(tmp_path, vocab_sha256="0" * 64)
+    assert_one_line_error(run_script("evaluate", *stage_args(ws), cwd=tmp_path), "different vocabulary")
+    assert not (ws / "eval.json").exists()

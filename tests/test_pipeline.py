@@ -1,0 +1,87 @@
+"""End to end: `dvc repro` of the data and train stages in a throwaway git + DVC repository."""
+
+import hashlib
+import json
+import re
+
+import numpy as np
+
+from conftest import TINY_PER_LABEL, TINY_UNSUP
+
+
+def ran_stages(output):
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# three of the architectures keep the test short; tests/test_train.py trains every one of them
+ARCHS = ["rnn", "bilstm", "attention"]
+
+
+def test_repro_data_and_train_stages(dvc_repo):
+    repo = dvc_repo
+    params = repo.params
+    params["architectures"] = archs = ARCHS
+    repo.params = params
+    repo.commit("tiny pipeline")
+
+    # `train` names the whole matrix group: it and everything upstream, nothing downstream
+    first = repo.dvc("repro", "train")
+    expected = {"ingest", "clean", "vocab", "tokenize", "split"} | {f"train@{a}" for a in archs}
+    assert expected <= ran_stages(first.stdout), first.stdout
+
+    root = repo.root
+    ingest = json.loads((root / "metrics/ingest.json").read_text())
+    labelled = 2 * TINY_PER_LABEL
+    assert ingest["per_split"] == {"train": labelled, "test": labelled, "unsup": TINY_UNSUP}
+    assert ingest["empty_files_dropped"] == 0
+
+    vocab = (root / "data/vocab/vocab.txt").read_text().splitlines()
+    assert vocab[:2] == ["<pad>", "<unk>"]
+    assert len(vocab) == len(set(vocab)) <= params["vocab"]["max_size"]
+    meta = json.loads((root / "data/tokens/meta.json").read_text())
+    assert meta["vocab_size"] == len(vocab)
+    assert meta["tokenize"] == params["tokenize"]
+
+    seq_len = params["tokenize"]["seq_len"]
+    tokens = np.load(root / "data/tokens/train.npz")
+    ids, lengths = tokens["ids"], tokens["lengths"]
+    assert ids.shape == (labelled, seq_len) and ids.dtype == np.int32
+    assert ids.min() >= 0 and ids.max() < len(vocab)
+    # left padding: zeros first, then exactly `length` real tokens (never the padding id)
+    real = np.arange(seq_len)[None, :] >= seq_len - lengths[:, None]
+    assert (ids[~real] == 0).all() and (ids[real] > 0).all()
+    # the marker words of the synthetic reviews are common enough to be in the vocabulary
+    assert {"wonderful", "awful", "the"} <= set(vocab)
+
+    split = json.loads((root / "metrics/split.json").read_text())
+    n_valid = round(TINY_PER_LABEL * params["split"]["val_fraction"])
+    assert split["valid"] == {"reviews": 2 * n_valid, "pos": n_valid, "neg": n_valid, "pos_fraction": 0.5}
+    assert split["train"]["reviews"] == labelled - 2 * n_valid and split["balanced"]
+    train, valid = np.load(root / "data/split/train.npz"), np.load(root / "data/split/valid.npz")
+    assert not set(train["review_ids"] * 2 + train["labels"]) & set(valid["review_ids"] * 2 + valid["labels"])
+
+    checkpoints = {a: root / f"data/models/{a}.pt" for a in archs}
+    for arch in archs:
+        assert checkpoints[arch].is_file()
+        metrics = json.loads((root / f"metrics/train/{arch}.json").read_text())
+        assert metrics["arch"] == arch and metrics["epochs_run"] == 1
+        assert (root / f"metrics/timing/{arch}.json").is_file()
+    before = {a: digest(p) for a, p in checkpoints.items()}
+
+    # nothing changed: nothing runs
+    second = repo.dvc("repro", "train")
+    assert not ran_stages(second.stdout), second.stdout
+
+    # one architecture's parameter changed: that architecture alone retrains
+    params["rnn"]["hidden_dim"] += 2
+    repo.params = params
+    third = repo.dvc("repro", "train")
+    assert ran_stages(third.stdout) == {"train@rnn"}, third.stdout
+    after = {a: digest(p) for a, p in checkpoints.items()}
+    assert after["rnn"] != before["rnn"]
+    assert all(after[a] == before[a] for a in archs if a != "rnn")
+    assert repo.dvc("status", "train").stdout.strip().endswith("Data and pipelines are up to date.")

@@ -1,0 +1,313 @@
+"""imdb-predict: a tiny model trained on synthetic reviews scores new text exactly as training read it."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imdb_rnn import predict
+from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.predict import Predictor
+
+from conftest import assert_one_line_error
+from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
+
+IMDB_PREDICT = Path(sys.executable).with_name("imdb-predict")
+POSITIVE = "The plot was superb and the actor brilliant, a wonderful film."
+NEGATIVE = "An awful story, a terrible actor: boring from the first scene."
+BAD_INPUTS = {
+    "empty": "",
+    "punctuation": "?!... ,;:",
+    "unknown words": "zyxwv qwertyuiop grmbl",
+    "emoji and other scripts": "😀🎬 这部电影 фильм φανταστικό ★★★★★",
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("models")
+    train_tiny(tmp / "tiny.pt", "tiny")
+    train_tiny(tmp / "attention.pt", "attention", pooling="attention", cell="gru")
+    return tmp
+
+
+class FakeStdin:
+    def __init__(self, data=b"", tty=False):
+        self.buffer, self.tty = io.BytesIO(data), tty
+
+    def isatty(self):
+        return self.tty
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run the command in this process: (exit code, stdout, stderr)."""
+
+    def run(*argv, stdin=b"", tty=False):
+        monkeypatch.setattr(sys, "stdin", FakeStdin(stdin, tty))
+        with pytest.raises(SystemExit) as exit_:
+            predict.cli([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return exit_.value.code, out, err
+
+    return run
+
+
+def json_lines(out):
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def one_line_error(code, err, *fragments):
+    return assert_one_line_error(subprocess.CompletedProcess([], code, "", err), *fragments)
+
+
+# ---------------------------------------------------------------- round trip
+
+
+def test_round_trip_through_the_console_script(models):
+    texts, labels = synthetic_reviews(20, seed=99)  # reviews the model never saw
+    result = subprocess.run(
+        [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--json", "--threads", "1", POSITIVE, NEGATIVE, *texts],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json_lines(result.stdout)
+    assert [r["source"] for r in rows] == [f"arg:{i}" for i in range(1, 23)]
+    assert rows[0]["label"] == "pos" and rows[0]["probability"] > 0.9
+    assert rows[1]["label"] == "neg" and rows[1]["probability"] < 0.1
+    assert [r["label"] for r in rows[2:]] == ["pos" if y else "neg" for y in labels]
+
+
+def test_python_module_reads_standard_input_one_review_per_line(models):
+    result = subprocess.run(
+        [sys.executable, "-m", "imdb_rnn.predict", "--model", str(models / "tiny.pt"), "--threads", "1"],
+        input=f"{POSITIVE}\n\n   \n{NEGATIVE}\n", capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:4] == ["#", "label", "p(pos)", "source"]
+    assert len(rows) == 2  # blank lines are not reviews
+    first, second = rows[0].split(), rows[1].split()
+    assert (first[1], first[3]) == ("pos", "stdin:1") and (second[1], second[3]) == ("neg", "stdin:4")
+
+
+def test_a_review_scores_the_same_alone_and_inside_any_batch(models):
+    texts, _ = synthetic_reviews(60, seed=5)
+    texts += [" ".join(["film"] * n) + " superb" for n in (1, 30, 47, 48, 200)]  # around and past seq_len
+    predictor = Predictor.load(models / "tiny.pt", batch_size=7)
+    in_batch = predictor.probabilities(texts)
+    single = Predictor.load(models / "tiny.pt", batch_size=1)
+    alone = np.array([single.probabilities([t])[0] for t in texts])
+    np.testing.assert_allclose(alone, in_batch, rtol=0, atol=1e-6)
+    predictor.batch_size = 1000
+    np.testing.assert_allclose(predictor.probabilities(texts), in_batch, rtol=0, atol=1e-6)
+
+
+def test_cli_batch_and_single_agree(models, run):
+    texts, _ = synthetic_reviews(10, seed=3)
+    _, out, _ = run("--model", models / "tiny.pt", "--json", *texts)
+    batch = [r["probability"] for r in json_lines(out)]
+    for text, p in zip(texts[:3], batch):
+        _, out, _ = run("--model", models / "tiny.pt", "--json", text)
+        assert json_lines(out)[0]["probability"] == pytest.approx(p, abs=1e-6)
+
+
+def test_stdin_dash_files_and_arguments_keep_their_order(models, run, tmp_path):
+    review = tmp_path / "review.txt"
+    review.write_text(NEGATIVE + "\n<br /><br />Second paragraph, still boring.")
+    code, out, _ = run("--model", models / "tiny.pt", "--json", POSITIVE, "-", "--file", review, stdin=f"{NEGATIVE}\n{POSITIVE}\n".encode())
+    assert code == 0
+    rows = json_lines(out)
+    assert [r["source"] for r in rows] == ["arg:1", "stdin:1", "stdin:2", str(review)]
+    assert [r["label"] for r in rows] == ["pos", "neg", "pos", "neg"]
+
+
+def test_nothing_to_score_on_a_terminal_is_a_one_line_error(models, run):
+    code, _, err = run("--model", models / "tiny.pt", tty=True)
+    one_line_error(code, err, "--file")
+    code, _, err = run("--model", models / "tiny.pt", stdin=b"\n\n")
+    one_line_error(code, err, "nothing to score")
+
+
+# ---------------------------------------------------------------- odd text
+
+
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_odd_text_gets_a_sane_prediction(models, run, kind):
+    code, out, err = run("--model", models / "tiny.pt", "--json", BAD_INPUTS[kind])
+    assert code == 0, err
+    (row,) = json_lines(out)
+    assert 0 < row["probability"] < 1 and row["label"] in ("pos", "neg")
+
+
+def test_text_without_known_words_reads_as_unknown_tokens_never_padding(models):
+    predictor = Predictor.load(models / "tiny.pt")
+    reviews, n_words = predictor.encode(list(BAD_INPUTS.values()))
+    assert (reviews.lengths >= 1).all()
+    for row, n in zip(reviews.ids, reviews.lengths):
+        assert (row[:n] == 1).all() and (row[n:] == 0).all()  # <unk> for every word read, padding after
+    assert list(n_words[2:]) == [3, 5]
+
+
+def test_a_100000_word_review_is_cut_as_in_training(models, run):
+    words = (["superb"] + ["boring"] * 3) * 12 + ["awful"] * 99_952
+    text = " ".join(words)
+    predictor = Predictor.load(models / "tiny.pt")
+    reviews, n_words = predictor.encode([text])
+    assert n_words[0] == 100_000 and reviews.lengths[0] == TOKENIZE["seq_len"]
+    head = " ".join(words[: TOKENIZE["seq_len"]])  # truncate_side right keeps the head
+    assert predictor.probabilities([text])[0] == pytest.approx(predictor.probabilities([head])[0], abs=1e-6)
+    code, out, _ = run("--model", models / "tiny.pt", "--json", text)
+    assert code == 0 and json_lines(out)[0]["probability"] == pytest.approx(predictor.probabilities([head])[0], abs=1e-6)
+
+
+def test_invalid_utf8_in_a_file_is_replaced_and_scored_with_a_warning(models, run, tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Superb, superb caf\u00e9 \xff\xfe wonderful".encode("latin-1"))
+    code, out, err = run("--model", models / "tiny.pt", "--json", "--file", bad)
+    assert code == 0
+    assert json_lines(out)[0]["label"] == "pos"
+    assert "not valid UTF-8" in err and "error" not in err
+
+
+def test_a_bad_file_in_a_batch_is_reported_and_the_others_scored(models, run, tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text(POSITIVE)
+    code, out, err = run("--model", models / "tiny.pt", "--json", "--file", good, "--file", tmp_path / "missing.txt",
+                         "--file", tmp_path, NEGATIVE)
+    assert code == 1
+    rows = json_lines(out)
+    assert [r.get("label") for r in rows] == ["neg", "pos", None, None]
+    assert rows[2] == {"source": str(tmp_path / "missing.txt"), "error": "no such file"}
+    assert "directory" in rows[3]["error"]
+    lines = err.strip().splitlines()
+    assert all(line.startswith("error: ") for line in lines) and "2 of 4 inputs could not be read" in lines[-1]
+    # the readable table shows the good ones too
+    code, out, err = run("--model", models / "tiny.pt", "--file", good, "--file", tmp_path / "missing.txt")
+    assert code == 1 and "good.txt" in out and "missing.txt" not in out and "missing.txt: no such file" in err
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_missing_checkpoint(models, run, tmp_path):
+    code, _, err = run("--model", tmp_path / "nope.pt", POSITIVE)
+    one_line_error(code, err, "nope.pt", "missing")
+    code, _, err = run("--arch", "nope", "--models-dir", models, POSITIVE)
+    one_line_error(code, err, "nope.pt", "missing")
+
+
+def test_truncated_and_foreign_checkpoints(models, run, tmp_path):
+    raw = (models / "tiny.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    code, _, err = run("--model", tmp_path / "truncated.pt", POSITIVE)
+    one_line_error(code, err, "truncated")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    code, _, err = run("--model", tmp_path / "text.pt", POSITIVE)
+    one_line_error(code, err, "text.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    code, _, err = run("--model", tmp_path / "other.pt", POSITIVE)
+    one_line_error(code, err, "not an imdb-rnn checkpoint")
+
+
+def test_checkpoint_of_another_format_version(models, run, tmp_path):
+    payload = torch.load(models / "tiny.pt", weights_only=True)
+    torch.save(dict(payload, format=99), tmp_path / "future.pt")
+    code, _, err = run("--model", tmp_path / "future.pt", POSITIVE)
+    one_line_error(code, err, "format 99")
+    torch.save({k: v for k, v in payload.items() if k != "vocab"}, tmp_path / "novocab.pt")
+    code, _, err = run("--model", tmp_path / "novocab.pt", POSITIVE)
+    one_line_error(code, err, "vocab")
+    torch.save(dict(payload, tokenize=dict(payload["tokenize"], pad_side="middle")), tmp_path / "badtok.pt")
+    code, _, err = run("--model", tmp_path / "badtok.pt", POSITIVE)
+    one_line_error(code, err, "pad_side")
+
+
+def test_bad_checkpoint_never_prints_a_traceback_from_the_real_command(models, tmp_path):
+    raw = (models / "tiny.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[:1000])
+    result = subprocess.run([str(IMDB_PREDICT), "--model", str(tmp_path / "cut.pt"), "hello"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(POSITIVE)
+    one_line_error(code, err, "--arch", "leaderboard.json")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "leaderboard.json").write_text("{}")
+    code, _, err = run(POSITIVE)
+    one_line_error(code, err, "--arch")
+    (tmp_path / "data" / "models").mkdir(parents=True)
+    (tmp_path / "data" / "models" / "tiny.pt").write_bytes((models / "tiny.pt").read_bytes())
+    rows = [{"arch": "tiny", "accuracy": 1.0}, {"arch": "attention", "accuracy": 0.9}]
+    for board in ({"sorted_by": "accuracy", "rows": rows}, rows):  # the compare stage's file, or bare rows
+        (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps(board))
+        code, out, err = run(POSITIVE, "--json")
+        assert code == 0, err
+        assert json_lines(out)[0]["label"] == "pos"
+
+
+# ---------------------------------------------------------------- explanations and speed options
+
+
+def test_explain_marks_the_marker_words(models, run):
+    code, out, err = run("--model", models / "attention.pt", "--explain", "--top", "1", POSITIVE, NEGATIVE, "")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("arg:1: pos") and lines[2].startswith("arg:2: neg") and lines[4].startswith("arg:3:")
+    assert lines[1].count("[[") == 1 and any(f"[[{w}]]" in lines[1] for w in ("superb", "brilliant", "wonderful"))
+    assert lines[3].count("[[") == 1 and any(f"[[{w}]]" in lines[3] for w in ("awful", "terrible", "boring"))
+    assert lines[5].strip() == "(no words: the model read one <unk>)"
+
+
+def test_explain_json_gives_every_word_read_and_its_weight(models, run):
+    long = " ".join(["superb"] + ["film"] * 100)
+    code, out, _ = run("--model", models / "attention.pt", "--explain", "--json", long)
+    (row,) = json_lines(out)
+    assert row["words"] == long.split()[: TOKENIZE["seq_len"]] and row["n_words"] == 101
+    assert len(row["attention"]) == TOKENIZE["seq_len"] and sum(row["attention"]) == pytest.approx(1, abs=1e-4)
+    code, out, _ = run("--model", models / "attention.pt", POSITIVE, "--json")
+    assert json_lines(out)[0]["probability"] == pytest.approx(Predictor.load(models / "attention.pt").explain([POSITIVE])[0].probability, abs=1e-6)
+
+
+def test_explain_on_a_model_without_attention_is_a_one_line_error(models, run):
+    code, _, err = run("--model", models / "tiny.pt", "--explain", POSITIVE)
+    one_line_error(code, err, "attention", "tiny")
+
+
+def test_explain_defaults_to_the_attention_checkpoint(models, run):
+    code, out, _ = run("--explain", "--models-dir", models, POSITIVE)
+    assert code == 0 and out.startswith("arg:1: pos")
+
+
+@pytest.mark.parametrize("option", [["--quantize"], ["--precision", "bfloat16"]])
+def test_faster_precisions_agree_with_float32(models, run, option):
+    texts, labels = synthetic_reviews(30, seed=11)
+    _, out, _ = run("--model", models / "tiny.pt", "--json", *texts)
+    reference = [r["probability"] for r in json_lines(out)]
+    code, out, err = run("--model", models / "tiny.pt", "--json", *option, *texts)
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["label"] for r in rows] == ["pos" if y else "neg" for y in labels]
+    np.testing.assert_allclose([r["probability"] for r in rows], reference, atol=0.05)
+
+
+def test_int8_on_a_model_with_attention_and_gru(models):
+    predictor = Predictor.load(models / "attention.pt", precision="int8")
+    explanation = predictor.explain([POSITIVE])[0]
+    assert explanation.label == "pos" and explanation.weights.sum() == pytest.approx(1, abs=1e-3)
+
+
+def test_leaderboard_errors_are_pipeline_errors(tmp_path):
+    for bad in ("[]", '{"rows": []}', '[{"name": "x"}]', '"bilstm"', "not json"):
+        (tmp_path / "lb.json").write_text(bad)
+        with pytest.raises(PipelineError, match="--arch"):
+            predict.resolve_checkpoint(leaderboard=tmp_path / "lb.json")

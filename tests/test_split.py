@@ -1,0 +1,98 @@
+"""Train/validation split: stratified, seeded, shuffled, balanced; never one class in validation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, repo_params, run_script, write_params
+from imdb_rnn.artifacts import save_npz
+from imdb_rnn.split import stratified_split
+
+
+def exercise_labels(n_pos=1000, n_neg=1000):
+    """Labels in the exercise's reading order: every positive review, then every negative one."""
+    return np.array([1] * n_pos + [0] * n_neg, np.int8)
+
+
+def test_the_exercise_cut_leaves_one_class_in_validation():
+    labels = exercise_labels()
+    assert set(labels[int(0.75 * len(labels)) :]) == {0}  # the bug this split exists to avoid
+
+
+@pytest.mark.parametrize("n_pos, n_neg, tolerance", [(1000, 1000, 0.01), (12500, 12500, 0.001), (30, 90, 0.03), (7, 5, 0.12)])
+def test_stratified_partition(n_pos, n_neg, tolerance):
+    labels = exercise_labels(n_pos, n_neg)
+    train, valid = stratified_split(labels, 0.25, seed=42)
+    assert len(np.intersect1d(train, valid)) == 0
+    assert np.array_equal(np.sort(np.concatenate([train, valid])), np.arange(len(labels)))
+    for cls, n in ((1, n_pos), (0, n_neg)):
+        assert (labels[valid] == cls).sum() == round(n * 0.25)
+    assert set(labels[valid]) == {0, 1} and set(labels[train]) == {0, 1}
+    # the same class balance on both sides, up to rounding
+    assert abs(labels[train].mean() - labels[valid].mean()) <= tolerance
+
+
+def test_balanced_data_gives_balanced_parts():
+    train, valid = stratified_split(exercise_labels(12500, 12500), 0.25, seed=42)
+    labels = exercise_labels(12500, 12500)
+    assert (len(train), len(valid)) == (18750, 6250)
+    assert labels[train].mean() == labels[valid].mean() == 0.5
+
+
+def test_seeded():
+    labels = exercise_labels()
+    a, b = stratified_split(labels, 0.25, seed=7), stratified_split(labels, 0.25, seed=7)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = stratified_split(labels, 0.25, seed=8)
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_shuffled():
+    labels = exercise_labels()
+    train, valid = stratified_split(labels, 0.25, seed=42)
+    for part in (train, valid):
+        assert not np.array_equal(part, np.sort(part))
+        # the classes are interleaved, not one block after the other
+        first_half = labels[part[: len(part) // 2]]
+        assert 0.35 < first_half.mean() < 0.65
+
+
+def test_stage_on_exercise_ordered_data(tmp_path):
+    n = 400
+    labels = exercise_labels(n // 2, n // 2)
+    data = {
+        "ids": np.arange(n * 5, dtype=np.int32).reshape(n, 5),
+        "lengths": np.full(n, 5, np.int32),
+        "labels": labels,
+        "review_ids": np.arange(n, dtype=np.int32),
+    }
+    save_npz(tmp_path / "tokens.npz", **data)
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 42}})
+    result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "split.json").read_text())
+    assert report["valid"] == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
+    assert report["train"] == {"reviews": 300, "pos": 150, "neg": 150, "pos_fraction": 0.5}
+    assert report["balanced"]
+    parts = {name: dict(np.load(tmp_path / f"split/{name}.npz")) for name in ("train", "valid")}
+    for part in parts.values():
+        assert set(part) == set(data)
+        # every row moved whole: ids, label and review id still belong together
+        rid = part["review_ids"]
+        assert np.array_equal(part["ids"], data["ids"][rid]) and np.array_equal(part["labels"], labels[rid])
+    assert sorted(np.concatenate([p["review_ids"] for p in parts.values()]).tolist()) == list(range(n))
+
+    # same params, same split
+    again = run_script("split", "--train", "tokens.npz", "--out-dir", "again", "--report", "again.json", cwd=tmp_path)
+    assert again.returncode == 0
+    assert (tmp_path / "split/valid.npz").read_bytes() == (tmp_path / "again/valid.npz").read_bytes()
+
+
+def test_stage_rejects_one_class(tmp_path):
+    save_npz(tmp_path / "tokens.npz", ids=np.ones((10, 3), np.int32), lengths=np.full(10, 3, np.int32),
+             labels=np.zeros(10, np.int8))
+    write_params(tmp_path / "params.yaml", {"split": repo_params()["split"]})
+    result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
+    assert_one_line_error(result, "only one class")
+    assert not (tmp_path / "split").exists()

@@ -1,0 +1,224 @@
+"""Training: every architecture learns an easy signal; runs are reproducible; failures are one line."""
+
+import json
+import random
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import STAGES, assert_one_line_error, repo_params, run_script, write_params
+from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.batches import Reviews, align_left
+from imdb_rnn.model import RecurrentClassifier
+from imdb_rnn.params import check
+from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
+from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
+from synthetic import review
+
+PARAMS = repo_params()
+ARCHS = PARAMS["architectures"]
+CLEAN = PARAMS["clean"]
+TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
+COMMON = check("train", {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50}, TRAIN_SCHEMA)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def marker_reviews(n, seed):
+    """Short synthetic reviews whose label is carried by marker words (wonderful/awful...)."""
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    texts = [review(rng, "pos" if y else "neg", min_words=3, max_words=25) for y in labels]
+    return texts, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def marker_data():
+    train_texts, train_labels = marker_reviews(400, seed=1)
+    valid_texts, valid_labels = marker_reviews(200, seed=2)
+    words, _ = split_words(clean_texts(train_texts, CLEAN))
+    vocab = build_vocab(count_words(words), 1000, 1)
+    sets = []
+    for texts, labels in ((train_texts, train_labels), (valid_texts, valid_labels)):
+        ids, kept, _ = tokenize(texts, vocab, CLEAN, TOKENIZE)
+        sets.append(Reviews(align_left(ids, kept, TOKENIZE["pad_side"]), kept, labels))
+    return vocab, sets[0], sets[1]
+
+
+def small_arch(arch, **change):
+    section = dict(PARAMS[arch], embed_dim=16, hidden_dim=16, dropout=0.0, embed_dropout=0.0, lr=0.01,
+                   batch_size=16, epochs=5, patience=5, max_len=TOKENIZE["seq_len"], grad_clip=1.0)
+    if "attention_dim" in section:
+        section["attention_dim"] = 8
+    section.update(change)
+    return check(arch, section, ARCH_SCHEMA)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
+    vocab, train, valid = marker_data
+    params = small_arch(arch)
+    torch.manual_seed(0)
+    model = build_model(model_config(params, len(vocab)))
+    state, history, summary, timing = fit(model, train, valid, params, COMMON, torch.device("cpu"), name=arch)
+    assert summary["val_accuracy"] >= 0.9, history
+    assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
+    assert timing["tokens_per_second"] > 0
+    # the returned state is the best epoch's, and it scores as reported
+    model.load_state_dict(state)
+    _, accuracy = loss_and_accuracy(predict_logits(model, valid, 64, "cpu"), valid.labels)
+    assert accuracy == pytest.approx(summary["val_accuracy"], abs=1e-6)
+
+
+def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
+    vocab, train, valid = marker_data
+    params = small_arch("gru", epochs=10, patience=2)
+    val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
+    monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
+    model = build_model(model_config(params, len(vocab)))
+    _, history, summary, _ = fit(model, train, valid, params, COMMON, torch.device("cpu"), name="gru")
+    assert [r["val_loss"] for r in history] == [0.5, 0.4, 0.45, 0.41]
+    assert (summary["best_epoch"], summary["epochs_run"], summary["val_loss"]) == (2, 4, 0.4)
+    assert "no better validation loss for 2 epochs, stopping early" in capsys.readouterr().out
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
+    vocab, train, valid = marker_data
+    params = small_arch("lstm", epochs=2)
+    model = build_model(model_config(params, len(vocab)))
+    calls = {"n": 0}
+    forward = RecurrentClassifier.forward
+
+    def poisoned(self, ids, lengths, return_attention=False):
+        calls["n"] += self.training
+        out = forward(self, ids, lengths, return_attention)
+        batches = -(-len(train) // params["batch_size"])
+        return out * float("inf") if self.training and calls["n"] == batches + 3 else out
+
+    monkeypatch.setattr(RecurrentClassifier, "forward", poisoned)
+    with pytest.raises(PipelineError, match=r"lstm: loss became nan at epoch 2, batch 3: lower lstm\.lr"):
+        fit(model, train, valid, params, COMMON, torch.device("cpu"), name="lstm")
+
+
+# --- the stage script ----------------------------------------------------------------------------
+
+
+def tiny_train_params(tiny_data, folder, **rnn_change):
+    """The tiny pipeline's params.yaml (tiny models, one epoch) with rnn changed as asked."""
+    params = yaml.safe_load((tiny_data / "params.yaml").read_text())
+    params["rnn"].update(rnn_change)
+    return write_params(folder / "params.yaml", params)
+
+
+def train_args(tiny_data, folder, arch="rnn", out="run"):
+    data = tiny_data / "data"
+    return [
+        "--arch", arch, "--params", folder / "params.yaml",
+        "--train", data / "split/train.npz", "--valid", data / "split/valid.npz",
+        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
+        "--out", folder / out / "model.pt", "--metrics", folder / out / "metrics.json",
+        "--timing", folder / out / "timing.json", "--live", folder / out / "live",
+    ]
+
+
+def run_train_in_process(args, monkeypatch, capsys):
+    """stages/train.py in this process (torch is already imported): (exit code, stderr lines)."""
+    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, args)])
+    code = 0
+    try:
+        runpy.run_path(str(STAGES / "train.py"), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.fixture(scope="module")
+def two_trainings(tiny_data, tmp_path_factory):
+    """stages/train.py run twice, in two processes, with the same params and seed."""
+    folder = tmp_path_factory.mktemp("two_trainings")
+    tiny_train_params(tiny_data, folder, epochs=2)
+    for out in ("a", "b"):
+        result = run_script("train", *train_args(tiny_data, folder, out=out), cwd=folder)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_same_seed_same_metrics(two_trainings):
+    a, b = (two_trainings / out for out in ("a", "b"))
+    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
+    assert json.loads((a / "metrics.json").read_text())["epochs_run"] == 2
+    assert (a / "live/metrics.json").read_text() == (b / "live/metrics.json").read_text()
+    states = [torch.load(run / "model.pt", weights_only=True)["state_dict"] for run in (a, b)]
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_stage_checkpoint_loads(two_trainings, tiny_data):
+    model, payload = load_checkpoint(two_trainings / "a/model.pt")
+    metrics = json.loads((two_trainings / "a/metrics.json").read_text())
+    assert payload["arch"] == "rnn" and payload["metrics"]["val_accuracy"] == metrics["val_accuracy"]
+    assert payload["vocab"] == (tiny_data / "data/vocab/vocab.txt").read_text().splitlines()
+    assert not model.training
+
+
+def test_stage_non_finite_loss_writes_no_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
+    tiny_train_params(tiny_data, tmp_path)
+    forward = RecurrentClassifier.forward
+    calls = {"n": 0}
+
+    def poisoned(self, ids, lengths, return_attention=False):
+        calls["n"] += self.training
+        out = forward(self, ids, lengths, return_attention)
+        return out + float("nan") if calls["n"] == 2 else out
+
+    monkeypatch.setattr(RecurrentClassifier, "forward", poisoned)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_train_in_process(train_args(tiny_data, tmp_path), monkeypatch, capsys)
+    assert code == 1
+    assert err[-1].startswith("error: rnn: loss became nan at epoch 1, batch 2"), err
+    assert not (tmp_path / "run/model.pt").exists() and not (tmp_path / "run/metrics.json").exists()
+
+
+def test_unknown_architecture(tmp_path):
+    """In a real process: stderr is the one error line, nothing else. Data files are absent: never read."""
+    write_params(tmp_path / "params.yaml", repo_params())
+    result = run_script("train", "--arch", "transformer", cwd=tmp_path)
+    assert_one_line_error(result, "unknown architecture 'transformer'", ", ".join(ARCHS))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize(
+    "section, change, fragments",
+    [
+        ("rnn", {"lr": 5.0}, "rnn.lr must be <= 1.0"),
+        ("rnn", {"hidden_dim": 0}, "rnn.hidden_dim must be >= 1"),
+        ("rnn", {"hidden_dim": "big"}, "rnn.hidden_dim must be int, got 'big'"),
+        ("rnn", {"batch_size": 32.0}, "rnn.batch_size must be int"),
+        ("rnn", {"bidirectional": 1}, "rnn.bidirectional must be bool"),
+        ("rnn", {"dropout": True}, "rnn.dropout must be int or float"),
+        ("rnn", {"hiden_dim": 8}, "unknown parameter rnn.hiden_dim"),
+        ("rnn", {"cell": "transformer"}, "rnn.cell must be one of rnn, lstm, gru"),
+        ("rnn", {"pooling": "attention"}, "rnn.attention_dim is missing"),
+        ("train", {"device": "tpu"}, "train.device must be one of auto, cpu, cuda"),
+        ("train", {"seed": -1}, "train.seed must be >= 0"),
+    ],
+)
+def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch, capsys, section, change, fragments):
+    """The data files do not exist here: the parameters are checked before anything is read."""
+    params = repo_params()
+    params[section].update(change)
+    write_params(tmp_path / "params.yaml", params)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_train_in_process(["--arch", "rnn"], monkeypatch, capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and fragments in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
