@@ -25,8 +25,11 @@ endif
 test: $(STAMP)
 	python -m pytest -q tests
 
+# speed figures (print ratios against a baseline measured in the same run); see README "Benchmarks"
 bench: $(STAMP)
-	python benchmarks/bench_text.py
+	python benchmarks/bench_text.py --stages
+	python benchmarks/bench_train.py
+	python benchmarks/bench_predict.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,7 +13,6 @@ initialised model of the params.yaml section (speed only) and says so.
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from imdb_rnn.ingest import write_table
+from imdb_rnn.report import MAX_ALPHA
 from imdb_rnn.text import clean_texts, split_words
 
 from conftest import assert_one_line_error, run_script
@@ -80,7 +81,7 @@ def test_html_words_are_the_cleaned_words_the_model_read_with_their_weights(repo
         weights = np.array([float(t) for _, t, _ in spans])
         alphas = np.array([float(a) for a, _, _ in spans])
         assert abs(weights.sum() - 1) < 0.01  # attention over the words read sums to one
-        assert alphas.max() == 1.0 and np.argmax(alphas) == np.argmax(weights)
+        assert alphas.max() == pytest.approx(MAX_ALPHA) and np.argmax(alphas) == np.argmax(weights)
     # the most confident right predictions of this model are marker-word reviews, and it looks at the markers
     first = review_blocks(page)[0][2]
     top_word = max(re.findall(r'rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="[^"]*">(.*?)</span>', first), key=lambda t: float(t[0]))[1]
@@ -152,21 +153,24 @@ def test_render_handles_reviews_without_words_and_unknown_words(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "none.png").exists()
 
 
-def test_pick_examples_most_confident_right_and_wrong():
+def test_pick_examples_most_confident_right_and_wrong_both_classes():
     from imdb_rnn.report import pick_examples
 
-    probabilities = np.array([0.9, 0.1, 0.55, 0.99, 0.02, 0.6, 0.45])
-    labels = np.array([1, 0, 0, 0, 1, 1, 0])
-    right, wrong = pick_examples(probabilities, labels, 2)
-    assert list(right) == [1, 0] and list(wrong) == [3, 4]
+    logits = np.array([30.0, 40.0, -25.0, 0.2, 50.0, -60.0, 3.0, -1.0])
+    labels = np.array([1, 1, 0, 0, 0, 1, 1, 1])
+    right, wrong = pick_examples(logits, labels, 3)
+    # right: positives 1 (40), 0 (30), 6 (3); negatives 2 (-25): classes in turn, most confident first
+    assert list(right) == [1, 2, 0]
+    assert list(wrong) == [5, 4, 7]  # positives 5 (-60), 7 (-1); negatives 4 (50), 3 (0.2)
+    assert [len(x) for x in pick_examples(logits, labels, 0)] == [0, 0]
 
 
 def test_dvc_repro_runs_the_report_stage(dvc_repo):
     dvc_repo.commit()
     first = dvc_repo.dvc("repro", "report", timeout=900)
-    assert "Running stage 'report'" in first.stdout and "Running stage 'train@attention'" in first.stdout
-    out = dvc_repo.root / "metrics" / "attention"
-    assert len(review_blocks((out / "report.html").read_text(encoding="utf-8"))) >= 6
-    assert (out / "report.png").stat().st_size > 20_000
+    assert "Running stage 'report@attention'" in first.stdout and "Running stage 'train@attention'" in first.stdout
+    out = dvc_repo.root / "metrics" / "report"
+    assert len(review_blocks((out / "attention.html").read_text(encoding="utf-8"))) >= 6
+    assert (out / "attention.png").stat().st_size > 20_000
     again = dvc_repo.dvc("repro", "report")
     assert "Running stage" not in again.stdout

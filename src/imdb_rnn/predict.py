@@ -130,15 +130,18 @@ class Predictor:
         ids = align_left(ids, kept, tok["pad_side"])
         return Reviews(ids, kept, np.zeros(len(kept), np.float32)), n_words
 
-    def probabilities(self, texts, cleaned=False):
-        """Probability that each review is positive, in the order given."""
+    def logits(self, texts, cleaned=False):
+        """The model's logit for each review, in the order given (> 0: positive)."""
         texts = list(texts)
         if not texts:
             return np.zeros(0, np.float32)
         reviews, _ = self.encode(texts, cleaned)
         with torch.inference_mode():
-            logits = predict_logits(self.model, reviews, self.batch_size, self.device)
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+            return predict_logits(self.model, reviews, self.batch_size, self.device)
+
+    def probabilities(self, texts, cleaned=False):
+        """Probability that each review is positive, in the order given."""
+        return torch.sigmoid(torch.from_numpy(self.logits(texts, cleaned))).numpy()
 
     def explain(self, texts, cleaned=False):
         """An Explanation per review: probability and the attention weight of every word read."""

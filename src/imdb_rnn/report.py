@@ -15,6 +15,7 @@ from .artifacts import atomic_path, write_text
 from .predict import Explanation
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red
+MAX_ALPHA = 0.8  # the heaviest word's shade
 FONT_PT = 8  # PNG font size
 LINE_PT = 1.55 * FONT_PT
 PNG_WIDTH_IN = 13
@@ -28,18 +29,33 @@ class Example:
     explanation: Explanation
 
 
-def pick_examples(probabilities, labels, n):
-    """Indices of the n most confident right and the n most confident wrong predictions."""
-    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
-    order = np.argsort(-np.abs(probabilities - 0.5), kind="stable")
-    right = (probabilities[order] > 0.5) == (labels[order] == 1)
-    return order[right][:n], order[~right][:n]
+def pick_examples(logits, labels, n):
+    """Indices of the n most confident right and the n most confident wrong predictions.
+
+    Confidence is |logit| (probabilities saturate at 1.0 in float32 and would tie); each list
+    takes positive and negative reviews in turn, so both classes are shown.
+    """
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    order = np.argsort(-np.abs(logits), kind="stable")
+    right = (logits[order] > 0) == (labels[order] == 1)
+    return tuple(_alternate(order[mask], labels, n) for mask in (right, ~right))
+
+
+def _alternate(indices, labels, n):
+    """Up to n of `indices` (most confident first), taking each true class in turn while both last."""
+    by_class = [list(indices[labels[indices] == 1]), list(indices[labels[indices] != 1])]
+    chosen = []
+    while len(chosen) < n and any(by_class):
+        for group in by_class:
+            if group and len(chosen) < n:
+                chosen.append(group.pop(0))
+    return np.array(chosen, np.int64)
 
 
 def shades(weights):
-    """Opacity per word: weight relative to the review's heaviest word."""
+    """Opacity per word: weight relative to the review's heaviest word (MAX_ALPHA keeps text legible)."""
     peak = float(np.max(weights)) if len(weights) else 1.0
-    return np.asarray(weights, np.float64) / (peak or 1.0)
+    return MAX_ALPHA * np.asarray(weights, np.float64) / (peak or 1.0)
 
 
 def truth_name(truth):
@@ -66,8 +82,8 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom:
 .words span.unk { font-style: italic; text-decoration: underline dotted; }
 .legend { font-size: .85em; color: #555; }
 .scale { display: inline-block; width: 10em; height: .9em; vertical-align: middle;
-         background: linear-gradient(to right, rgba(%d,%d,%d,0), rgba(%d,%d,%d,1)); border: 1px solid #ccc; }
-""" % (SHADE_RGB * 2)
+         background: linear-gradient(to right, rgba(%d,%d,%d,0), rgba(%d,%d,%d,%s)); border: 1px solid #ccc; }
+""" % (*SHADE_RGB, *SHADE_RGB, MAX_ALPHA)
 
 
 def html_words(e):
@@ -201,15 +217,15 @@ def _lines(layout, words):
 
 def build_examples(predictor, texts, labels, review_ids, n):
     """Score every (already cleaned) test review, pick and explain the most confident right/wrong ones."""
-    probabilities = predictor.probabilities(texts, cleaned=True)
-    right_idx, wrong_idx = pick_examples(probabilities, labels, n)
+    logits = predictor.logits(texts, cleaned=True)
+    right_idx, wrong_idx = pick_examples(logits, labels, n)
     chosen = np.concatenate([right_idx, wrong_idx]).astype(np.int64)
     explanations = predictor.explain([texts[i] for i in chosen], cleaned=True)
     examples = [
         Example("right" if k < len(right_idx) else "wrong", int(review_ids[i]), int(labels[i]), e)
         for k, (i, e) in enumerate(zip(chosen, explanations))
     ]
-    accuracy = float(np.mean((probabilities > 0.5) == (np.asarray(labels) == 1)))
+    accuracy = float(np.mean((logits > 0) == (np.asarray(labels) == 1)))
     summary = {"model": predictor.arch, "test reviews scored": len(texts), "test accuracy": f"{accuracy:.4f}"}
     return examples[: len(right_idx)], examples[len(right_idx) :], summary
 
