@@ -106,7 +106,9 @@ def test_png_has_content(report):
 def test_html_renders_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "shot.png"
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", "--window-size=1200,2000",
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
          (report["out"] / "report.html").as_uri()],
         capture_output=True, text=True, timeout=120,
     )
