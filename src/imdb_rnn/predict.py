@@ -336,7 +336,7 @@ def parse_args(argv):
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="reviews per batch")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
     args = parser.parse_args(argv)
     if args.quantize:
         args.precision = "int8"
