@@ -3,9 +3,8 @@
 import csv
 from pathlib import Path
 
-import yaml
-
 from .artifacts import PipelineError, atomic_path, read_json
+from .params import read_params
 
 COLUMNS = [  # (key, Markdown heading)
     ("accuracy", "test accuracy"),
@@ -21,12 +20,7 @@ COLUMNS = [  # (key, Markdown heading)
 def read_architectures(params_path):
     """The `architectures` list of params.yaml: the names the train/evaluate matrix runs."""
     path = Path(params_path)
-    if not path.exists():
-        raise PipelineError(f"params file {path} is missing: run from the project root or pass --params")
-    try:
-        names = (yaml.safe_load(path.read_text()) or {}).get("architectures")
-    except yaml.YAMLError as err:
-        raise PipelineError(f"params file {path} is not valid YAML: {str(err).splitlines()[0]}")
+    names = read_params(path).get("architectures")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
     if len(set(names)) != len(names):

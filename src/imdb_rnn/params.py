@@ -47,15 +47,21 @@ def check(section_name, values, schema):
     return dict(values)
 
 
-def load_section(params_path, section, schema):
-    """Load `section` of the YAML file at `params_path` and validate it against `schema`."""
+def read_params(params_path):
+    """The whole params.yaml as a dict; a missing or malformed file is a one-line error."""
     path = Path(params_path)
     if not path.exists():
         raise PipelineError(f"params file {path} is missing: run from the project root or pass --params")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise PipelineError(f"params file {path} is not valid YAML: {str(err).splitlines()[0]}")
+
+
+def load_section(params_path, section, schema):
+    """Load `section` of the YAML file at `params_path` and validate it against `schema`."""
+    path = Path(params_path)
+    params = read_params(path)
     if section not in params:
         raise PipelineError(f"params file {path} has no '{section}' section: add it (see README)")
     return check(section, params[section], schema)
