@@ -1,9 +1,9 @@
-"""Stage compare: rank every architecture of params.yaml by test accuracy and draw one summary picture."""
+"""Stage compare: rank every trained architecture and the n-gram baseline by test accuracy; draw one summary picture."""
 
 import argparse
 
 from imdb_rnn.artifacts import run_main, write_json, write_text
-from imdb_rnn.compare import leaderboard, load_row, plot, read_architectures, read_curve, to_markdown
+from imdb_rnn.compare import BASELINE, leaderboard, load_row, plot, read_architectures, read_curve, to_markdown
 
 
 def main():
@@ -19,14 +19,15 @@ def main():
 
     names = read_architectures(args.params)
     # read everything first, so that a missing input leaves the old outputs untouched
-    board = leaderboard([load_row(name, args.eval_dir, args.timing_dir) for name in names])
+    rows = [load_row(name, args.eval_dir, args.timing_dir, pretrained) for name, pretrained in names.items()]
+    board = leaderboard(rows + [load_row(BASELINE, args.eval_dir, args.timing_dir, "n-grams")])
     curves = {name: read_curve(f"{args.live_dir}/{name}/plots/metrics/val/accuracy.tsv", name) for name in names}
 
     plot(board, curves, args.figure)
     write_text(args.markdown, to_markdown(board))
     write_json(args.json, {"sorted_by": "accuracy", "rows": board})
     best = board[0]
-    print(f"compare: {len(board)} architectures, best {best['arch']} (test accuracy {best['accuracy']:.4f}) -> {args.markdown}")
+    print(f"compare: {len(board)} models, best {best['arch']} (test accuracy {best['accuracy']:.4f}) -> {args.markdown}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Stage train: train one architecture (its params.yaml section) and keep the best checkpoint."""
+"""Stage train: train one architecture (its params.yaml section) and keep the best checkpoint.
+
+Runs as one process (`python stages/train.py ...`) or data-parallel under torchrun
+(`python -m torch.distributed.run --nproc_per_node N stages/train.py ...`); rank 0 writes every output.
+"""
 
 import argparse
 from pathlib import Path
 
 import yaml
 
+from imdb_rnn import distributed
 from imdb_rnn.artifacts import PipelineError, read_json, run_main, write_json
 from imdb_rnn.batches import Reviews
 from imdb_rnn.params import load_section
@@ -12,8 +17,11 @@ from imdb_rnn.text import read_vocab
 from imdb_rnn.train import (
     ARCH_SCHEMA,
     TRAIN_SCHEMA,
+    Resume,
     build_model,
+    fingerprint,
     fit,
+    initialise,
     model_config,
     pick_device,
     save_checkpoint,
@@ -39,6 +47,9 @@ def main():
     parser.add_argument("--metrics", help="summary metrics (default metrics/train/<arch>.json)")
     parser.add_argument("--timing", help="wall time and speed (default metrics/timing/<arch>.json)")
     parser.add_argument("--live", help="dvclive folder (default metrics/live/<arch>)")
+    parser.add_argument("--resume", help="training state after each epoch (default data/resume/<arch>.pt)")
+    parser.add_argument("--word2vec", help="word vectors for pretrained: word2vec (pretrain_embeddings stage)")
+    parser.add_argument("--lm", help="language model for pretrained: lm (pretrain_lm stage)")
     args = parser.parse_args()
     name = args.arch
 
@@ -59,23 +70,44 @@ def main():
     valid = Reviews.load(args.valid, meta["tokenize"], tokenize["seq_len"], "validation split")
 
     set_threads(common["threads"])
+    context = distributed.setup(pick_device(common["device"]).type)
+    try:
+        train_and_save(args, name, arch, common, meta, vocab, tokenize, train, valid, context)
+    finally:
+        distributed.shutdown(context)
+
+
+def train_and_save(args, name, arch, common, meta, vocab, tokenize, train, valid, context):
     seed_everything(common["seed"])
-    device = pick_device(common["device"])
+    device = pick_device(common["device"], context.local_rank)
     config = model_config(arch, len(vocab))
-    model = build_model(config)
+    model = initialise(build_model(config), arch, name, word2vec=args.word2vec, lm=args.lm)
+    start = fingerprint(arch, common, config, context.world, train.ids, train.lengths, train.labels,
+                        valid.ids, valid.labels, *model.state_dict().values())
+    resume = Resume(args.resume or f"data/resume/{name}.pt", start)
 
     from dvclive import Live
 
-    with Live(args.live or f"metrics/live/{name}", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    live = Live(args.live or f"metrics/live/{name}", dvcyaml=False, save_dvc_exp=False, report=None) if context.main else None
 
-        def log(row):
+    def log(row):
+        if live:
             for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
                 split, metric = key.split("_")
                 live.log_metric(f"{split}/{metric}", round(row[key], 6))
             live.next_step()
 
-        state, history, summary, timing = fit(model, train, valid, arch, common, device, log=log, name=name)
-
+    try:
+        state, history, summary, timing = fit(model, train, valid, arch, common, device, log=log, name=name,
+                                              resume=resume, context=context)
+    finally:
+        if live:
+            live.end()
+    # DDP keeps every replica identical; the digest lets anyone check that from the logs
+    print(f"{name}: rank {context.rank} of {context.world} ends with weights digest {fingerprint(*model.state_dict().values())[:16]}",
+          flush=True)
+    if not context.main:
+        return
     summary = {"arch": name, **summary}
     save_checkpoint(
         args.out or f"data/models/{name}.pt",

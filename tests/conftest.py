@@ -82,11 +82,14 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["vocab"]["max_size"] = 300
     params["tokenize"]["seq_len"] = seq_len
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
-    for arch in params["architectures"]:
+    for arch in params["architectures"] + params["pretrained_architectures"]:
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, max_len=seq_len)
         if "attention_dim" in section:
             section["attention_dim"] = hidden
+    params["pretrain_embeddings"].update(dim=hidden, epochs=1)
+    params["pretrain_lm"].update(embed_dim=hidden, hidden_dim=hidden, bptt=16, batch_size=16, max_tokens=2000,
+                                 device="cpu", threads=1, val_fraction=0.05)
     return params
 
 

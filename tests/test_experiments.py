@@ -9,6 +9,7 @@ import json
 import os
 
 ARCHITECTURES = ["rnn", "gru"]
+PRETRAINED = ["gru_w2v"]  # the same cell as gru, started from the word2vec stage's vectors
 
 
 def sha256(path):
@@ -32,10 +33,11 @@ def ran(output):
 def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     params = dvc_repo.params
     params["architectures"] = ARCHITECTURES
+    params["pretrained_architectures"] = PRETRAINED
     params["report"]["architectures"] = []  # no attention model among these two
     params["vocab"]["min_freq"] = 1
     params["evaluate"].update(device="cpu", threads=1, batch_size=64)
-    for arch in ARCHITECTURES:
+    for arch in ARCHITECTURES + PRETRAINED:
         params[arch].update(epochs=2, patience=2)
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
@@ -43,9 +45,12 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     stages = ran(dvc_repo.dvc("repro").stdout)
     matrix = {f"{kind}@{arch}" for kind in ("train", "evaluate") for arch in ARCHITECTURES}
-    assert stages == {"ingest", "clean", "vocab", "tokenize", "split", "compare"} | matrix
+    matrix |= {f"{kind}_pretrained@{arch}" for kind in ("train", "evaluate") for arch in PRETRAINED}
+    data = {"ingest", "clean", "vocab", "tokenize", "split", "pretrain_embeddings", "pretrain_lm", "baseline"}
+    assert stages == data | {"compare"} | matrix
     board = json.loads((root / "metrics/leaderboard.json").read_text())
-    assert sorted(row["arch"] for row in board["rows"]) == sorted(ARCHITECTURES)
+    assert sorted(row["arch"] for row in board["rows"]) == sorted(ARCHITECTURES + PRETRAINED + ["baseline"])
+    assert {row["arch"]: row["pretrained"] for row in board["rows"]}["gru_w2v"] == "word2vec"
     assert (root / "metrics/compare.png").read_bytes().startswith(b"\x89PNG")
     for arch in ARCHITECTURES:
         for kind in ("eval", "roc", "precision_recall", "confusion"):
@@ -58,7 +63,7 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     stages = ran(dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12").stdout)
     assert stages == {"train@gru", "evaluate@gru", "compare"}
-    assert (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns) == rnn_before
+    assert (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns) == rnn_before  # gru_w2v did not rerun either
 
     gru_after = json.loads((root / "metrics/eval/gru.json").read_text())
     assert gru_after["parameters"] > gru_before["parameters"]

@@ -23,7 +23,7 @@ PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
 CLEAN = PARAMS["clean"]
 TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
-COMMON = check("train", {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50}, TRAIN_SCHEMA)
+COMMON = check("train", {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,7 +14,7 @@ from synthetic import review
 
 CLEAN = {"lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
 TOKENIZE = {"seq_len": 48, "pad_side": "left", "truncate_side": "right"}
-COMMON = {"seed": 0, "device": "cpu", "threads": 0, "eval_batch_size": 64, "bucket_pool": 4}
+COMMON = {"seed": 0, "device": "cpu", "threads": 0, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
 
 
 def arch_params(pooling="max", cell="lstm", bidirectional=True, epochs=3):

@@ -17,15 +17,23 @@ COLUMNS = [  # (key, Markdown heading)
 ]
 
 
+BASELINE = "baseline"  # the bag-of-n-grams model of the baseline stage
+
+
 def read_architectures(params_path):
-    """The `architectures` list of params.yaml: the names the train/evaluate matrix runs."""
+    """{name: initial weights} of every trained model: `architectures`, then `pretrained_architectures`."""
     path = Path(params_path)
-    names = read_params(path).get("architectures")
+    params = read_params(path)
+    names = params.get("architectures")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
-    if len(set(names)) != len(names):
-        raise PipelineError(f"parameter architectures in {path} names an architecture twice: {names}")
-    return names
+    pretrained = params.get("pretrained_architectures") or []
+    if not isinstance(pretrained, list) or not all(isinstance(n, str) for n in pretrained):
+        raise PipelineError(f"parameter pretrained_architectures in {path} must be a list of section names")
+    names = names + pretrained
+    if len(set(names)) != len(names) or BASELINE in names:
+        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {names}")
+    return {name: (params.get(name) or {}).get("pretrained", "none") for name in names}
 
 
 def _require(path, stage):
@@ -34,13 +42,15 @@ def _require(path, stage):
     return path
 
 
-def load_row(name, eval_dir, timing_dir):
+def load_row(name, eval_dir, timing_dir, pretrained="none"):
     """One leaderboard row from an architecture's evaluation and training-timing metrics."""
-    evaluation = read_json(_require(f"{eval_dir}/{name}.json", f"evaluate@{name}"), "evaluation metrics")
-    timing = read_json(_require(f"{timing_dir}/{name}.json", f"train@{name}"), "training timing")
+    evaluate, train = (BASELINE, BASELINE) if name == BASELINE else (f"evaluate@{name}", f"train@{name}")
+    evaluation = read_json(_require(f"{eval_dir}/{name}.json", evaluate), "evaluation metrics")
+    timing = read_json(_require(f"{timing_dir}/{name}.json", train), "training timing")
     try:
         return {
             "arch": name,
+            "pretrained": pretrained,
             "accuracy": evaluation["accuracy"],
             "f1": evaluation["f1"],
             "roc_auc": evaluation["roc_auc"],
@@ -50,7 +60,8 @@ def load_row(name, eval_dir, timing_dir):
             "inference_reviews_per_second": evaluation["reviews_per_second"],
         }
     except KeyError as err:
-        raise PipelineError(f"the metrics of {name} lack {err}: rerun `dvc repro -f evaluate@{name}`")
+        stage = BASELINE if name == BASELINE else f"evaluate@{name}"
+        raise PipelineError(f"the metrics of {name} lack {err}: rerun `dvc repro -f {stage}`")
 
 
 def leaderboard(rows):
@@ -84,11 +95,11 @@ def to_markdown(board):
     lines = [
         "# Leaderboard: test reviews, sorted by accuracy",
         "",
-        "| rank | architecture | " + " | ".join(heading for _, heading in COLUMNS) + " |",
-        "|---:|:---|" + "---:|" * len(COLUMNS),
+        "| rank | architecture | initial weights | " + " | ".join(heading for _, heading in COLUMNS) + " |",
+        "|---:|:---|:---|" + "---:|" * len(COLUMNS),
     ]
     for row in board:
-        cells = [str(row["rank"]), row["arch"]] + [format_cell(key, row[key]) for key, _ in COLUMNS]
+        cells = [str(row["rank"]), row["arch"], row.get("pretrained", "none")] + [format_cell(key, row[key]) for key, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -115,13 +126,16 @@ def plot(board, curves, path):
     import matplotlib.pyplot as plt
 
     names = list(curves)  # params.yaml order: the same colour for an architecture from run to run
-    colour = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    palette = plt.get_cmap("tab20")
+    colour = {name: palette(i % 20) for i, name in enumerate(names + [r["arch"] for r in board if r["arch"] not in curves])}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
 
     for row in board:
         minutes = row["train_seconds"] / 60
         left.scatter(minutes, row["accuracy"], s=80, color=colour[row["arch"]], zorder=3)
         label = f"#{row['rank']} {row['arch']}  {row['parameters'] / 1e6:.2f}M params"
+        if row["arch"] == BASELINE:
+            label = f"#{row['rank']} {row['arch']} (bag of n-grams)"
         left.annotate(label, (minutes, row["accuracy"]), xytext=(7, 4), textcoords="offset points", fontsize=9)
     left.set(xlabel="training time (minutes)", ylabel="test accuracy", title="Test accuracy against training time")
     left.margins(x=0.25, y=0.15)

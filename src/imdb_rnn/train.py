@@ -1,23 +1,28 @@
 """Training loop, device choice and self-contained checkpoints."""
 
 import copy
+import hashlib
+import json
 import math
 import os
 import random
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .artifacts import PipelineError, atomic_path
 from .batches import bucketed, by_length
 from .model import CELLS, POOLINGS, RecurrentClassifier
 from .params import Param
 
 CHECKPOINT_FORMAT = 1
+PRETRAINED = ("none", "word2vec", "lm")
 
 # one section per architecture in params.yaml
 ARCH_SCHEMA = {
@@ -37,6 +42,9 @@ ARCH_SCHEMA = {
     "epochs": Param(int, min=1, max=1000),
     "patience": Param(int, min=1, max=1000),  # epochs without a better validation loss before stopping
     "max_len": Param(int, min=1, max=100_000),  # tokens read per review (at most tokenize.seq_len)
+    # initial weights: none (random), word2vec (pretrain_embeddings stage) or lm (pretrain_lm stage)
+    "pretrained": Param(str, choices=PRETRAINED),
+    "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
 }
 MODEL_KEYS = ("cell", "bidirectional", "num_layers", "pooling", "embed_dim", "hidden_dim", "attention_dim", "dropout", "embed_dropout")
 
@@ -47,19 +55,23 @@ TRAIN_SCHEMA = {
     "threads": Param(int, min=0, max=256),  # 0 = every core
     "eval_batch_size": Param(int, min=1, max=65536),
     "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
+    "processes": Param(int, min=1, max=1024),  # torchrun processes (dvc.yaml passes it to torchrun)
 }
 
 
-def pick_device(name):
+def pick_device(name, local_rank=0):
+    """The device to train on; under torchrun each process on a GPU machine takes its own GPU."""
     if name == "cuda" and not torch.cuda.is_available():
         raise PipelineError("train.device is cuda but no CUDA device is visible: set train.device to auto or cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
 
 
 def set_threads(threads):
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    """`threads` per process, or 0: the cores shared out between the processes on this machine."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // processes))
 
 
 def seed_everything(seed):
@@ -78,6 +90,57 @@ def model_config(arch_params, vocab_size):
 
 def build_model(config):
     return RecurrentClassifier(**config)
+
+
+def initialise(model, arch, name, word2vec=None, lm=None):
+    """Load the pretrained weights arch['pretrained'] names into a fresh model, then freeze as asked.
+
+    word2vec: an array [vocabulary, embed_dim] (pretrain_embeddings stage) becomes the embedding.
+    lm: the embedding and the forward recurrent layers of a language model (pretrain_lm stage),
+    whose parameter names match this model's; a bidirectional model's backward layers and any
+    layer the LM lacks stay random.
+    """
+    kind = arch["pretrained"]
+    if kind != "none" and {"word2vec": word2vec, "lm": lm}[kind] is None:
+        raise PipelineError(
+            f"{name}.pretrained is {kind} but the stage got no --{kind} file: list {name} under "
+            f"pretrained_architectures in params.yaml (its stage depends on the pretraining output)"
+        )
+    if kind == "word2vec":
+        vectors = _load_pretrained(word2vec, "word vectors", np.load)
+        wanted = tuple(model.embedding.weight.shape)
+        if vectors.shape != wanted:
+            raise PipelineError(
+                f"{word2vec} holds vectors of shape {vectors.shape} but {name} needs {wanted} (vocabulary x embed_dim): "
+                f"set {name}.embed_dim to pretrain_embeddings.dim, then dvc repro"
+            )
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(vectors))
+    elif kind == "lm":
+        payload = _load_pretrained(lm, "language model", lambda p: torch.load(p, map_location="cpu", weights_only=True))
+        config, encoder = payload.get("config", {}), payload.get("encoder", {})
+        ours = {"cell": arch["cell"], "embed_dim": arch["embed_dim"], "hidden_dim": arch["hidden_dim"],
+                "vocab_size": model.embedding.num_embeddings}
+        for key, value in ours.items():
+            if config.get(key) != value:
+                raise PipelineError(
+                    f"the language model {lm} has {key} {config.get(key)!r} but {name} has {value!r}: "
+                    f"make {name}.{key} and pretrain_lm.{key} agree, then dvc repro"
+                )
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in encoder.items() if k in own and own[k].shape == v.shape}, strict=False)
+    if arch["freeze_embeddings"]:
+        model.embedding.weight.requires_grad_(False)
+    return model
+
+
+def _load_pretrained(path, what, loader):
+    if not Path(path).exists():
+        raise PipelineError(f"{what} {path} is missing: run the stage that makes it (dvc repro)")
+    try:
+        return loader(path)
+    except Exception as err:  # truncated or foreign files fail in many ways
+        raise PipelineError(f"{what} {path} is unreadable ({type(err).__name__}): rerun the stage that makes it")
 
 
 def count_parameters(model):
@@ -103,24 +166,51 @@ def loss_and_accuracy(logits, labels):
     return loss, accuracy
 
 
-def fit(model, train, valid, arch, common, device, log=None, name="model"):
-    """Train with early stopping on validation loss; return (best state dict, history, summary)."""
+def _optimizer(model, arch):
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(trainable, lr=arch["lr"], weight_decay=arch["weight_decay"])
+
+
+def fit(model, train, valid, arch, common, device, log=None, name="model", resume=None, context=None):
+    """Train with early stopping on validation loss; return (best state dict, history, summary, timing).
+
+    `resume` (a Resume) saves the whole training state after every epoch and, when a matching
+    unfinished state is there at the start, continues after its last finished epoch with the same
+    batches, dropout masks and weights as a run that was never interrupted. `context` (from
+    distributed.setup) splits each epoch's batches over the torchrun processes.
+    """
+    context = context or distributed.Context()
     rng = np.random.default_rng(common["seed"])
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
+    optimizer = _optimizer(model, arch)
+    trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
     best = {"val_loss": math.inf}
     best_state, history, stale = None, [], 0
     train_seconds, train_tokens = 0.0, 0
-    for epoch in range(1, arch["epochs"] + 1):
+    saved = resume.load(context) if resume else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["batch_rng"]
+        torch.set_rng_state(saved["torch_rng"][context.rank])
+        best, best_state, history, stale = saved["best"], saved["best_state"], saved["history"], saved["stale"]
+        train_seconds, train_tokens = saved["train_seconds"], saved["train_tokens"]
+        print(f"{name}: resuming after epoch {len(history)} from {resume.path}", flush=True)
+        for row in history:
+            if log:
+                log(row)
+    for epoch in range(len(history) + 1, arch["epochs"] + 1):
         model.train()
         batches = bucketed(train.lengths, arch["batch_size"], rng, common["bucket_pool"])
+        epoch_tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, desc=f"{name} epoch {epoch}/{arch['epochs']}", unit="batch", leave=False, disable=None, file=sys.stderr)
+        bar = tqdm(distributed.shard(batches, context), desc=f"{name} epoch {epoch}/{arch['epochs']}", unit="batch",
+                   leave=False, disable=None if context.main else True, file=sys.stderr)
         for step, rows in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
-            logits = model(ids, lengths)
+            logits = trained(ids, lengths)
             loss = loss_fn(logits, labels)
             if not torch.isfinite(loss):
                 raise PipelineError(
@@ -137,9 +227,11 @@ def fit(model, train, valid, arch, common, device, log=None, name="model"):
             seen += len(rows)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], context)
         epoch_seconds = time.perf_counter() - start
         train_seconds += epoch_seconds
-        train_tokens += train.tokens()
+        train_tokens += epoch_tokens
+        # every rank holds the same weights, so every rank scores the same validation set alike
         val_loss, val_acc = loss_and_accuracy(predict_logits(model, valid, common["eval_batch_size"], device), valid.labels)
         row = {
             "epoch": epoch,
@@ -148,24 +240,37 @@ def fit(model, train, valid, arch, common, device, log=None, name="model"):
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "seconds": epoch_seconds,
-            "tokens_per_second": train.tokens() / epoch_seconds,
+            "tokens_per_second": epoch_tokens / epoch_seconds,
         }
         history.append(row)
         if log:
             log(row)
-        print(
-            f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-            f"val loss {val_loss:.4f} acc {val_acc:.4f} | {epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
-            flush=True,
-        )
+        if context.main:
+            print(
+                f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+                f"val loss {val_loss:.4f} acc {val_acc:.4f} | {epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
+                flush=True,
+            )
         if val_loss < best["val_loss"]:
             best, stale = row, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             stale += 1
-            if stale >= arch["patience"]:
+        stop = stale >= arch["patience"]
+        if resume:
+            resume.save(context, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "batch_rng": rng.bit_generator.state,
+                "torch_rng": distributed.gather(torch.get_rng_state(), context),
+                "best": best, "best_state": best_state, "history": history, "stale": stale,
+                "train_seconds": train_seconds, "train_tokens": train_tokens,
+                "finished": stop or epoch == arch["epochs"],
+            })
+        if stop:
+            if context.main:
                 print(f"{name}: no better validation loss for {stale} epochs, stopping early", flush=True)
-                break
+            break
     summary = {
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
@@ -181,8 +286,53 @@ def fit(model, train, valid, arch, common, device, log=None, name="model"):
         "tokens_per_second": round(train_tokens / train_seconds, 1),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "processes": context.world,
     }
     return best_state, history, summary, timing
+
+
+class Resume:
+    """The training state after the last finished epoch, in one file (a DVC `persist` output).
+
+    A state is only taken up when its fingerprint (parameters, data, initial weights, process
+    count) matches this run's and the run it came from had not finished; otherwise training
+    starts from scratch. Written atomically by rank 0, so a kill leaves the previous epoch's state.
+    """
+
+    def __init__(self, path, fingerprint):
+        self.path, self.fingerprint = Path(path), fingerprint
+
+    def load(self, context):
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # a state we cannot read is a state we do not resume from
+            print(f"{self.path} is unreadable: training from scratch", flush=True)
+            return None
+        if saved.get("fingerprint") != self.fingerprint or saved.get("finished"):
+            return None
+        if len(saved["torch_rng"]) != context.world:
+            return None
+        return saved
+
+    def save(self, context, state):
+        if context.main:
+            with atomic_path(self.path) as tmp:
+                torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+
+
+def fingerprint(*parts):
+    """A digest of everything that decides a training run: settings (JSON-able) and arrays."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, torch.Tensor):
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokenize, vocab_sha256, metrics):
@@ -204,8 +354,6 @@ def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokeni
 
 def load_checkpoint(path, device="cpu"):
     """Load a checkpoint and rebuild its model; every problem is a one-line PipelineError."""
-    from pathlib import Path
-
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"checkpoint {path} is missing: train it first (dvc repro train)")

@@ -1,0 +1,224 @@
+"""A bag-of-n-grams linear baseline (NBSVM-style) to put the recurrent models' accuracy in context.
+
+Wang & Manning (2012) scale binary unigram+bigram features by the Naive Bayes log-count ratio
+r = log((p / |p|_1) / (q / |q|_1)), with p and q the smoothed feature counts of the positive and
+negative training reviews, and fit a linear classifier on the scaled features (NBSVM-bi: 91.22% on
+IMDb). Here the classifier is scikit-learn's LogisticRegression, so its decision function is a
+logit, exactly what the recurrent models' evaluation (imdb_rnn.evaluate) scores.
+
+It learns from the same training split as the recurrent models (data/split/train.npz), picks C by
+accuracy on the validation split (select_C never sees the test reviews), and is then scored once on
+the official test reviews.
+"""
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from .artifacts import PipelineError
+from .params import Param
+
+SCHEMA = {
+    "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)
+    "min_df": Param(int, min=1),  # an n-gram must occur in this many training reviews to be a feature
+    "binary": Param(bool),  # presence (1) rather than count of each n-gram, as in NBSVM
+    "nb_scaling": Param(bool),  # scale features by the Naive Bayes log-count ratio (false: plain logistic regression)
+    "C_grid": Param(list),  # inverse regularisation strengths tried; the best on validation is kept
+    "max_iter": Param(int, min=1),
+    "curve_points": Param(int, min=2, max=100_000),  # points kept on the ROC / precision-recall curves
+}
+NB_ALPHA = 1.0  # Laplace smoothing of the Naive Bayes counts, as in Wang & Manning
+
+
+@dataclass(frozen=True)
+class Part:
+    """The reviews of one split: parquet ids, cleaned texts and 0/1 labels, in the same order.
+
+    (id, label) names a review within a split; the id alone does not (see select_rows).
+    """
+
+    ids: np.ndarray
+    texts: list
+    labels: np.ndarray
+
+
+def check_settings(settings):
+    """The params section with C_grid checked and sorted (ascending, so that ties go to the smaller C)."""
+    grid = settings["C_grid"]
+    if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
+        raise PipelineError(f"parameter baseline.C_grid must be a non-empty list of positive numbers, got {grid!r}")
+    return {**settings, "C_grid": sorted({float(c) for c in grid})}
+
+
+def labels_of(column):
+    """0/1 labels from the parquet's 'pos'/'neg' strings."""
+    return (column.to_numpy(zero_copy_only=False) == "pos").astype(np.int64)
+
+
+def part_of_split(table, split):
+    """Every review of `split` ('train' or 'test') in the cleaned table, as a Part."""
+    rows = table.filter(pc.equal(table["split"], split))
+    return Part(rows["id"].to_numpy().astype(np.int64), rows["text"].to_pylist(), labels_of(rows["label"]))
+
+
+def select_rows(pool, split_arrays, split_path, reviews_path):
+    """The reviews of `pool` (the training reviews) that a split file names, in its order.
+
+    A review is named by (review_id, label): an id is the file's number inside its label's
+    folder, so a positive and a negative review share each id. A split made from another version
+    of the cleaned reviews names pairs that are absent: the split is stale.
+    """
+    stale = f"rerun dvc repro so that {split_path} comes from the current {reviews_path}"
+    if "review_ids" not in split_arrays or "labels" not in split_arrays:
+        raise PipelineError(f"{split_path} has no review_ids or labels: the split is stale, {stale}")
+    position = {key: n for n, key in enumerate(zip(pool.ids.tolist(), pool.labels.tolist()))}
+    wanted = list(zip(split_arrays["review_ids"].tolist(), split_arrays["labels"].astype(np.int64).tolist()))
+    missing = sum(1 for key in wanted if key not in position)
+    if missing:
+        raise PipelineError(
+            f"{missing} reviews of {split_path} are not training reviews of {reviews_path}: the split is stale, {stale}"
+        )
+    rows = np.array([position[key] for key in wanted], dtype=np.int64)
+    return Part(pool.ids[rows], [pool.texts[i] for i in rows], pool.labels[rows])
+
+
+def check_parts(train, valid, test, paths):
+    """Refuse splits that overlap or hold one class only: the fit or the choice of C would mean nothing."""
+    shared = set(zip(train.ids.tolist(), train.labels.tolist())) & set(zip(valid.ids.tolist(), valid.labels.tolist()))
+    if shared:
+        raise PipelineError(
+            f"{paths['train']} and {paths['valid']} share {len(shared)} reviews: the split is stale, rerun dvc repro"
+        )
+    for part, name in ((train, paths["train"]), (valid, paths["valid"])):
+        if len(np.unique(part.labels)) < 2:
+            raise PipelineError(f"{name} holds {len(part.labels)} reviews of one class only: rerun dvc repro split")
+    if not test.texts:
+        raise PipelineError(f"{paths['reviews']} has no test reviews: check the ingest report (dvc repro)")
+
+
+class Featuriser:
+    """Binary (or count) n-gram features of whitespace-separated text, optionally NB-scaled.
+
+    Fitted on the training reviews only: the vocabulary and the log-count ratios never see
+    validation or test text.
+    """
+
+    def __init__(self, ngram_max, min_df, binary, nb_scaling):
+        self.vectorizer = CountVectorizer(
+            tokenizer=str.split,  # the clean stage already lowercased and split the words
+            token_pattern=None,
+            lowercase=False,
+            ngram_range=(1, ngram_max),
+            min_df=min_df,
+            binary=binary,
+            dtype=np.float32,
+        )
+        self.nb_scaling = nb_scaling
+        self.ratio = None
+
+    def fit_transform(self, texts, labels):
+        try:
+            counts = self.vectorizer.fit_transform(texts)
+        except ValueError as err:  # e.g. min_df above every n-gram's document frequency
+            raise PipelineError(f"no n-gram features from the training reviews ({err}): lower baseline.min_df")
+        if self.nb_scaling:
+            self.ratio = log_count_ratio(counts, labels)
+        return self.scale(counts)
+
+    def transform(self, texts):
+        return self.scale(self.vectorizer.transform(texts))
+
+    def scale(self, counts):
+        return counts if self.ratio is None else counts.multiply(self.ratio).tocsr()
+
+    @property
+    def n_features(self):
+        return len(self.vectorizer.vocabulary_)
+
+
+def log_count_ratio(counts, labels, alpha=NB_ALPHA):
+    """r = log((p/|p|_1) / (q/|q|_1)) with p, q the smoothed feature sums of positive, negative rows."""
+    labels = np.asarray(labels)
+    p = alpha + np.asarray(counts[labels == 1].sum(axis=0), np.float64).ravel()
+    q = alpha + np.asarray(counts[labels == 0].sum(axis=0), np.float64).ravel()
+    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
+
+
+def fit_classifier(features, labels, C, max_iter):
+    """L2 logistic regression by liblinear's dual solver (fast when features outnumber reviews).
+
+    liblinear visits the reviews in a random order: a fixed seed makes the fit repeatable.
+    Returns (model, converged): a fit that stops at max_iter is kept but reported, not printed.
+    """
+    model = LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=max_iter, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(features, labels)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return model, converged
+
+
+def accuracy(labels, logits):
+    """Accuracy with the evaluation's rule: positive when the logit is above 0."""
+    return float(np.mean((np.asarray(logits) > 0) == (np.asarray(labels) == 1)))
+
+
+def best_C(scores):
+    """The C of highest validation accuracy in {C: accuracy}; ties go to the smaller C (stronger regularisation)."""
+    return min(scores, key=lambda c: (-scores[c], c))
+
+
+@dataclass
+class Selection:
+    featuriser: Featuriser
+    model: LogisticRegression
+    C: float
+    val_accuracy: float
+    grid: list  # one {C, val_accuracy, converged, fit_seconds} per C tried
+    train_seconds: float  # featurising the training reviews + fitting every C (validation scoring excluded)
+    final_fit_seconds: float  # fitting the chosen C alone
+
+
+def select_C(train, valid, settings):
+    """Fit on `train` for every C of settings['C_grid'], keep the model most accurate on `valid`.
+
+    Takes the training and validation Parts only: the test reviews cannot influence the choice.
+    """
+    start = time.perf_counter()
+    featuriser = Featuriser(settings["ngram_max"], settings["min_df"], settings["binary"], settings["nb_scaling"])
+    train_features = featuriser.fit_transform(train.texts, train.labels)
+    train_seconds = time.perf_counter() - start
+    valid_features = featuriser.transform(valid.texts)
+    models, scores, grid = {}, {}, []
+    for C in settings["C_grid"]:
+        start = time.perf_counter()
+        model, converged = fit_classifier(train_features, train.labels, C, settings["max_iter"])
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        models[C] = (model, seconds)
+        scores[C] = accuracy(valid.labels, model.decision_function(valid_features))
+        grid.append({"C": C, "val_accuracy": round(scores[C], 6), "converged": converged, "fit_seconds": round(seconds, 2)})
+    chosen = best_C(scores)
+    model, seconds = models[chosen]
+    return Selection(featuriser, model, chosen, scores[chosen], grid, train_seconds, seconds)
+
+
+def score(selection, test):
+    """Logits of the chosen model on the `test` Part and the seconds taken, featurisation included."""
+    start = time.perf_counter()
+    logits = selection.model.decision_function(selection.featuriser.transform(test.texts))
+    return np.asarray(logits, np.float64), time.perf_counter() - start
+
+
+def parameter_count(model):
+    """Fitted weights: one per feature plus the bias.
+
+    The NB ratios fold into the weights (x.(r*w) = (x*r).w), so they add no parameters.
+    """
+    return int(model.coef_.size + model.intercept_.size)

@@ -1,0 +1,99 @@
+"""Training through failures and across processes: SIGKILL then resume, and torchrun with two gloo ranks."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import STAGES, run_script, script_env, tiny_params, write_params
+from synthetic import make_archive
+
+ARCH = "gru"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Data stages on an archive big enough that one training epoch takes a noticeable time."""
+    root = tmp_path_factory.mktemp("resume_data")
+    archive = make_archive(root / "aclImdb_v1.tar.gz", per_label=250, unsup=10, seed=3)
+    params = tiny_params(archive, seq_len=64, hidden=16)
+    params["vocab"]["min_freq"] = 1
+    params[ARCH].update(epochs=4, patience=4, lr=0.01, batch_size=8, dropout=0.2, embed_dropout=0.2)
+    write_params(root / "params.yaml", params)
+    for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
+        result = run_script(stage, cwd=root)
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def train_args(tag):
+    return ["--arch", ARCH, "--out", f"out/{tag}/model.pt", "--metrics", f"out/{tag}/metrics.json",
+            "--timing", f"out/{tag}/timing.json", "--live", f"out/{tag}/live", "--resume", f"out/{tag}/resume.pt"]
+
+
+def live_rows(root, tag):
+    return {p.name: p.read_text() for p in sorted((root / "out" / tag / "live").rglob("*.tsv"))}
+
+
+def without_timestamps(tsv):
+    return [line.split("\t")[:2] for line in tsv.splitlines()]
+
+
+def test_killed_training_resumes_and_ends_as_if_never_interrupted(data):
+    whole = run_script("train", *train_args("whole"), cwd=data)
+    assert whole.returncode == 0, whole.stderr
+    expected = json.loads((data / "out/whole/metrics.json").read_text())
+
+    # SIGKILL the whole process group as soon as the first epoch's state is on disk, i.e. in epoch 2
+    process = subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args("killed")], cwd=data,
+                               env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    resume = data / "out/killed/resume.pt"
+    deadline = time.monotonic() + 120
+    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (data / "out/killed/model.pt").exists()  # nothing that looks finished
+    assert not (data / "out/killed/metrics.json").exists()
+
+    again = run_script("train", *train_args("killed"), cwd=data)
+    assert again.returncode == 0, again.stderr
+    resumed = re.search(r"resuming after epoch (\d+)", again.stdout)
+    assert resumed and 1 <= int(resumed.group(1)) < 4, again.stdout
+    assert f"{ARCH} epoch 1:" not in again.stdout  # the finished epochs were not trained again
+    assert json.loads((data / "out/killed/metrics.json").read_text()) == expected
+    whole_live, killed_live = live_rows(data, "whole"), live_rows(data, "killed")
+    assert whole_live.keys() == killed_live.keys() and whole_live
+    for name in whole_live:
+        assert without_timestamps(killed_live[name]) == without_timestamps(whole_live[name])
+
+
+def test_finished_or_foreign_state_is_not_resumed(data):
+    first = run_script("train", *train_args("twice"), cwd=data)
+    assert first.returncode == 0, first.stderr
+    # the state of a finished run trains from scratch, not from its end
+    second = run_script("train", *train_args("twice"), cwd=data)
+    assert second.returncode == 0 and "resuming" not in second.stdout
+    assert f"{ARCH} epoch 1:" in second.stdout
+
+
+def test_two_gloo_processes_learn_and_end_with_identical_weights(data):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(STAGES / "train.py"), *train_args("ddp")]
+    result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest (\w+)", result.stdout))
+    assert set(digests) == {"0", "1"}, result.stdout
+    assert digests["0"] == digests["1"]
+    metrics = json.loads((data / "out/ddp/metrics.json").read_text())
+    timing = json.loads((data / "out/ddp/timing.json").read_text())
+    assert timing["processes"] == 2
+    assert metrics["val_accuracy"] > 0.9  # the marker words are learnt across the two processes
+    # rank 0 alone printed the epoch lines
+    assert result.stdout.count(f"{ARCH} epoch 1:") == 1
