@@ -30,6 +30,7 @@ bench: $(STAMP)
 	python benchmarks/bench_text.py --stages
 	python benchmarks/bench_train.py
 	python benchmarks/bench_predict.py
+	python benchmarks/bench_ddp.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -93,6 +93,17 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     return params
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's in-process tests (use it with pytest.mark.usefixtures)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO_ROOT
@@ -172,13 +183,12 @@ class DvcRepo:
         write_params(self.root / "params.yaml", value)
 
 
-@pytest.fixture
-def dvc_repo(tmp_path, tiny_archive):
+def make_dvc_repo(tmp_path, archive):
     """A git repository with dvc.yaml, params.yaml, stages/ and src/imdb_rnn/ copied in and `dvc init` done.
 
-    params.yaml is the project's, shrunk by tiny_params and pointed at a copy of the tiny archive
-    beside the repository. Nothing is committed: change params, then call repo.commit() before
-    `repo.dvc('repro')` (dvclive wants a commit).
+    params.yaml is the project's, shrunk by tiny_params and pointed at a copy of `archive` beside
+    the repository (in tmp_path). Nothing is committed: change params, then call repo.commit()
+    before `repo.dvc('repro')` (dvclive wants a commit).
     """
     root = tmp_path / "repo"
     root.mkdir()
@@ -186,7 +196,7 @@ def dvc_repo(tmp_path, tiny_archive):
         shutil.copy(REPO_ROOT / name, root / name)
     for name in PIPELINE_DIRS:
         shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    archive = shutil.copy(tiny_archive, tmp_path / "aclImdb_v1.tar.gz")
+    archive = shutil.copy(archive, tmp_path / "aclImdb_v1.tar.gz")
     repo = DvcRepo(root)
     repo.git("init", "-q")
     repo.git("config", "user.email", "tests@example.invalid")
@@ -196,6 +206,12 @@ def dvc_repo(tmp_path, tiny_archive):
     repo.dvc("config", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
     repo.params = tiny_params(os.path.relpath(archive, root))
     return repo
+
+
+@pytest.fixture
+def dvc_repo(tmp_path, tiny_archive):
+    """make_dvc_repo in this test's tmp_path, on the shared tiny archive."""
+    return make_dvc_repo(tmp_path, tiny_archive)
 
 
 @pytest.fixture(scope="session")

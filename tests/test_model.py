@@ -14,17 +14,11 @@ from imdb_rnn.params import check
 from imdb_rnn.text import pad
 from imdb_rnn.train import ARCH_SCHEMA, build_model, model_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
+
 VOCAB = 40
 PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add noise and contention
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_model(arch, seed=0):

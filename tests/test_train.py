@@ -19,19 +19,13 @@ from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, to
 from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
 from synthetic import review
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
+
 PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
 CLEAN = PARAMS["clean"]
 TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
 COMMON = check("train", {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def marker_reviews(n, seed):

@@ -25,6 +25,7 @@ from torch import nn
 
 from .artifacts import PipelineError, run_main
 from .batches import Reviews, align_left, by_length
+from .compare import BASELINE
 from .params import check
 from .text import CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize
 from .train import load_checkpoint, pick_device, predict_logits, set_threads
@@ -191,7 +192,7 @@ class Predictor:
 
 
 def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json"):
-    """The checkpoint to use: --model, else --arch, else the leaderboard's best architecture."""
+    """The checkpoint to use: --model, else --arch, else the leaderboard's best recurrent architecture."""
     if model:
         return Path(model)
     if arch:
@@ -205,10 +206,11 @@ def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderbo
     try:
         board = json.loads(path.read_text(encoding="utf-8"))
         rows = board["rows"] if isinstance(board, dict) else board  # the compare stage wraps its rows
-        best = rows[0]["arch"]
+        # the best recurrent model: the n-gram baseline has no checkpoint to load
+        best = next(row["arch"] for row in rows if row["arch"] != BASELINE)
         if not isinstance(best, str) or not best:
             raise TypeError
-    except (ValueError, UnicodeDecodeError, LookupError, TypeError):
+    except (ValueError, UnicodeDecodeError, LookupError, TypeError, StopIteration):
         raise PipelineError(f"{path} is not a leaderboard (rows with an 'arch', best first): pass --arch NAME")
     return Path(models_dir) / f"{best}.pt"
 

@@ -1,0 +1,158 @@
+"""Learning from unlabelled text: the language model learns, and what it learns reaches the classifier."""
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.batches import Reviews, align_left
+from imdb_rnn.lm import LanguageModel, check_settings, pretrain, sequences
+from imdb_rnn.text import encode, pad, split_words
+from imdb_rnn.train import build_model, fit, initialise, model_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
+
+FILLER = "the movie film plot actor scene story it was and a of to is in that this".split()
+SEEN = {1: "wonderful", 0: "awful"}  # the only sentiment words in the labelled reviews
+UNSEEN = {1: "superb", 0: "dreadful"}  # met in unlabelled text only, then in the validation reviews
+VOCAB = ["<pad>", "<unk>"] + FILLER + ["loved", "hated"] + list(SEEN.values()) + list(UNSEEN.values())
+LM_PARAMS = {"seed": 0, "lr": 0.01, "batch_size": 32, "bptt": 24, "max_tokens": 0, "grad_clip": 1.0, "epochs": 10}
+ARCH = {
+    "cell": "lstm", "bidirectional": False, "num_layers": 1, "pooling": "max", "embed_dim": 16, "hidden_dim": 16,
+    "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "grad_clip": 1.0, "batch_size": 16,
+    "epochs": 3, "patience": 3, "max_len": 32, "pretrained": "none", "freeze_embeddings": False,
+}
+COMMON = {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
+
+
+def sentence(rng, marker, tail):
+    words = [rng.choice(FILLER) for _ in range(rng.randint(2, 6))]
+    words.insert(rng.randrange(len(words) + 1), marker)
+    return " ".join(words + tail)
+
+
+def unlabelled_stream(n, seed=0):
+    """Unlabelled text where every sentiment word, seen or unseen, is followed by loved/hated."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        marker = rng.choice([SEEN[label], UNSEEN[label]])
+        texts.append(sentence(rng, marker, ["loved" if label else "hated", "it"]))
+    words, _ = split_words(pa.array(texts))
+    return encode(words, VOCAB)
+
+
+def labelled(markers, n, seed):
+    rng = random.Random(seed)
+    labels = np.array([i % 2 for i in range(n)], np.int8)
+    words, lengths = split_words(pa.array([sentence(rng, markers[y], []) for y in labels]))
+    ids, kept = pad(encode(words, VOCAB), lengths, ARCH["max_len"], "right", "right")
+    return Reviews(align_left(ids, kept, "right"), kept, labels)
+
+
+@pytest.fixture(scope="module")
+def language_model():
+    torch.manual_seed(0)
+    rows = sequences(unlabelled_stream(4000), LM_PARAMS["bptt"])
+    model = LanguageModel(len(VOCAB), 16, 16, "lstm", 1, 0.0, check_settings({"sources": ["unsup"], "cutoffs": [8]}, len(VOCAB)))
+    history = pretrain(model, rows[40:], rows[:40], LM_PARAMS, torch.device("cpu"), log=lambda line: None)
+    return model, history
+
+
+def next_word_log_probs(model, words):
+    ids = torch.tensor([[VOCAB.index(w) for w in words]])
+    with torch.no_grad():
+        x = model.embedding(ids)
+        for (rnn,) in model.layers:
+            x, _ = rnn(x)
+        return model.decoder.log_prob(x[0, -1:])[0]
+
+
+def test_language_model_loss_falls_and_it_learns_what_follows_each_sentiment_word(language_model):
+    model, history = language_model
+    losses = [row["val_loss"] for row in history]
+    assert losses[-1] < losses[0] - 0.05, losses
+    model.eval()
+    loved, hated = VOCAB.index("loved"), VOCAB.index("hated")
+    for label, markers in ((1, ("wonderful", "superb")), (0, ("awful", "dreadful"))):
+        for marker in markers:
+            log_probs = next_word_log_probs(model, ["the", "movie", marker, "was", "a", "film"])
+            right, wrong = (loved, hated) if label else (hated, loved)
+            assert log_probs[right] > log_probs[wrong] + 1.0, (marker, log_probs[right], log_probs[wrong])
+
+
+def test_classifier_from_the_language_model_generalises_to_words_only_the_lm_saw(language_model, tmp_path):
+    """Labelled reviews carry wonderful/awful only; validation carries superb/dreadful only.
+
+    From scratch, the classifier knows nothing of superb/dreadful. Initialised from the language
+    model, which saw them in the same contexts as wonderful/awful, it scores them far above chance.
+    """
+    lm, _ = language_model
+    path = tmp_path / "lm.pt"
+    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)},
+                "encoder": lm.encoder_state()}, path)
+    train, valid = labelled(SEEN, 200, seed=1), labelled(UNSEEN, 200, seed=2)
+    accuracy = {}
+    for kind in ("none", "lm"):
+        arch = dict(ARCH, pretrained=kind)
+        torch.manual_seed(0)
+        model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", lm=path)
+        _, history, _, _ = fit(model, train, valid, arch, COMMON, torch.device("cpu"), name=kind)
+        accuracy[kind] = max(row["val_accuracy"] for row in history)
+    assert accuracy["lm"] >= 0.8, accuracy
+    assert accuracy["lm"] >= accuracy["none"] + 0.2, accuracy
+
+
+def test_lm_weights_land_in_the_classifier_by_name(language_model, tmp_path):
+    lm, _ = language_model
+    path = tmp_path / "lm.pt"
+    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)},
+                "encoder": lm.encoder_state()}, path)
+    arch = dict(ARCH, bidirectional=True, pretrained="lm", freeze_embeddings=True)
+    model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", lm=path)
+    assert torch.equal(model.embedding.weight, lm.embedding.weight)
+    assert torch.equal(model.layers[0][0].weight_hh_l0, lm.layers[0][0].weight_hh_l0)
+    assert not model.embedding.weight.requires_grad  # frozen as asked
+    assert not torch.equal(model.layers[0][1].weight_hh_l0, lm.layers[0][0].weight_hh_l0)  # backward stays random
+
+
+def test_word2vec_vectors_become_the_embedding(tmp_path):
+    vectors = np.random.default_rng(0).normal(size=(len(VOCAB), 16)).astype(np.float32)
+    np.save(tmp_path / "w2v.npy", vectors)
+    arch = dict(ARCH, pretrained="word2vec")
+    model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", word2vec=tmp_path / "w2v.npy")
+    assert np.array_equal(model.embedding.weight.detach().numpy(), vectors)
+    assert model.embedding.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    "change, files, fragments",
+    [
+        ({"pretrained": "word2vec"}, {}, ["pretrained_architectures", "--word2vec"]),
+        ({"pretrained": "word2vec"}, {"word2vec": "missing.npy"}, ["missing.npy is missing", "dvc repro"]),
+        ({"pretrained": "word2vec", "embed_dim": 8}, {"word2vec": "w2v.npy"}, ["embed_dim", "pretrain_embeddings.dim"]),
+        ({"pretrained": "word2vec"}, {"word2vec": "garbage.npy"}, ["unreadable"]),
+        ({"pretrained": "lm", "hidden_dim": 8}, {"lm": "lm.pt"}, ["hidden_dim", "pretrain_lm.hidden_dim"]),
+    ],
+)
+def test_pretrained_weights_that_do_not_fit_are_one_line_errors(tmp_path, change, files, fragments):
+    np.save(tmp_path / "w2v.npy", np.zeros((len(VOCAB), 16), np.float32))
+    (tmp_path / "garbage.npy").write_bytes(b"not numpy")
+    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)}, "encoder": {}},
+               tmp_path / "lm.pt")
+    arch = dict(ARCH, **change)
+    with pytest.raises(PipelineError) as err:
+        initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny",
+                   **{k: tmp_path / v for k, v in files.items()})
+    assert "\n" not in str(err.value)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_lm_refuses_the_test_reviews():
+    with pytest.raises(PipelineError, match="test reviews stay unseen"):
+        check_settings({"sources": ["train", "test"], "cutoffs": [10]}, 100)

@@ -1,0 +1,307 @@
+"""Scaling out with DVC: a shared remote, queued experiments in parallel, two `dvc repro`s at once, a killed repro.
+
+One throwaway repository (conftest's dvc_repo, built once for the module) runs the whole pipeline
+with a single tiny architecture; each test works on its own copy of it, so the ~30 s repro is paid
+once. A copy is a full git + DVC repository: the workspace, .git and .dvc/cache travel together
+(DVC's default cache type copies files, so nothing links back to the original).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import DvcRepo, make_dvc_repo, script_env
+
+ARCH = "gru"
+LONG_EPOCHS = 40  # the lock and kill tests retrain gru this long, to act while it trains
+DVC = Path(sys.executable).parent / "dvc"
+# DVC 3.67's two lock errors: the repository lock (held between stages) and the per-path rwlock
+# (held while a stage's command runs; `dvc repro` releases the repository lock meanwhile)
+LOCK_ERROR = re.compile(r"is busy, it is being blocked by|Unable to acquire lock")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_archive):
+    """conftest's dvc_repo with one architecture, `dvc repro` done and everything committed. Read-only."""
+    repo = make_dvc_repo(tmp_path_factory.mktemp("scaling"), tiny_archive)
+    params = repo.params
+    params["architectures"] = [ARCH]
+    params["pretrained_architectures"] = []
+    params["report"]["architectures"] = []
+    params["vocab"]["min_freq"] = 1
+    params["evaluate"].update(device="cpu", threads=1, batch_size=64)
+    repo.params = params
+    repo.commit("pipeline")  # dvclive wants a commit
+    repo.dvc("repro")
+    repo.commit("repro")
+    return repo
+
+
+def copy_repo(built, tmp_path):
+    """A private copy of the built repository (with the archive beside it, as in dvc_repo)."""
+    def skip_dvc_tmp(folder, names):  # .dvc/tmp: the original's locks and queue state
+        return ["tmp"] if Path(folder) == built.root / ".dvc" else []
+
+    root = Path(shutil.copytree(built.root, tmp_path / "repo", symlinks=True, ignore=skip_dvc_tmp))
+    shutil.copy(built.root.parent / "aclImdb_v1.tar.gz", tmp_path / "aclImdb_v1.tar.gz")
+    repo = DvcRepo(root)
+    repo.dvc("config", "--local", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
+    return repo
+
+
+def status(repo):
+    return json.loads(repo.dvc("status", "--json").stdout)
+
+
+def status_cloud(repo):
+    """What `dvc status --cloud` finds missing from (or different on) the default remote."""
+    return json.loads(repo.dvc("status", "--cloud", "--json").stdout)
+
+
+def ran(output):
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def train_longer(repo):
+    """Change gru's params so that `dvc repro` retrains it (and evaluate, compare) for LONG_EPOCHS epochs."""
+    params = repo.params
+    params[ARCH].update(epochs=LONG_EPOCHS, patience=LONG_EPOCHS)
+    repo.params = params
+
+
+def start_repro(repo, log, **kwargs):
+    """`dvc repro` in the background, stdout and stderr into `log` (a file: no pipe to fill up)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([str(DVC), "repro"], cwd=repo.root, env=script_env(), stdout=out,
+                                stderr=subprocess.STDOUT, **kwargs)
+
+
+def wait_for(condition, what, process=None, timeout=120, log=None):
+    """Poll `condition` until true; fail if `process` ends first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        tail = Path(log).read_text()[-3000:] if log else ""
+        assert process is None or process.poll() is None, f"the process ended before {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s:\n{tail}"
+        time.sleep(0.05)
+
+
+def log_says(log, text):
+    return lambda: text in Path(log).read_text()
+
+
+def processes_in(root):
+    """Live processes (not this one, not zombies) working in `root`: what a test left running there."""
+    found = []
+    for process in psutil.process_iter(["cwd", "cmdline", "status"]):
+        info = process.info
+        if process.pid != os.getpid() and info["cwd"] == str(root) and info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+def live_members(group):
+    """The processes of a process group that have not ended (a zombie has: only its parent can reap it)."""
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return members
+
+
+def kill_all(processes):
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=10)
+
+
+def start_queue(repo, jobs, log):
+    """`dvc queue start -j jobs`, its output into a file: the detached workers inherit its stdout and
+    stderr, so with pipes (repo.dvc) the call would only return once they exit, i.e. the queue is done."""
+    with open(log, "w") as out:
+        result = subprocess.run([str(DVC), "queue", "start", "-j", str(jobs)], cwd=repo.root, env=script_env(),
+                                stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    assert result.returncode == 0, Path(log).read_text()
+
+
+def stop_queue(repo):
+    """Stop the queue's celery workers (`dvc queue stop --kill`), and make sure they are gone.
+
+    Workers are detached daemons that exit about 10 s after the queue empties; each writes
+    .dvc/tmp/exps/celery/dvc-exp-worker-N.json with its pid (and returncode once it has ended).
+    """
+    repo.dvc("queue", "stop", "--kill", check=False, timeout=60)
+    workers = []
+    for info in (repo.root / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json"):
+        pid = json.loads(info.read_text()).get("pid")
+        try:
+            workers.append(psutil.Process(pid))
+        except (psutil.NoSuchProcess, TypeError):
+            pass
+    workers = [w for w in workers if "queue-worker" in " ".join(w.cmdline())]
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    kill_all(alive)
+
+
+def queue_statuses(repo, names):
+    """{experiment name: Queued | Running | Success | Failed} from `dvc queue status`'s table."""
+    table = repo.dvc("queue", "status").stdout
+    statuses = {}
+    for line in table.splitlines():
+        words = line.split()
+        for name in names:
+            if name in words:
+                statuses[name] = words[-1]
+    return statuses
+
+
+def queue_logs(repo, names):
+    """The end of each queued experiment's console output (`dvc queue logs`), for failure messages."""
+    return {name: repo.dvc("queue", "logs", name, check=False).stdout[-4000:] for name in names}
+
+
+def experiments(shown):
+    """{name: data} for every named experiment in `dvc exp show --json`."""
+    found = {}
+    if isinstance(shown, dict):
+        if shown.get("name") and isinstance(shown.get("data"), dict) and "params" in shown["data"]:
+            found[shown["name"]] = shown["data"]
+        for value in shown.values():
+            found.update(experiments(value))
+    elif isinstance(shown, list):
+        for value in shown:
+            found.update(experiments(value))
+    return found
+
+
+def test_pushed_results_pull_into_a_clone_that_is_up_to_date(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    remote = tmp_path / "remote"
+    repo.dvc("remote", "add", "-d", "shared", remote)
+    repo.commit("shared remote")  # .dvc/config travels with git
+    repo.dvc("push")
+    assert status_cloud(repo) == {}  # everything the workspace holds is on the remote
+
+    DvcRepo(tmp_path).git("clone", "-q", repo.root, "clone")
+    clone = DvcRepo(tmp_path / "clone")
+    clone.dvc("config", "--local", "core.site_cache_dir", str(tmp_path / "clone_site_cache"))
+    assert not (clone.root / f"data/models/{ARCH}.pt").exists()
+    clone.dvc("pull")
+
+    assert status(clone) == {}
+    assert ran(clone.dvc("repro").stdout) == set()
+    for path in (f"data/models/{ARCH}.pt", f"data/resume/{ARCH}.pt", "data/split/train.npz"):
+        assert (clone.root / path).read_bytes() == (repo.root / path).read_bytes(), path
+
+
+def test_queued_experiments_run_in_parallel(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    hidden = {"narrow-gru": 6, "wide-gru": 10}
+    for name, size in hidden.items():
+        repo.dvc("exp", "run", "--queue", "-n", name, "-S", f"{ARCH}.hidden_dim={size}")
+    try:
+        start_queue(repo, 2, tmp_path / "queue_start.log")
+        most_running, deadline = 0, time.monotonic() + 300
+        while True:
+            statuses = queue_statuses(repo, hidden)
+            most_running = max(most_running, list(statuses.values()).count("Running"))
+            if set(statuses.values()) <= {"Success", "Failed"} and len(statuses) == len(hidden):
+                break
+            assert time.monotonic() < deadline, f"queue not done after 300 s: {statuses}\n{queue_logs(repo, hidden)}"
+            time.sleep(5)  # each `dvc queue status` costs a second or more of CPU
+        logs = queue_logs(repo, hidden)
+        assert statuses == {name: "Success" for name in hidden}, f"{statuses}\n{logs}"
+    finally:
+        stop_queue(repo)
+    assert most_running == 2, "the two experiments never ran at the same time"
+    for name in hidden:  # each ran in its own temporary workspace, reusing the cached data stages
+        assert ran(logs[name]) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}, logs[name]
+
+    shown = experiments(json.loads(repo.dvc("exp", "show", "--json").stdout))
+    parameters = {}
+    for name, size in hidden.items():
+        assert name in shown, sorted(shown)
+        data = shown[name]
+        assert data["params"]["params.yaml"]["data"][ARCH]["hidden_dim"] == size
+        metrics = {path.replace(os.sep, "/"): value["data"] for path, value in data["metrics"].items()}
+        assert 0 <= metrics[f"metrics/eval/{ARCH}.json"]["accuracy"] <= 1
+        parameters[name] = metrics[f"metrics/train/{ARCH}.json"]["parameters"]
+        assert metrics[f"metrics/eval/{ARCH}.json"]["parameters"] == parameters[name]
+    assert parameters["narrow-gru"] < parameters["wide-gru"]
+    assert status(repo) == {}  # the workspace itself was never touched
+
+
+def test_second_repro_in_the_same_workspace_fails_on_the_lock(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    train_longer(repo)
+    log = tmp_path / "first.log"
+    first = start_repro(repo, log)
+    try:
+        wait_for(log_says(log, f"{ARCH} epoch 1:"), "training", first, log=log)
+        second = repo.dvc("repro", check=False)
+        assert first.poll() is None, "the first repro ended before the second one could collide with it"
+        assert second.returncode != 0, second.stdout
+        error = [line for line in second.stderr.splitlines() if line.startswith("ERROR")]
+        assert error and LOCK_ERROR.search(error[0]), second.stderr
+        assert ran(second.stdout) == set()
+        assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert ran(log.read_text()) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}
+    assert status(repo) == {}
+
+
+def test_killed_repro_records_nothing_and_the_next_repro_resumes(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    train_longer(repo)
+    lock_before = (repo.root / "dvc.lock").read_bytes()
+    log = tmp_path / "killed.log"
+    killed = start_repro(repo, log, start_new_session=True)
+    try:
+        # "epoch 2" is printed after epoch 1's training state was saved to data/resume/gru.pt
+        wait_for(log_says(log, f"{ARCH} epoch 2:"), "a second epoch", killed, log=log)
+        os.killpg(killed.pid, signal.SIGKILL)  # dvc, torchrun's agent: the whole process group
+        killed.wait(timeout=30)
+        wait_for(lambda: not live_members(killed.pid), "end of the killed process group", timeout=30)
+    finally:
+        if killed.poll() is None:
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.wait(timeout=30)
+        # torchrun starts each worker in a session of its own, so SIGKILL on dvc's group leaves the
+        # training worker running (parent pid 1); kill it too, as a crash of the machine would
+        strays = processes_in(repo.root)
+        kill_all(strays)
+    strays = [" ".join(p.info["cmdline"] or []) for p in strays]
+    assert all("stages/train.py" in cmd and "torch.distributed.run" not in cmd for cmd in strays), strays
+
+    assert (repo.root / "dvc.lock").read_bytes() == lock_before  # nothing recorded as done
+    changed = status(repo)
+    assert f"train@{ARCH}" in changed, changed
+    assert not (repo.root / f"data/models/{ARCH}.pt").exists()  # DVC removed the old one; none written
+    assert (repo.root / f"data/resume/{ARCH}.pt").exists()  # persist: true keeps the state
+
+    # nothing to clean up: DVC drops the dead process's rwlock entries itself, with a warning
+    again = repo.dvc("repro")
+    assert "had been killed. Auto removed it from the lock file" in again.stdout + again.stderr
+    resumed = re.search(rf"{ARCH}: resuming after epoch (\d+)", again.stdout)
+    assert resumed and 1 <= int(resumed.group(1)) < LONG_EPOCHS, again.stdout
+    assert ran(again.stdout) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}
+    assert json.loads((repo.root / f"metrics/train/{ARCH}.json").read_text())["epochs_run"] == LONG_EPOCHS
+    assert status(repo) == {}
