@@ -12,10 +12,10 @@ from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.lm import LanguageModel, check_settings, pretrain, sequences
 from imdb_rnn.text import encode, pad, split_words
 from imdb_rnn.train import build_model, fit, initialise, model_config
+from synthetic import FILLER
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
-FILLER = "the movie film plot actor scene story it was and a of to is in that this".split()
 SEEN = {1: "wonderful", 0: "awful"}  # the only sentiment words in the labelled reviews
 UNSEEN = {1: "superb", 0: "dreadful"}  # met in unlabelled text only, then in the validation reviews
 VOCAB = ["<pad>", "<unk>"] + FILLER + ["loved", "hated"] + list(SEEN.values()) + list(UNSEEN.values())
