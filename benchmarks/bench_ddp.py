@@ -28,7 +28,7 @@ from imdb_rnn import distributed
 from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews
 from imdb_rnn.params import check, read_params
-from imdb_rnn.train import ARCH_SCHEMA, build_model, fit, model_config, seed_everything, set_threads
+from imdb_rnn.train import ARCH_SCHEMA, build_model, fit, model_config, seed_everything, configure_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def worker(args):
     idx = np.arange(min(args.limit, len(reviews)))
     train = Reviews(reviews.ids[idx], reviews.lengths[idx], reviews.labels[idx])
     valid = Reviews(reviews.ids[idx[:256]], reviews.lengths[idx[:256]], reviews.labels[idx[:256]])
-    set_threads(0)
+    configure_cpu(0)
     context = distributed.setup("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(common["seed"])
     device = torch.device("cuda", context.local_rank) if torch.cuda.is_available() else torch.device("cpu")

@@ -26,7 +26,7 @@ from imdb_rnn.ingest import read_reviews, read_table
 from imdb_rnn.params import load_section
 from imdb_rnn.predict import PRECISIONS, Predictor, check_payload
 from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words
-from imdb_rnn.train import ARCH_SCHEMA, build_model, load_checkpoint, model_config, set_threads
+from imdb_rnn.train import ARCH_SCHEMA, build_model, load_checkpoint, model_config, configure_cpu
 
 
 def test_reviews(args):
@@ -119,7 +119,7 @@ def main():
 
     results, reference = [], {}
     for threads in csv_ints(args.threads):
-        set_threads(threads)
+        configure_cpu(threads)
         for batch_size in csv_ints(args.batch_sizes):
             for precision in precisions:
                 predictor = Predictor(copy.deepcopy(model), payload, precision=precision, batch_size=batch_size)

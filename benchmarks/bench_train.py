@@ -1,12 +1,16 @@
 """Benchmark: training speed in real tokens per second, the exercise's way against ours.
 
-Both train the same model (params.yaml `rnn` section: the exercise's embedding 100, one tanh RNN of
-32 units; --arch picks another section) on the same training reviews, in one run, for N batches each:
+All three train the same model (params.yaml `rnn` section: the exercise's embedding 100, one tanh
+RNN of 32 units; --arch picks another section) on the same training reviews, in one run, for N
+batches each:
 
-  exercise  every review left-padded to 512 and fed whole (the RNN reads the padding too), random
-            batches of batch_size, no bucketing: RecurrentClassifier with every length = 512
-  ours      length-bucketed batches (imdb_rnn.batches.bucketed) trimmed to their longest review,
-            each review read over its exact span (Reviews.batch with the true lengths)
+  exercise        every review left-padded to 512 and fed whole (the RNN reads the padding too),
+                  random batches of batch_size, no bucketing: RecurrentClassifier with every
+                  length = 512; PyTorch's defaults (per-parameter Adam, denormal floats kept)
+  exercise+cpu    the same batches with our trainer's CPU settings (train.make_optimizer's fused
+                  Adam, train.configure_cpu's denormal flushing): what the batching alone buys
+  ours            our trainer: length-bucketed batches (imdb_rnn.batches.bucketed) trimmed to their
+                  longest review, each review read over its exact span, with those CPU settings
 
 Each step is forward + BCE loss + backward + Adam. Only real (non-padding) tokens are counted.
 
@@ -34,7 +38,7 @@ from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews, align_left, bucketed
 from imdb_rnn.params import check
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import ARCH_SCHEMA, build_model, model_config
+from imdb_rnn.train import ARCH_SCHEMA, build_model, make_optimizer, model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
@@ -145,14 +149,22 @@ def main():
     our_rows = (bucketed(reviews.lengths, batch_size, rng, params["train"]["bucket_pool"]) * n)[:n]
 
     results = {}
-    for name, rows, make_batch in (("exercise", exercise_rows, exercise_batch), ("ours", our_rows, our_batch)):
+    methods = (("exercise", exercise_rows, exercise_batch, False), ("exercise+cpu", exercise_rows, exercise_batch, True),
+               ("ours", our_rows, our_batch, True))
+    for name, rows, make_batch, our_cpu_settings in methods:
+        torch.set_flush_denormal(our_cpu_settings)
         torch.manual_seed(args.seed)
         model = build_model(model_config(arch, vocab_size))
-        optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
+        if our_cpu_settings:
+            optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
         seconds, tokens = time_batches(model, optimizer, rows, make_batch)
         results[name] = tokens / seconds
-        print(f"  {name:<9} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
+        print(f"  {name:<12} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
     print(f"  speed-up (ours / exercise): {results['ours'] / results['exercise']:.1f}x")
+    print(f"  of which batching alone (ours / exercise+cpu): {results['ours'] / results['exercise+cpu']:.1f}x, "
+          f"CPU settings alone (exercise+cpu / exercise): {results['exercise+cpu'] / results['exercise']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from imdb_rnn.evaluate import (
     to_csv,
 )
 from imdb_rnn.params import load_section
-from imdb_rnn.train import load_checkpoint, pick_device, set_threads
+from imdb_rnn.train import load_checkpoint, pick_device, configure_cpu
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
     checkpoint = args.checkpoint or f"data/models/{name}.pt"
 
     settings = load_section(args.params, "evaluate", EVALUATE_SCHEMA)
-    set_threads(settings["threads"])
+    configure_cpu(settings["threads"])
     device = pick_device(settings["device"])
     meta = read_json(args.meta, "tokenizer settings")
     model, payload = load_checkpoint(checkpoint, device)

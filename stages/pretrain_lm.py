@@ -17,7 +17,7 @@ from imdb_rnn.ingest import read_table
 from imdb_rnn.lm import SCHEMA, LanguageModel, check_settings, pretrain, sequences
 from imdb_rnn.params import load_section
 from imdb_rnn.text import encode, read_vocab, split_words
-from imdb_rnn.train import pick_device, seed_everything, set_threads
+from imdb_rnn.train import pick_device, seed_everything, configure_cpu
 
 LM_FORMAT = 1
 
@@ -48,7 +48,7 @@ def main():
         raise PipelineError(f"{len(rows)} sequences are too few to hold out {n_val} for validation: lower pretrain_lm.bptt")
     val_rows, train_rows = rows[order[:n_val]], rows[order[n_val:]]
 
-    set_threads(params["threads"])
+    configure_cpu(params["threads"])
     seed_everything(params["seed"])
     device = pick_device(params["device"])
     config = {k: params[k] for k in ("cell", "num_layers", "embed_dim", "hidden_dim", "dropout")}

@@ -10,7 +10,7 @@ from imdb_rnn.artifacts import PipelineError, run_main
 from imdb_rnn.ingest import read_table
 from imdb_rnn.predict import Predictor
 from imdb_rnn.report import build_examples, write_report
-from imdb_rnn.train import set_threads
+from imdb_rnn.train import configure_cpu
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     if args.examples < 1 or args.batch_size < 1:
         raise PipelineError("--examples and --batch-size must be at least 1")
 
-    set_threads(args.threads)
+    configure_cpu(args.threads)
     predictor = Predictor.load(args.model, batch_size=args.batch_size)
     if not predictor.has_attention:
         raise PipelineError(f"{args.model} is a '{predictor.arch}' model without attention pooling: the report needs one")

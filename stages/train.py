@@ -26,7 +26,7 @@ from imdb_rnn.train import (
     pick_device,
     save_checkpoint,
     seed_everything,
-    set_threads,
+    configure_cpu,
 )
 
 
@@ -69,7 +69,7 @@ def main():
     train = Reviews.load(args.train, meta["tokenize"], tokenize["seq_len"], "training split")
     valid = Reviews.load(args.valid, meta["tokenize"], tokenize["seq_len"], "validation split")
 
-    set_threads(common["threads"])
+    configure_cpu(common["threads"])
     context = distributed.setup(pick_device(common["device"]).type)
     try:
         train_and_save(args, name, arch, common, meta, vocab, tokenize, train, valid, context)

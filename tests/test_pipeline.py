@@ -5,8 +5,9 @@ import json
 import re
 
 import numpy as np
+import yaml
 
-from conftest import TINY_PER_LABEL, TINY_UNSUP
+from conftest import REPO_ROOT, TINY_PER_LABEL, TINY_UNSUP
 
 
 def ran_stages(output):
@@ -85,3 +86,30 @@ def test_repro_data_and_train_stages(dvc_repo):
     assert after["rnn"] != before["rnn"]
     assert all(after[a] == before[a] for a in archs if a != "rnn")
     assert repo.dvc("status", "train").stdout.strip().endswith("Data and pipelines are up to date.")
+
+
+def imported_modules(script):
+    """The src/imdb_rnn modules a stage script imports, directly or through one another."""
+    seen, todo = set(), [REPO_ROOT / script]
+    while todo:
+        text = todo.pop().read_text()
+        names = re.findall(r"^\s*from (?:imdb_rnn)?\.(\w+) import", text, re.M)
+        names += re.findall(r"^\s*from imdb_rnn\.(\w+) import", text, re.M)
+        for group in re.findall(r"^\s*from (?:imdb_rnn|\.) import ([\w, ]+)", text, re.M):
+            names += [name.strip() for name in group.split(",")]
+        for name in names:
+            path = REPO_ROOT / "src/imdb_rnn" / f"{name}.py"
+            if path.exists() and path not in seen:
+                seen.add(path)
+                todo.append(path)
+    return {str(path.relative_to(REPO_ROOT)) for path in seen}
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    # a module missing from a stage's deps would let `dvc repro` keep outputs of code that changed
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        script = re.search(r"stages/\w+\.py", stage["cmd"]).group(0)
+        listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
+        assert script in stage["deps"], name
+        assert listed == imported_modules(script), name

@@ -154,5 +154,5 @@ def test_pretrained_weights_that_do_not_fit_are_one_line_errors(tmp_path, change
 
 
 def test_lm_refuses_the_test_reviews():
-    with pytest.raises(PipelineError, match="test reviews stay unseen"):
+    with pytest.raises(PipelineError, match=r"pretrain_lm\.sources contains .test.: the test reviews must stay unseen"):
         check_settings({"sources": ["train", "test"], "cutoffs": [10]}, 100)

@@ -284,12 +284,14 @@ def test_killed_repro_records_nothing_and_the_next_repro_resumes(built, tmp_path
         if killed.poll() is None:
             os.killpg(killed.pid, signal.SIGKILL)
             killed.wait(timeout=30)
-        # torchrun starts each worker in a session of its own, so SIGKILL on dvc's group leaves the
-        # training worker running (parent pid 1); kill it too, as a crash of the machine would
+        # torchrun starts each worker in a session of its own; it must die with torchrun's agent
+        # (distributed.die_with_launcher): give the kernel a moment, then collect what is left
+        deadline = time.monotonic() + 30
+        while processes_in(repo.root) and time.monotonic() < deadline:
+            time.sleep(0.1)
         strays = processes_in(repo.root)
         kill_all(strays)
-    strays = [" ".join(p.info["cmdline"] or []) for p in strays]
-    assert all("stages/train.py" in cmd and "torch.distributed.run" not in cmd for cmd in strays), strays
+    assert not strays, [" ".join(p.info["cmdline"] or []) for p in strays]
 
     assert (repo.root / "dvc.lock").read_bytes() == lock_before  # nothing recorded as done
     changed = status(repo)

@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .artifacts import PipelineError
 from .params import Param
+from .train import accuracy
 
 SCHEMA = {
     "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)
@@ -164,11 +165,6 @@ def fit_classifier(features, labels, C, max_iter):
     return model, converged
 
 
-def accuracy(labels, logits):
-    """Accuracy with the evaluation's rule: positive when the logit is above 0."""
-    return float(np.mean((np.asarray(logits) > 0) == (np.asarray(labels) == 1)))
-
-
 def best_C(scores):
     """The C of highest validation accuracy in {C: accuracy}; ties go to the smaller C (stronger regularisation)."""
     return min(scores, key=lambda c: (-scores[c], c))
@@ -202,7 +198,7 @@ def select_C(train, valid, settings):
         seconds = time.perf_counter() - start
         train_seconds += seconds
         models[C] = (model, seconds)
-        scores[C] = accuracy(valid.labels, model.decision_function(valid_features))
+        scores[C] = accuracy(model.decision_function(valid_features), valid.labels)
         grid.append({"C": C, "val_accuracy": round(scores[C], 6), "converged": converged, "fit_seconds": round(seconds, 2)})
     chosen = best_C(scores)
     model, seconds = models[chosen]

@@ -5,7 +5,10 @@ stage; each reads WORLD_SIZE / RANK / LOCAL_RANK from the environment that torch
 process (plain `python`, or torchrun with N=1) every helper here is a no-op.
 """
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +31,26 @@ class Context:
         return self.world > 1
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_launcher():
+    """Under torchrun, have the kernel SIGKILL this worker when torchrun's agent dies.
+
+    torchrun starts each worker in a session of its own, so killing dvc's process group (the agent
+    with it) would otherwise leave the worker training on, and writing outputs, with no one waiting.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher:  # the agent died before the signal was armed
+        os._exit(1)
+
+
 def setup(device_type):
     """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs); return the Context."""
+    die_with_launcher()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Context()

@@ -31,17 +31,12 @@ PROBES = ("good", "bad", "great", "awful", "boring")  # nearest neighbours repor
 NEIGHBOURS = 5
 
 
-def check_sources(sources):
-    """The review splits to learn from; 'test' is refused so that the test set stays unseen."""
+def check_sources(sources, param="pretrain_embeddings.sources"):
+    """The review splits a pretraining stage learns from; 'test' is refused so that the test set stays unseen."""
     if "test" in sources:
-        raise PipelineError(
-            "parameter pretrain_embeddings.sources contains 'test': the test reviews must stay unseen, "
-            f"use only {list(SOURCES)}"
-        )
+        raise PipelineError(f"parameter {param} contains 'test': the test reviews must stay unseen, use only {list(SOURCES)}")
     if not sources or any(s not in SOURCES for s in sources) or len(set(sources)) != len(sources):
-        raise PipelineError(
-            f"parameter pretrain_embeddings.sources must be a non-empty list drawn from {list(SOURCES)}, got {sources!r}"
-        )
+        raise PipelineError(f"parameter {param} must be a non-empty list drawn from {list(SOURCES)}, got {sources!r}")
     return list(sources)
 
 

@@ -16,8 +16,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .artifacts import PipelineError
+from .embeddings import check_sources
 from .model import CELLS
 from .params import Param
+from .train import make_optimizer, update
 
 SCHEMA = {
     "cell": Param(str, choices=tuple(CELLS)),
@@ -41,11 +43,7 @@ SCHEMA = {
 
 
 def check_settings(params, vocab_size):
-    sources = params["sources"]
-    if not sources or not set(sources) <= {"train", "unsup"}:
-        raise PipelineError(
-            f"parameter pretrain_lm.sources must list train and/or unsup, got {sources}: the test reviews stay unseen"
-        )
+    check_sources(params["sources"], "pretrain_lm.sources")
     cutoffs = params["cutoffs"]
     if not all(isinstance(c, int) for c in cutoffs) or cutoffs != sorted(set(cutoffs)) or (cutoffs and cutoffs[0] < 1):
         raise PipelineError(f"parameter pretrain_lm.cutoffs must be ascending positive word ids, got {cutoffs}")
@@ -104,7 +102,7 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
     """Train the language model; return the per-epoch history."""
     rng = np.random.default_rng(params["seed"])
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"])
+    optimizer = make_optimizer(model, params["lr"])
     per_epoch = len(train_rows) if not params["max_tokens"] else min(len(train_rows), max(1, params["max_tokens"] // params["bptt"]))
     history = []
     for epoch in range(1, params["epochs"] + 1):
@@ -116,13 +114,8 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
         for step, idx in enumerate(bar, 1):
             batch = torch.from_numpy(train_rows[idx].astype(np.int64)).to(device)
             loss = model(batch)
-            if not torch.isfinite(loss):
-                raise PipelineError(f"language model loss became {loss.item()} at epoch {epoch}, batch {step}: lower pretrain_lm.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if params["grad_clip"]:
-                nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])
-            optimizer.step()
+            update(model, optimizer, loss, params["grad_clip"],
+                   f"language model loss became {{loss}} at epoch {epoch}, batch {step}: lower pretrain_lm.lr")
             total += loss.item() * len(idx)
             seen += len(idx)
             if step % 20 == 0:

@@ -28,7 +28,7 @@ from .batches import Reviews, align_left, by_length
 from .compare import BASELINE
 from .params import check
 from .text import CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize
-from .train import load_checkpoint, pick_device, predict_logits, set_threads
+from .train import load_checkpoint, pick_device, predict_logits, configure_cpu
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -370,7 +370,7 @@ def main(argv=None):
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
-    set_threads(args.threads)
+    configure_cpu(args.threads)
     path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard)
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size)
     texts = [item.text for item in good]
