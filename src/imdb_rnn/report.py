@@ -13,6 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, write_text
 from .predict import Explanation
+from .train import accuracy
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red
 MAX_ALPHA = 0.8  # the heaviest word's shade
@@ -225,8 +226,7 @@ def build_examples(predictor, texts, labels, review_ids, n):
         Example("right" if k < len(right_idx) else "wrong", int(review_ids[i]), int(labels[i]), e)
         for k, (i, e) in enumerate(zip(chosen, explanations))
     ]
-    accuracy = float(np.mean((logits > 0) == (np.asarray(labels) == 1)))
-    summary = {"model": predictor.arch, "test reviews scored": len(texts), "test accuracy": f"{accuracy:.4f}"}
+    summary = {"model": predictor.arch, "test reviews scored": len(texts), "test accuracy": f"{accuracy(logits, labels):.4f}"}
     return examples[: len(right_idx)], examples[len(right_idx) :], summary
 
 
