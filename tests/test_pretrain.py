@@ -24,6 +24,7 @@ ARCH = {
     "cell": "lstm", "bidirectional": False, "num_layers": 1, "pooling": "max", "embed_dim": 16, "hidden_dim": 16,
     "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "grad_clip": 1.0, "batch_size": 16,
     "epochs": 3, "patience": 3, "max_len": 32, "pretrained": "none", "freeze_embeddings": False,
+    "adversarial": 0.0,
 }
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
 

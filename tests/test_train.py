@@ -16,7 +16,7 @@ from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
+from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, EmbeddingAttack, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
 from synthetic import review
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
@@ -102,6 +102,56 @@ def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
     monkeypatch.setattr(RecurrentClassifier, "forward", poisoned)
     with pytest.raises(PipelineError, match=r"lstm: loss became nan at epoch 2, batch 3: lower lstm\.lr"):
         fit(model, train, valid, params, COMMON, torch.device("cpu"), name="lstm")
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data, freeze):
+    vocab, train, valid = marker_data
+    torch.manual_seed(0)
+    model = build_model(model_config(small_arch("bilstm"), len(vocab))).train()
+    model.embedding.weight.requires_grad_(not freeze)
+    ids, lengths, labels = train.batch(np.arange(32), "cpu")
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    attack = EmbeddingAttack(model.embedding, 0.05)
+    clean = loss_fn(model(ids, lengths), labels)
+    clean.backward()
+    embedded, seen = attack.embedded.detach(), {}
+    hook = model.embedding.register_forward_hook(lambda m, i, out: seen.update(out=out.detach()))
+
+    def attacked():
+        seen["loss"] = loss_fn(model(ids, lengths), labels)
+        return seen["loss"]
+
+    attack.backward(attacked)
+    hook.remove()
+    delta = seen["out"] - embedded  # the attack hook runs first, so this hook sees the moved embedding
+    per_review = delta.norm(dim=(0, 2)) / embedded.norm(dim=(0, 2))
+    assert torch.allclose(per_review, torch.full_like(per_review, 0.05), rtol=1e-4)
+    assert seen["loss"].item() > clean.item() + 1e-4  # the step goes uphill
+    # a random step of the same size raises the loss far less (to first order, not at all)
+    attack.delta = torch.randn_like(delta) * (delta.norm(dim=(0, 2), keepdim=True) / torch.randn_like(delta).norm(dim=(0, 2), keepdim=True))
+    with torch.no_grad():
+        randomly = loss_fn(model(ids, lengths), labels).item()
+    attack.delta = None
+    assert seen["loss"].item() - clean.item() > 3 * abs(randomly - clean.item())
+    attack.remove()
+    assert not model.embedding._forward_hooks
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "rnn"])
+def test_adversarial_training_learns_and_leaves_no_hook(arch, marker_data, capsys):
+    vocab, train, valid = marker_data
+    params = small_arch(arch, adversarial=0.05)
+    torch.manual_seed(0)
+    model = build_model(model_config(params, len(vocab)))
+    state, history, summary, _ = fit(model, train, valid, params, COMMON, torch.device("cpu"), name=arch)
+    assert summary["val_accuracy"] >= 0.9, history
+    assert not model.embedding._forward_hooks
+    # and it is not the plain run: the attack changed the training
+    torch.manual_seed(0)
+    plain = build_model(model_config(params, len(vocab)))
+    _, plain_history, _, _ = fit(plain, train, valid, dict(params, adversarial=0.0), COMMON, torch.device("cpu"), name=arch)
+    assert history[0]["val_loss"] != plain_history[0]["val_loss"]
 
 
 # --- the stage script ----------------------------------------------------------------------------

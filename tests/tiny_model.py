@@ -22,6 +22,7 @@ def arch_params(pooling="max", cell="lstm", bidirectional=True, epochs=3):
         "cell": cell, "bidirectional": bidirectional, "num_layers": 1, "pooling": pooling, "attention_dim": 8,
         "embed_dim": 16, "hidden_dim": 16, "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.02, "weight_decay": 0.0,
         "grad_clip": 1.0, "batch_size": 16, "epochs": epochs, "patience": epochs, "max_len": TOKENIZE["seq_len"],
+        "adversarial": 0.0,
     }
 
 

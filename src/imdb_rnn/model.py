@@ -139,7 +139,8 @@ class RecurrentClassifier(nn.Module):
         ids, lengths = ids[order], lengths[order]
         steps = int(lengths[0])
         x = self.embed_dropout(self.embedding(ids[:, :steps].t()))  # [T, B, E]
-        mask = torch.arange(steps, device=ids.device)[:, None] < lengths[None, :]
+        # the real steps, for the poolings that read every step (`last` reads final states instead)
+        mask = None if self.pooling == "last" else torch.arange(steps, device=ids.device)[:, None] < lengths[None, :]
         flip = reversal_index(lengths, steps) if len(self.layers[0]) == 2 else None
         for depth, directions in enumerate(self.layers):
             if depth:

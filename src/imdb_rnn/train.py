@@ -45,6 +45,8 @@ ARCH_SCHEMA = {
     # initial weights: none (random), word2vec (pretrain_embeddings stage) or lm (pretrain_lm stage)
     "pretrained": Param(str, choices=PRETRAINED),
     "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
+    # adversarial training: size of the embedding perturbation, relative to each review's embedding norm (0 = off)
+    "adversarial": Param((int, float), min=0, max=1.0),
 }
 MODEL_KEYS = ("cell", "bidirectional", "num_layers", "pooling", "embed_dim", "hidden_dim", "attention_dim", "dropout", "embed_dropout")
 
@@ -178,19 +180,65 @@ def make_optimizer(model, lr, weight_decay=0.0):
     """Adam over the trainable parameters (already on their device), as one fused kernel where
     PyTorch has one: the update of a 25,000-word embedding is a large share of a small model's step."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in trainable)
+    fused = all(p.device.type in ("cpu", "cuda") for p in trainable)
     return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
-def update(model, optimizer, loss, grad_clip, error):
-    """One optimisation step; a non-finite loss stops training with `error` (its {loss} filled in)."""
+def update(model, optimizer, loss, grad_clip, error, more=None):
+    """One optimisation step; a non-finite loss stops training with `error` (its {loss} filled in).
+
+    `more`, when given, is called after loss.backward() to add further gradients before the step
+    (the adversarial loss, which needs the clean loss's gradient first).
+    """
     if not torch.isfinite(loss):
         raise PipelineError(error.format(loss=loss.item()))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if more:
+        more()
     if grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+
+
+class EmbeddingAttack:
+    """Adversarial training on the word embeddings (Goodfellow et al., 2015; Miyato et al., 2017).
+
+    A forward hook on the embedding keeps the gradient of its output ([T, B, E], time-major) in the
+    clean pass. `backward` then runs the model again with each review's embedded tokens moved by
+    the perturbation that raises the loss most to first order (the gradient, normalised per
+    review) and adds the gradient of that loss. Its norm is `epsilon` times the review's own
+    embedding norm, so that growing the embedding weights cannot make the attack vanish.
+    """
+
+    def __init__(self, embedding, epsilon):
+        self.epsilon, self.embedded, self.delta = epsilon, None, None
+        self.handle = embedding.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.delta is not None:
+            return output + self.delta
+        if module.training:
+            if not output.requires_grad:  # a frozen embedding: the attack still needs this gradient
+                output = output.detach().requires_grad_()
+            output.retain_grad()
+            self.embedded = output
+            return output
+        return None
+
+    def backward(self, adversarial_loss):
+        """Add the gradient of adversarial_loss() (a closure running the model) under the attack."""
+        grad, embedded = self.embedded.grad, self.embedded.detach()
+        per_review = (0, 2)
+        scale = self.epsilon * embedded.norm(dim=per_review, keepdim=True) / grad.norm(dim=per_review, keepdim=True).clamp_min(1e-12)
+        self.delta, self.embedded = (grad * scale).detach(), None
+        try:
+            adversarial_loss().backward()
+        finally:
+            self.delta = None
+
+    def remove(self):
+        self.handle.remove()
 
 
 def fit(model, train, valid, arch, common, device, log=None, name="model", resume=None, context=None):
@@ -207,6 +255,7 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
     optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
+    attack = EmbeddingAttack(model.embedding, arch["adversarial"]) if arch["adversarial"] else None
     best = {"val_loss": math.inf}
     best_state, history, stale = None, [], 0
     train_seconds, train_tokens = 0.0, 0
@@ -234,8 +283,9 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
             ids, lengths, labels = train.batch(rows, device)
             logits = trained(ids, lengths)
             loss = loss_fn(logits, labels)
+            more = (lambda: attack.backward(lambda: loss_fn(trained(ids, lengths), labels))) if attack else None
             update(model, optimizer, loss, arch["grad_clip"], f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
-                   f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written")
+                   f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written", more)
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
@@ -285,6 +335,8 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
             if context.main:
                 print(f"{name}: no better validation loss for {stale} epochs, stopping early", flush=True)
             break
+    if attack:
+        attack.remove()
     summary = {
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
