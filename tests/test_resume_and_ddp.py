@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from conftest import STAGES, run_script, script_env, tiny_params, write_params
 from synthetic import make_archive
@@ -83,16 +84,22 @@ def test_finished_or_foreign_state_is_not_resumed(data):
     assert f"{ARCH} epoch 1:" in second.stdout
 
 
-def test_two_gloo_processes_learn_and_end_with_identical_weights(data):
+@pytest.mark.parametrize("adversarial", [0.0, 0.05])
+def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversarial):
+    # adversarial training runs two forward/backward passes per step: DDP must reduce both alike
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params[ARCH]["adversarial"] = adversarial
+    tag = f"ddp{adversarial}"
+    write_params(data / f"{tag}.yaml", params)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(STAGES / "train.py"), *train_args("ddp")]
+               str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"]
     result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest (\w+)", result.stdout))
     assert set(digests) == {"0", "1"}, result.stdout
     assert digests["0"] == digests["1"]
-    metrics = json.loads((data / "out/ddp/metrics.json").read_text())
-    timing = json.loads((data / "out/ddp/timing.json").read_text())
+    metrics = json.loads((data / f"out/{tag}/metrics.json").read_text())
+    timing = json.loads((data / f"out/{tag}/timing.json").read_text())
     assert timing["processes"] == 2
     assert metrics["val_accuracy"] > 0.9  # the marker words are learnt across the two processes
     # rank 0 alone printed the epoch lines
