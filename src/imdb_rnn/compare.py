@@ -130,17 +130,19 @@ def plot(board, curves, path):
     colour = {name: palette(i % 20) for i, name in enumerate(names + [r["arch"] for r in board if r["arch"] not in curves])}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
 
+    # points carry their rank only and the legend names them: full labels overlap once models cluster
     for row in board:
         minutes = row["train_seconds"] / 60
-        left.scatter(minutes, row["accuracy"], s=80, color=colour[row["arch"]], zorder=3)
         label = f"#{row['rank']} {row['arch']}  {row['parameters'] / 1e6:.2f}M params"
         if row["arch"] == BASELINE:
             label = f"#{row['rank']} {row['arch']} (bag of n-grams)"
-        left.annotate(label, (minutes, row["accuracy"]), xytext=(7, 4), textcoords="offset points", fontsize=9)
+        left.scatter(minutes, row["accuracy"], s=80, color=colour[row["arch"]], zorder=3, label=label)
+        left.annotate(f"#{row['rank']}", (minutes, row["accuracy"]), xytext=(6, 3), textcoords="offset points", fontsize=8)
     left.set(xlabel="training time (minutes)", ylabel="test accuracy", title="Test accuracy against training time")
-    left.margins(x=0.25, y=0.15)
+    left.margins(x=0.1, y=0.1)
     left.set_xlim(left=0)
     left.grid(alpha=0.3)
+    left.legend(fontsize=8, loc="lower right")
 
     for name in names:
         epochs, values = curves[name]
