@@ -129,7 +129,8 @@ def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data
     assert torch.allclose(per_review, torch.full_like(per_review, 0.05), rtol=1e-4)
     assert seen["loss"].item() > clean.item() + 1e-4  # the step goes uphill
     # a random step of the same size raises the loss far less (to first order, not at all)
-    attack.delta = torch.randn_like(delta) * (delta.norm(dim=(0, 2), keepdim=True) / torch.randn_like(delta).norm(dim=(0, 2), keepdim=True))
+    noise = torch.randn_like(delta)
+    attack.delta = noise * (delta.norm(dim=(0, 2), keepdim=True) / noise.norm(dim=(0, 2), keepdim=True))
     with torch.no_grad():
         randomly = loss_fn(model(ids, lengths), labels).item()
     attack.delta = None
