@@ -3,7 +3,8 @@
 import argparse
 
 from imdb_rnn.artifacts import run_main, write_json, write_text
-from imdb_rnn.compare import BASELINE, leaderboard, load_row, plot, read_architectures, read_curve, to_markdown
+from imdb_rnn.compare import leaderboard, load_row, plot, read_curve, to_markdown
+from imdb_rnn.params import BASELINE, read_architectures
 
 
 def main():

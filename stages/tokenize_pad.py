@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from imdb_rnn.artifacts import PipelineError, run_main, save_npz, write_json
 from imdb_rnn.ingest import read_table
 from imdb_rnn.params import load_section
-from imdb_rnn.text import TOKENIZE_SCHEMA, encode, pad, read_vocab, split_words
+from imdb_rnn.text import TOKENIZE_SCHEMA, encode, pad, read_vocab, split_words, without_known_words
 
 
 def main():
@@ -49,6 +49,9 @@ def main():
             "reviews": part.num_rows,
             "truncated": int((lengths > settings["seq_len"]).sum()),
             "unknown_token_rate": round(float((ids == 1).mean()) if ids.size else 0.0, 4),
+            # read as one <unk>; the split leaves such training reviews out, evaluate counts the test ones
+            "no_words": int((lengths == 0).sum()),
+            "no_known_words": int(without_known_words(matrix).sum()),
         }
 
     vocab_text = "\n".join(vocab) + "\n"

@@ -1,18 +1,16 @@
 """Stage train: train one architecture (its params.yaml section) and keep the best checkpoint.
 
-Runs as one process (`python stages/train.py ...`) or data-parallel under torchrun
-(`python -m torch.distributed.run --nproc_per_node N stages/train.py ...`); rank 0 writes every output.
+Runs as one process, or, with train.processes N > 1, checks everything and then starts N
+data-parallel copies of itself (distributed.launch, torchrun's launcher); rank 0 writes every output.
 """
 
 import argparse
-from pathlib import Path
-
-import yaml
+import sys
 
 from imdb_rnn import distributed
 from imdb_rnn.artifacts import PipelineError, read_json, run_main, write_json
 from imdb_rnn.batches import Reviews
-from imdb_rnn.params import load_section
+from imdb_rnn.params import load_section, read_architectures
 from imdb_rnn.text import read_vocab
 from imdb_rnn.train import (
     ARCH_SCHEMA,
@@ -28,11 +26,6 @@ from imdb_rnn.train import (
     seed_everything,
     configure_cpu,
 )
-
-
-def known_architectures(params_path):
-    params = yaml.safe_load(Path(params_path).read_text()) or {}
-    return [name for name, section in params.items() if isinstance(section, dict) and "cell" in section]
 
 
 def main():
@@ -54,9 +47,10 @@ def main():
     name = args.arch
 
     common = load_section(args.params, "train", TRAIN_SCHEMA)
-    known = known_architectures(args.params)
+    known = list(read_architectures(args.params))
     if name not in known:
-        raise PipelineError(f"unknown architecture {name!r}: params.yaml defines {', '.join(known)}")
+        raise PipelineError(f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
+                            "(architectures and pretrained_architectures)")
     arch = load_section(args.params, name, ARCH_SCHEMA)
     if arch["pooling"] == "attention" and "attention_dim" not in arch:
         raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
@@ -69,6 +63,9 @@ def main():
     train = Reviews.load(args.train, meta["tokenize"], tokenize["seq_len"], "training split")
     valid = Reviews.load(args.valid, meta["tokenize"], tokenize["seq_len"], "validation split")
 
+    if common["processes"] > 1 and not distributed.in_worker():
+        distributed.launch(common["processes"], __file__, sys.argv[1:])
+        return
     configure_cpu(common["threads"])
     context = distributed.setup(pick_device(common["device"]).type)
     try:

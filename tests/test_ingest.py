@@ -109,14 +109,15 @@ def test_rows_carry_split_label_rating_and_text(archive_factory):
     assert rows[("train", "pos", 12345)] == {"id": 12345, "split": "train", "label": "pos", "rating": 9, "text": "A fine film."}
     assert rows[("test", "neg", 777)] == {"id": 777, "split": "test", "label": "neg", "rating": 2, "text": "Dull."}
     # unlabelled reviews live under train/unsup/ in aclImdb but form their own split
-    assert rows[("unsup", "none", 4242)] == {"id": 4242, "split": "unsup", "label": "none", "rating": 0, "text": "No label here."}
+    # its file name says rating 0, meaning none: the table says so with a null
+    assert rows[("unsup", "none", 4242)] == {"id": 4242, "split": "unsup", "label": "none", "rating": None, "text": "No label here."}
     assert {(r["split"], r["label"]) for r in rows.values()} == {
         ("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg"), ("unsup", "none")
     }
     assert report["reviews"] == table.num_rows == 4 * 3 + 2 + 3  # the url list and vocab file are not reviews
-    # ratings follow the labels: pos 7-10, neg 1-4, unlabelled 0
+    # ratings follow the labels: pos 7-10, neg 1-4, unlabelled none
     for r in rows.values():
-        assert r["rating"] in {"pos": range(7, 11), "neg": range(1, 5), "none": [0]}[r["label"]]
+        assert r["rating"] in {"pos": range(7, 11), "neg": range(1, 5), "none": [None]}[r["label"]]
 
 
 def test_empty_files_dropped_and_counted(archive_factory):
@@ -142,6 +143,19 @@ def test_invalid_utf8_replaced_and_counted(archive_factory):
     assert texts[51] == "fine caf\u00e9 \u2014 ok"
     assert report["invalid_utf8_bytes"] == 3
     assert report["files_with_invalid_utf8"] == 1
+    assert report["files_with_invalid_utf8_named"] == ["aclImdb/train/neg/50_3.txt"]
+
+
+def test_files_that_are_not_reviews_are_skipped_counted_and_named(tmp_path, archive_factory):
+    stray = {"aclImdb/train/pos/.DS_Store": b"\x00\x01", "aclImdb/test/neg/notes.txt": b"to do",
+             "aclImdb/train/urls_pos.txt": b"http://example.invalid/", "aclImdb/imdb.vocab": b"the\n"}
+    archive = archive_factory(per_label=2, unsup=0, extra=stray)
+    named = ["aclImdb/test/neg/notes.txt", "aclImdb/train/pos/.DS_Store"]
+    table, report = read_reviews(str(archive))
+    assert report["files_skipped"] == 2 and sorted(report["files_skipped_named"]) == named
+    assert table.num_rows == 8  # url lists and the vocabulary lie outside the review folders: never counted
+    _, from_folder = read_reviews(str(extract(archive, tmp_path / "extracted")))
+    assert from_folder["files_skipped"] == 2 and sorted(from_folder["files_skipped_named"]) == named
 
 
 def test_stage_writes_table_and_report(tmp_path, tiny_archive):

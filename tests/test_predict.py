@@ -13,6 +13,7 @@ import torch
 from imdb_rnn import predict
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.predict import Predictor
+from imdb_rnn.text import UNK_ID
 
 from conftest import assert_one_line_error
 from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
@@ -138,12 +139,36 @@ def test_nothing_to_score_on_a_terminal_is_a_one_line_error(models, run):
 # ---------------------------------------------------------------- odd text
 
 
-@pytest.mark.parametrize("kind", BAD_INPUTS)
-def test_odd_text_gets_a_sane_prediction(models, run, kind):
-    code, out, err = run("--model", models / "tiny.pt", "--json", BAD_INPUTS[kind])
-    assert code == 0, err
-    (row,) = json_lines(out)
-    assert 0 < row["probability"] < 1 and row["label"] in ("pos", "neg")
+NOTHING_TO_READ = {**BAD_INPUTS, "blank": "   ", "line breaks only": "<br /><br />", "entity only": "&amp;&#39;"}
+
+
+@pytest.mark.parametrize("kind", NOTHING_TO_READ)
+def test_text_with_nothing_to_read_gets_no_probability(models, run, kind):
+    text = NOTHING_TO_READ[kind]
+    code, out, err = run("--model", models / "tiny.pt", "--json", text, POSITIVE)
+    assert code == 1
+    row, good = json_lines(out)
+    assert row["probability"] is None and row["label"] is None and good["label"] == "pos"
+    # emoji and stars are symbols, removed with the punctuation; the three words of other scripts stay
+    n_words = {"unknown words": 3, "emoji and other scripts": 3}.get(kind, 0)
+    reason = "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
+    assert row["error"].startswith(reason), row
+    assert err.splitlines() == [f"error: arg:1: {row['error']}"]
+    # alone, in the table format: nothing on stdout, one error line
+    code, out, err = run("--model", models / "tiny.pt", text)
+    assert code == 1 and out == "" and err.splitlines() == [f"error: arg:1: {row['error']}"]
+
+
+def test_an_empty_review_through_the_console_script_prints_no_probability(models, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for args in ([""], ["--file", str(empty)]):
+        result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and result.stdout == ""
+        assert len(result.stderr.splitlines()) == 1 and "no words left after cleaning" in result.stderr
+    assert Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0] != \
+        Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0]  # NaN: no probability
 
 
 def test_text_without_known_words_reads_as_unknown_tokens_never_padding(models):
@@ -152,7 +177,7 @@ def test_text_without_known_words_reads_as_unknown_tokens_never_padding(models):
     assert (reviews.lengths >= 1).all()
     for row, n in zip(reviews.ids, reviews.lengths):
         assert (row[:n] == 1).all() and (row[n:] == 0).all()  # <unk> for every word read, padding after
-    assert list(n_words[2:]) == [3, 5]
+    assert list(n_words[2:]) == [3, 3]  # emoji and stars are symbols, not words
 
 
 def test_a_100000_word_review_is_cut_as_in_training(models, run):
@@ -184,13 +209,34 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_others_scored(models, run, tm
     assert code == 1
     rows = json_lines(out)
     assert [r.get("label") for r in rows] == ["neg", "pos", None, None]
-    assert rows[2] == {"source": str(tmp_path / "missing.txt"), "error": "no such file"}
+    assert rows[2] == {"source": str(tmp_path / "missing.txt"), "label": None, "probability": None, "error": "no such file"}
     assert "directory" in rows[3]["error"]
-    lines = err.strip().splitlines()
-    assert all(line.startswith("error: ") for line in lines) and "2 of 4 inputs could not be read" in lines[-1]
+    assert err.splitlines() == [f"error: {tmp_path / 'missing.txt'}: no such file",
+                                f"error: {tmp_path}: is a directory, not a review file"]
     # the readable table shows the good ones too
     code, out, err = run("--model", models / "tiny.pt", "--file", good, "--file", tmp_path / "missing.txt")
     assert code == 1 and "good.txt" in out and "missing.txt" not in out and "missing.txt: no such file" in err
+
+
+def test_json_is_lossless_on_an_ascii_terminal(models, capsys, monkeypatch):
+    text = "Superb caf\u00e9, \u201cwonderful\u201d \U0001f600"
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    monkeypatch.setattr(sys, "stdin", FakeStdin())
+    assert predict.main(["--model", str(models / "tiny.pt"), "--json", "--explain", "--model", str(models / "attention.pt"), text]) == 0
+    ascii_out.flush()
+    raw = ascii_out.buffer.getvalue().decode("ascii")  # every byte ASCII, nothing replaced by '?'
+    (row,) = [json.loads(line) for line in raw.splitlines()]
+    assert "?" not in raw and row["words"][:2] == ["superb", "caf\u00e9"]
+
+
+def test_a_positional_argument_naming_a_file_hints_at_file(models, run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("superb").write_text(NEGATIVE)
+    code, out, err = run("--model", models / "tiny.pt", "--json", "superb")
+    assert code == 0 and json_lines(out)[0]["label"] == "pos"  # the word, not the negative file
+    assert err.splitlines() == ["warning: arg:1 (superb) is scored as text, but a file of that name exists: "
+                                "use --file superb to score what it holds"]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -199,8 +245,13 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_others_scored(models, run, tm
 def test_missing_checkpoint(models, run, tmp_path):
     code, _, err = run("--model", tmp_path / "nope.pt", POSITIVE)
     one_line_error(code, err, "nope.pt", "missing")
-    code, _, err = run("--arch", "nope", "--models-dir", models, POSITIVE)
-    one_line_error(code, err, "nope.pt", "missing")
+    # run from the project root: params.yaml knows the architectures
+    code, _, err = run("--arch", "bilsm", "--models-dir", tmp_path, POSITIVE)
+    one_line_error(code, err, "unknown architecture 'bilsm'", "bilstm_w2v_adv")
+    code, _, err = run("--arch", "bilstm_w2v_adv", "--models-dir", tmp_path, POSITIVE)
+    one_line_error(code, err, "bilstm_w2v_adv.pt is missing", "dvc repro train_pretrained@bilstm_w2v_adv")
+    code, _, err = run("--arch", "gru", "--models-dir", tmp_path, POSITIVE)
+    one_line_error(code, err, "gru.pt is missing", "dvc repro train@gru)")
 
 
 def test_truncated_and_foreign_checkpoints(models, run, tmp_path):
@@ -261,12 +312,19 @@ def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypat
 
 def test_explain_marks_the_marker_words(models, run):
     code, out, err = run("--model", models / "attention.pt", "--explain", "--top", "1", POSITIVE, NEGATIVE, "")
-    assert code == 0, err
+    assert code == 1 and err.splitlines() == ["error: arg:3: no words left after cleaning: nothing to score ('')"]
     lines = out.splitlines()
-    assert lines[0].startswith("arg:1: pos") and lines[2].startswith("arg:2: neg") and lines[4].startswith("arg:3:")
+    assert len(lines) == 4 and lines[0].startswith("arg:1: pos") and lines[2].startswith("arg:2: neg")
     assert lines[1].count("[[") == 1 and any(f"[[{w}]]" in lines[1] for w in ("superb", "brilliant", "wonderful"))
     assert lines[3].count("[[") == 1 and any(f"[[{w}]]" in lines[3] for w in ("awful", "terrible", "boring"))
-    assert lines[5].strip() == "(no words: the model read one <unk>)"
+
+
+def test_explain_shows_which_words_the_model_read_as_unknown(models, run):
+    code, out, _ = run("--model", models / "attention.pt", "--explain", "--top", "1", "A superb zyxwv film")
+    assert code == 0 and out.splitlines()[1].split() == ["a", "[[superb]]", "<unk:zyxwv>", "film"]
+    code, out, _ = run("--model", models / "attention.pt", "--explain", "--json", "A superb zyxwv film")
+    (row,) = json_lines(out)
+    assert row["words"] == ["a", "superb", "zyxwv", "film"] and row["known"] == [True, True, False, True]
 
 
 def test_explain_json_gives_every_word_read_and_its_weight(models, run):
@@ -312,3 +370,29 @@ def test_leaderboard_errors_are_pipeline_errors(tmp_path):
         (tmp_path / "lb.json").write_text(bad)
         with pytest.raises(PipelineError, match="--arch"):
             predict.resolve_checkpoint(leaderboard=tmp_path / "lb.json")
+
+
+# ---------------------------------------------------------------- typographic text
+
+
+def test_typographic_text_scores_as_its_ascii_form_through_the_console_script(models, tmp_path):
+    typed = "I didn\u2019t like it, it wasn\u2019t good \u2014 a superb\u2026 no, &quot;boring&quot; film"
+    ascii_form = "I didn't like it, it wasn't good - a superb... no, \"boring\" film"
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffSuperb film, I loved it".encode("utf-8"))
+    result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--json", "--threads", "1",
+                             typed, ascii_form, "Superb film, I loved it", "--file", str(bom)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    typed_row, ascii_row, plain_row, bom_row = json_lines(result.stdout)
+    assert typed_row["probability"] == ascii_row["probability"] and typed_row["label"] == ascii_row["label"]
+    assert bom_row["probability"] == plain_row["probability"]
+
+
+def test_a_checkpoint_made_before_normalize_reads_text_as_it_was_trained(models, tmp_path):
+    payload = torch.load(models / "tiny.pt", weights_only=True)
+    old_clean = {k: v for k, v in payload["clean"].items() if k != "normalize"}
+    torch.save(dict(payload, clean=old_clean), tmp_path / "old.pt")
+    old, new = Predictor.load(tmp_path / "old.pt"), Predictor.load(models / "tiny.pt")
+    typed = "A superb\u2019 film"  # the old cleaning keeps the curly apostrophe: "superb’" is not a known word
+    assert old.encode([typed])[0].ids[0, 1] == UNK_ID and new.encode([typed])[0].ids[0, 1] != UNK_ID

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import DvcRepo, make_dvc_repo, script_env
+from conftest import TINY_PER_LABEL, TINY_UNSUP, DvcRepo, make_dvc_repo, script_env
 
 ARCH = "gru"
 LONG_EPOCHS = 40  # the lock and kill tests retrain gru this long, to act while it trains
@@ -307,3 +307,30 @@ def test_killed_repro_records_nothing_and_the_next_repro_resumes(built, tmp_path
     assert ran(again.stdout) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}
     assert json.loads((repo.root / f"metrics/train/{ARCH}.json").read_text())["epochs_run"] == LONG_EPOCHS
     assert status(repo) == {}
+
+
+def test_temp_and_queued_experiments_read_the_relative_source(built, tmp_path):
+    """DVC runs these in a copy of the repository under .dvc/tmp/exps/: a source relative to the project
+    (../aclImdb_v1.tar.gz, like the README's ../shared/...) must still be found there."""
+    repo = copy_repo(built, tmp_path)
+    source = repo.params["ingest"]["source"]
+    assert not Path(source).is_absolute() and (repo.root / source).is_file()
+    # a new download_dir reruns ingest (and nothing after it: its table comes out the same)
+    temp = repo.dvc("exp", "run", "--temp", "-n", "temp-run", "-S", "ingest.download_dir=data/raw_temp")
+    assert ran(temp.stdout) == {"ingest"}, temp.stdout
+    repo.dvc("exp", "run", "--queue", "-n", "queued-run", "-S", "ingest.download_dir=data/raw_queued")
+    try:
+        start_queue(repo, 1, tmp_path / "queue_start.log")
+        deadline = time.monotonic() + 180
+        while (statuses := queue_statuses(repo, ["queued-run"])).get("queued-run") not in ("Success", "Failed"):
+            assert time.monotonic() < deadline, f"queue not done after 180 s: {statuses}"
+            time.sleep(3)
+        logs = queue_logs(repo, ["queued-run"])["queued-run"]
+        assert statuses == {"queued-run": "Success"}, logs
+        assert ran(logs) == {"ingest"}, logs
+    finally:
+        stop_queue(repo)
+    shown = experiments(json.loads(repo.dvc("exp", "show", "--json").stdout))
+    for name in ("temp-run", "queued-run"):
+        ingest = shown[name]["metrics"]["metrics/ingest.json"]["data"]
+        assert ingest["source"] == source and ingest["reviews"] == 2 * 2 * TINY_PER_LABEL + TINY_UNSUP

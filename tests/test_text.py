@@ -3,13 +3,15 @@
 import random
 import re
 import string
+import unicodedata
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from imdb_rnn.text import PAD_ID, UNK_ID, build_vocab, clean_texts, count_words, encode, pad, split_words, tokenize
+from imdb_rnn.text import (PAD_ID, UNK_ID, build_vocab, clean_texts, count_words, encode, normalize_text, pad, split_words,
+                           tokenize)
 
 EXERCISE = {"lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
 
@@ -27,14 +29,19 @@ def counts_table(pairs):
 
 
 def ref_clean(text, settings):
+    normalize = settings.get("normalize", False)
+    if normalize:
+        text = normalize_text(text)
     if settings["strip_html_breaks"]:
         text = re.sub(r"<br\s*/?>", " ", text)
     if settings["lowercase"]:
         text = text.lower()
+    # normalized text loses every Unicode punctuation mark and symbol, the exercise's only ASCII's
+    punct = (lambda c: unicodedata.category(c)[0] in "PS") if normalize else (lambda c: c in string.punctuation)
     if settings["punctuation"] == "remove":
-        text = "".join(c for c in text if c not in string.punctuation)
+        text = "".join(c for c in text if not punct(c))
     elif settings["punctuation"] == "space":
-        text = "".join(" " if c in string.punctuation else c for c in text)
+        text = "".join(" " if punct(c) else c for c in text)
     return text
 
 
@@ -64,7 +71,8 @@ def ref_tokenize(texts, vocab, seq_len, pad_side, truncate_side):
 
 POOL = (
     "good bad movie film Great AWFUL don't it's well... (really) \"quoted\" 10/10 $5 a-b café ÉLAN straße "
-    "niño x y z the THE The plot! actor's <pad> <unk> ok?"
+    "niño x y z the THE The plot! actor's <pad> <unk> ok? didn\u2019t \u201cfine\u201d Tom&amp;Jerry &#39;s \ufeffBOM "
+    "great\u2014really wait\u2026 \x96 \x92s £5 ¡hola! \u00bd \uff27ood \ufb01lm \U0001f600 \u2605\u2605"
 ).split()
 BREAKS = ["<br />", "<br/>", "<br>", "<br  />", "<br /><br />"]
 SPACES = [" ", " ", " ", "  ", "\n", "\t", "\xa0"]
@@ -199,6 +207,7 @@ def test_tokenize_empty_review_is_one_unknown_word():
 def check_against_reference(seed, guarded):
     rng = random.Random(seed)
     settings = {
+        "normalize": rng.random() < 0.5,
         "lowercase": rng.random() < 0.7,
         "strip_html_breaks": rng.random() < 0.7,
         "punctuation": rng.choice(["remove", "space", "keep"]),
@@ -238,3 +247,41 @@ def test_matches_reference_on_random_texts(seed):
 @pytest.mark.parametrize("seed", range(12))
 def test_matches_reference_with_whitespace_at_the_edges(seed):
     check_against_reference(seed, guarded=False)
+
+
+# --- typographic and web text: read as the ASCII a person means ---------------------------------
+
+TYPED_AND_ASCII = {
+    "curly apostrophes": ("I didn\u2019t like it, it wasn\u2019t good", "I didn't like it, it wasn't good"),
+    "acute accent as apostrophe": ("didn\u00b4t", "didn't"),
+    "HTML entities": ("Tom &amp; Jerry&#39;s &quot;best&quot; &#8230; &lt;3", "Tom & Jerry's \"best\" ... <3"),
+    "byte-order mark": ("\ufeffBrilliant film, I loved it", "Brilliant film, I loved it"),
+    "Windows-1252 read as Latin-1": ("great\x96really\x85 I didn\x92t", "great - really ... I didn't"),
+    "curly quotes, dashes, ellipsis": ("\u201cSuperb\u201d\u2014a wonderful\u2026film", "\"Superb\" - a wonderful ... film"),
+    "full-width letters and ligatures": ("\uff27\uff52\uff45\uff41\uff54 \ufb01lm", "Great film"),
+    "no-break and zero-width spaces": ("a\u00a0good\u200b film\u00ad", "a good film"),
+}
+
+
+@pytest.mark.parametrize("kind", TYPED_AND_ASCII)
+def test_typographic_text_cleans_like_its_ascii_form(kind):
+    typed, ascii_form = TYPED_AND_ASCII[kind]
+    normalized = clean([typed, ascii_form], normalize=True)
+    assert normalized[0].split() == normalized[1].split()
+    # without normalize (the exercise, and checkpoints made before it) the typed form reads differently
+    plain = clean([typed, ascii_form])
+    assert plain[0].split() != plain[1].split()
+
+
+def test_normalize_changes_no_ascii_text_without_entities():
+    rng = random.Random(0)
+    texts = [f"x {random_text(rng)} y" for _ in range(300)]
+    texts = [t.encode("ascii", "ignore").decode().replace("&", "and") for t in texts]
+    assert all(normalize_text(t) == t for t in texts)
+    for punctuation in ("remove", "space", "keep"):
+        assert clean(texts, normalize=True, punctuation=punctuation) == clean(texts, punctuation=punctuation)
+
+
+def test_unicode_punctuation_and_symbols_are_punctuation_once_normalized():
+    assert clean(["\u00a1Qu\u00e9 bueno! \u00a35 \u2605\u2605 \U0001f600 caf\u00e9"], normalize=True)[0].split() == ["qué", "bueno", "5", "café"]
+    assert clean(["\u00a1Qu\u00e9 bueno! \u00a3\u2605"], normalize=True, punctuation="keep") == ["¡qué bueno! £★"]

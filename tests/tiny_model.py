@@ -12,7 +12,7 @@ from imdb_rnn.train import build_model, fit, model_config, save_checkpoint
 
 from synthetic import review
 
-CLEAN = {"lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
+CLEAN = {"normalize": True, "lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
 TOKENIZE = {"seq_len": 48, "pad_side": "left", "truncate_side": "right"}
 COMMON = {"seed": 0, "device": "cpu", "threads": 0, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
 

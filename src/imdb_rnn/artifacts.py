@@ -6,8 +6,10 @@ to a temporary file beside its target and renamed into place only once it is com
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,13 +77,31 @@ def load_npz(path, what="array file"):
         raise PipelineError(f"{what} {path} is unreadable ({err}): rerun the stage that makes it")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _fail(line, code):
+    """Print `line` and exit with `code`; a data-parallel worker hands the line to its launcher instead.
+
+    torch's elastic launcher gives each worker an error file (TORCHELASTIC_ERROR_FILE); the launcher
+    (distributed.launch) prints the first failing worker's line, so N workers still print one line.
+    """
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file and "TORCHELASTIC_RUN_ID" in os.environ:
+        Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
+    else:
+        print(line, file=sys.stderr)
+    sys.exit(code)
+
+
 def run_main(main):
-    """Run a stage or command `main`, turning a PipelineError into a one-line message and exit 1."""
+    """Run a stage or command `main`: a PipelineError is one line on stderr and exit 1; an interrupt
+    (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main()
     except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"error: {err}", 1)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("error: interrupted", 130)

@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 from .artifacts import PipelineError, atomic_path, read_json
-from .params import read_params
+from .params import BASELINE, stage_of
 
 COLUMNS = [  # (key, Markdown heading)
     ("accuracy", "test accuracy"),
@@ -17,25 +17,6 @@ COLUMNS = [  # (key, Markdown heading)
 ]
 
 
-BASELINE = "baseline"  # the bag-of-n-grams model of the baseline stage
-
-
-def read_architectures(params_path):
-    """{name: initial weights} of every trained model: `architectures`, then `pretrained_architectures`."""
-    path = Path(params_path)
-    params = read_params(path)
-    names = params.get("architectures")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
-    pretrained = params.get("pretrained_architectures") or []
-    if not isinstance(pretrained, list) or not all(isinstance(n, str) for n in pretrained):
-        raise PipelineError(f"parameter pretrained_architectures in {path} must be a list of section names")
-    names = names + pretrained
-    if len(set(names)) != len(names) or BASELINE in names:
-        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {names}")
-    return {name: (params.get(name) or {}).get("pretrained", "none") for name in names}
-
-
 def _require(path, stage):
     if not Path(path).exists():
         raise PipelineError(f"{path} is missing: run `dvc repro {stage}` first")
@@ -44,7 +25,7 @@ def _require(path, stage):
 
 def load_row(name, eval_dir, timing_dir, pretrained="none"):
     """One leaderboard row from an architecture's evaluation and training-timing metrics."""
-    evaluate, train = (BASELINE, BASELINE) if name == BASELINE else (f"evaluate@{name}", f"train@{name}")
+    evaluate, train = (BASELINE, BASELINE) if name == BASELINE else (stage_of("evaluate", name), stage_of("train", name))
     evaluation = read_json(_require(f"{eval_dir}/{name}.json", evaluate), "evaluation metrics")
     timing = read_json(_require(f"{timing_dir}/{name}.json", train), "training timing")
     try:
@@ -60,7 +41,7 @@ def load_row(name, eval_dir, timing_dir, pretrained="none"):
             "inference_reviews_per_second": evaluation["reviews_per_second"],
         }
     except KeyError as err:
-        stage = BASELINE if name == BASELINE else f"evaluate@{name}"
+        stage = BASELINE if name == BASELINE else stage_of("evaluate", name)
         raise PipelineError(f"the metrics of {name} lack {err}: rerun `dvc repro -f {stage}`")
 
 
@@ -106,11 +87,11 @@ def to_markdown(board):
 
 def read_curve(path, name):
     """(epochs from 1, values) of a dvclive TSV (columns step and the metric)."""
-    _require(path, f"train@{name}")
+    _require(path, stage_of("train", name))
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or "step" not in rows[0] or len(rows[0]) < 2:
-        raise PipelineError(f"{path} is not a dvclive metric file: rerun `dvc repro -f train@{name}`")
+        raise PipelineError(f"{path} is not a dvclive metric file: rerun `dvc repro -f {stage_of('train', name)}`")
     metric = next(key for key in rows[0] if key not in ("step", "timestamp"))
     return [int(r["step"]) + 1 for r in rows], [float(r[metric]) for r in rows]
 

@@ -1,14 +1,17 @@
-"""Data-parallel training under torchrun: PyTorch's DistributedDataParallel, nothing home-made.
+"""Data-parallel training: PyTorch's elastic launcher and DistributedDataParallel, nothing home-made.
 
-`python -m torch.distributed.run --nproc_per_node N stages/train.py ...` starts N copies of the
-stage; each reads WORLD_SIZE / RANK / LOCAL_RANK from the environment that torchrun sets. With one
-process (plain `python`, or torchrun with N=1) every helper here is a no-op.
+With `train.processes` N > 1 the train stage starts N copies of itself through `launch` (what
+`torchrun --standalone --nproc_per_node N` does, called in-process so that a failure is one line);
+each copy reads WORLD_SIZE / RANK / LOCAL_RANK from the environment the launcher sets. With one
+process every helper here is a no-op. `torchrun ... stages/train.py` by hand works the same way.
 """
 
 import ctypes
+import logging
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +49,45 @@ def die_with_launcher():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher:  # the agent died before the signal was armed
         os._exit(1)
+
+
+def in_worker():
+    """True in a process started by torch's elastic launcher (torchrun or `launch`)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def launch(processes, script, args):
+    """Run `python script *args` as `processes` data-parallel workers on this machine; wait for them.
+
+    The workers print their own output. When one fails, the others are stopped and this raises
+    PipelineError with the failing worker's own error line (written by artifacts.run_main into the
+    launcher's per-worker error file), so a failure prints one line, not torchrun's traceback.
+    KeyboardInterrupt is raised when this process is interrupted (SIGINT/SIGTERM reach the workers too).
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from .artifacts import PipelineError
+
+    # the agent logs every step and every failure at length; the one line below says what matters
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    try:
+        elastic_launch(config, sys.executable)(script, *map(str, args))
+    except SignalException:
+        raise KeyboardInterrupt from None
+    except ChildFailedError as err:
+        # the first worker to fail says why; the others were stopped because of it ("interrupted")
+        failures = sorted(err.failures.items(), key=lambda item: (item[1].message == "error: interrupted", item[1].timestamp))
+        told = [f for _, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")]
+        if told:
+            raise PipelineError(told[0].message.removeprefix("error: ")) from None
+        rank, failure = failures[0]
+        how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+        raise PipelineError(f"training process {rank} of {processes} died ({how}) before it could say why; "
+                            "rerun with train.processes=1 to see the problem") from None
 
 
 def setup(device_type):

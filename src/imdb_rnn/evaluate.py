@@ -21,7 +21,8 @@ from sklearn.metrics import (
 
 from .artifacts import PipelineError
 from .params import Param
-from .train import count_parameters, predict_logits
+from .text import without_known_words
+from .train import count_parameters, predict_logits, retrain_hint
 
 EVALUATE_SCHEMA = {
     "batch_size": Param(int, min=1, max=65536),
@@ -34,7 +35,7 @@ LABEL_NAMES = ("neg", "pos")
 
 def checkpoint_field(payload, key, path):
     if key not in payload:
-        raise PipelineError(f"checkpoint {path} has no '{key}' entry: retrain it (dvc repro train)")
+        raise PipelineError(f"checkpoint {path} has no '{key}' entry: retrain it ({retrain_hint(path, payload.get('arch'))})")
     return payload[key]
 
 
@@ -148,7 +149,7 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     """Score `reviews` with the checkpoint's `model`; return (metrics, logits, 0/1 labels)."""
     train_seconds = checkpoint_field(payload, "metrics", path).get("train_seconds")
     if train_seconds is None:
-        raise PipelineError(f"checkpoint {path} does not record its training time: retrain it (dvc repro train)")
+        raise PipelineError(f"checkpoint {path} does not record its training time: retrain it ({retrain_hint(path, payload.get('arch'))})")
     start = time.perf_counter()  # throughput counts the model's work only, not loading
     logits = predict_logits(model, reviews, batch_size, device)
     seconds = time.perf_counter() - start
@@ -156,6 +157,8 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     metrics = {
         "arch": payload.get("arch"),
         **classification_metrics(labels, logits),
+        # the official test set is scored whole: these are read as one <unk> (README: Bad input)
+        "reviews_without_known_words": int(without_known_words(reviews.ids).sum()),
         "parameters": count_parameters(model),
         "train_seconds": train_seconds,
         "inference_seconds": round(seconds, 3),

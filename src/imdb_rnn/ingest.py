@@ -6,7 +6,9 @@ The archive is read in one streaming pass: 100,000 small files are never unpacke
 import codecs
 import gzip
 import hashlib
+import os
 import re
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -32,6 +34,7 @@ SCHEMA = {
 
 # aclImdb/{train,test}/{pos,neg,unsup}/ID_RATING.txt
 MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+REVIEW_FOLDER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/[^/]+$")
 REQUIRED = [("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg")]
 LOCAL_HINT = "set ingest.source in params.yaml to a local aclImdb_v1.tar.gz or an extracted aclImdb/ folder"
 
@@ -40,18 +43,21 @@ TABLE_SCHEMA = pa.schema(
         ("id", pa.int32()),
         ("split", pa.string()),
         ("label", pa.string()),
-        ("rating", pa.int8()),
+        ("rating", pa.int8()),  # 1-4 or 7-10 from the file name; null for the unlabelled reviews
         ("text", pa.string()),
     ]
 )
 
 
+MAX_NAMED = 20  # files named in the report per kind of problem; the counts cover them all
+
+
 class _Decoder:
-    """Decode review bytes as UTF-8, replacing bad bytes and counting them."""
+    """Decode review bytes as UTF-8, replacing bad bytes; count them and name the files that hold them."""
 
     def __init__(self):
         self.bad_bytes = 0
-        self.bad_files = 0
+        self.bad_files = []
         self._name = f"imdb_rnn_count_{id(self)}"
         codecs.register_error(self._name, self._handle)
 
@@ -59,10 +65,11 @@ class _Decoder:
         self.bad_bytes += err.end - err.start
         return "\ufffd", err.end
 
-    def __call__(self, raw):
+    def __call__(self, raw, name):
         before = self.bad_bytes
         text = raw.decode("utf-8", errors=self._name)
-        self.bad_files += self.bad_bytes > before
+        if self.bad_bytes > before:
+            self.bad_files.append(name)
         return text
 
 
@@ -107,8 +114,15 @@ def _md5(path):
     return digest.hexdigest()
 
 
-def _iter_archive(path):
-    """Yield (split, label, id, rating, bytes) for each review in a .tar.gz, in one streaming pass."""
+def _skipped(name):
+    """A file inside a review folder (train/pos, test/neg, train/unsup...) whose name is not ID_RATING.txt."""
+    return MEMBER.search(name) is None and REVIEW_FOLDER.search(name) is not None
+
+
+def _iter_archive(path, skipped):
+    """Yield (split, label, id, rating, bytes, name) for each review in a .tar.gz, in one streaming pass.
+
+    Files in review folders whose names are not reviews are appended to `skipped`."""
     try:
         with open(path, "rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
@@ -118,7 +132,9 @@ def _iter_archive(path):
                 for member in tar:
                     m = MEMBER.search(member.name)
                     if m and member.isfile():
-                        yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read()
+                        yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read(), member.name
+                    elif member.isfile() and _skipped(member.name):
+                        skipped.append(member.name)
             # tar stops at its end-of-archive marker, or silently at a header cut short: reading
             # the compressed stream to its end checks the gzip trailer, so truncation is an error
             while stream.read(1 << 20):
@@ -129,7 +145,7 @@ def _iter_archive(path):
         )
 
 
-def _iter_folder(path):
+def _iter_folder(path, skipped):
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
     for split in ("train", "test"):
         for label in ("pos", "neg", "unsup"):
@@ -137,31 +153,58 @@ def _iter_folder(path):
             if not folder.is_dir():
                 continue
             for file in sorted(folder.iterdir()):
-                m = MEMBER.search(f"aclImdb/{split}/{label}/{file.name}")
-                if m:
-                    yield split, label, int(m[3]), int(m[4]), file.read_bytes()
+                name = f"aclImdb/{split}/{label}/{file.name}"  # as the archive names it
+                m = MEMBER.search(name)
+                if m and file.is_file():
+                    yield split, label, int(m[3]), int(m[4]), file.read_bytes(), name
+                else:
+                    skipped.append(name)
+
+
+EXPERIMENT_COPY = re.compile(r"^(.*)/\.dvc/tmp/exps/")  # where DVC copies the repo for a queued or --temp run
+
+
+def resolve_source(source, cwd=None):
+    """The local path `source` names; a relative one is relative to the project root.
+
+    `dvc exp run --queue` and `--temp` run the pipeline in a copy of the repository under
+    .dvc/tmp/exps/, where a path such as ../shared/... would point elsewhere: it is then taken
+    relative to the repository the experiment came from. Raises PipelineError naming every path tried.
+    """
+    path = Path(source).expanduser()
+    if path.is_absolute():
+        tried = [path]
+    else:
+        cwd = Path(cwd or os.getcwd()).resolve()
+        tried = [cwd / path]
+        origin = EXPERIMENT_COPY.match(cwd.as_posix() + "/")
+        if origin:
+            tried.append(Path(origin[1]) / path)
+    for candidate in tried:
+        if candidate.exists():
+            return candidate
+    raise PipelineError(
+        f"dataset source {source} does not exist (looked for {' and '.join(str(t.resolve()) for t in tried)}): "
+        f"{LOCAL_HINT} (an absolute path works from anywhere), or use the official URL"
+    )
 
 
 def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
     """Return (table, report) for the dataset at `source`: a URL, a .tar.gz, or an aclImdb folder."""
-    if is_url(source):
-        path = download(source, download_dir, md5)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise PipelineError(f"dataset source {source} does not exist: {LOCAL_HINT}, or use the official URL")
-    reviews = _iter_folder(path) if path.is_dir() else _iter_archive(path)
+    path = download(source, download_dir, md5) if is_url(source) else resolve_source(source)
+    skipped = []
+    reviews = _iter_folder(path, skipped) if path.is_dir() else _iter_archive(path, skipped)
 
     decode = _Decoder()
     columns = {name: [] for name in TABLE_SCHEMA.names}
     counts, empty = Counter(), Counter()
-    for split, label, review_id, rating, raw in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2, disable=None):
-        text = decode(raw)
+    for split, label, review_id, rating, raw, name in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2, disable=None):
+        text = decode(raw, name)
         if not text.strip():
             empty[f"{split}/{label}"] += 1
             continue
-        if label == "unsup":  # aclImdb keeps the unlabelled reviews under train/unsup
-            split, label = "unsup", "none"
+        if label == "unsup":  # aclImdb keeps the unlabelled reviews under train/unsup, rated 0: no rating
+            split, label, rating = "unsup", "none", None
         counts[(split, label)] += 1
         columns["id"].append(review_id)
         columns["split"].append(split)
@@ -185,8 +228,19 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
         "per_label": {f"{s}/{l}": counts[(s, l)] for s, l in sorted(counts)},
         "empty_files_dropped": sum(empty.values()),
         "invalid_utf8_bytes": decode.bad_bytes,
-        "files_with_invalid_utf8": decode.bad_files,
+        "files_with_invalid_utf8": len(decode.bad_files),
+        "files_with_invalid_utf8_named": decode.bad_files[:MAX_NAMED],
+        # files in review folders not named ID_RATING.txt (e.g. .DS_Store, notes.txt): not reviews, not read
+        "files_skipped": len(skipped),
+        "files_skipped_named": skipped[:MAX_NAMED],
     }
+    if decode.bad_files:
+        print(f"ingest: warning: {len(decode.bad_files)} file(s) hold invalid UTF-8, replaced by U+FFFD: "
+              f"{', '.join(decode.bad_files[:3])}{' ...' if len(decode.bad_files) > 3 else ''} (metrics/ingest.json names them)",
+              file=sys.stderr)
+    if skipped:
+        print(f"ingest: warning: {len(skipped)} file(s) in review folders are not named ID_RATING.txt and were skipped: "
+              f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
     return table, report
 
 

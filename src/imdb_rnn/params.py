@@ -1,9 +1,12 @@
-"""Read one section of params.yaml and check it before any work starts."""
+"""Read one section of params.yaml and check it before any work starts.
 
+params.yaml is read with the YAML rules DVC itself uses (ruamel.yaml's safe loader, YAML 1.2), so
+a value that `dvc exp run -S` writes, such as `lr: 1e-05`, means here what `dvc params diff` shows.
+"""
+
+import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from .artifacts import PipelineError
 
@@ -18,9 +21,13 @@ class Param:
 
 
 def check(section_name, values, schema):
-    """Validate a mapping against `schema` ({key: Param}); return it with the keys checked."""
+    """Validate a mapping against `schema` ({key: Param}); return a checked copy (ints given for floats become floats).
+
+    Raises PipelineError naming the first bad key and what it must be.
+    """
     if not isinstance(values, dict):
         raise PipelineError(f"params section '{section_name}' must be a mapping, got {type(values).__name__}")
+    values = dict(values)
     unknown = sorted(set(values) - set(schema))
     if unknown:
         raise PipelineError(
@@ -34,6 +41,10 @@ def check(section_name, values, schema):
             continue
         value = values[key]
         types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+        if float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
+            value = values[key] = float(value)  # `-S lr=1` writes an int where a float is meant
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PipelineError(f"parameter {name} must be a finite number, got {value!r}")
         # bool is an int in Python; a flag given as a number (or a number as a flag) is a mistake
         if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             wanted = " or ".join(t.__name__ for t in types)
@@ -44,18 +55,33 @@ def check(section_name, values, schema):
             raise PipelineError(f"parameter {name} must be >= {spec.min}, got {value!r}")
         if spec.max is not None and value > spec.max:
             raise PipelineError(f"parameter {name} must be <= {spec.max}, got {value!r}")
-    return dict(values)
+    return values
+
+
+def parse_yaml(text):
+    """YAML text as Python objects, by the rules DVC reads params.yaml with (dvc.utils.serialize.parse_yaml).
+
+    Raises ruamel.yaml.YAMLError on malformed text.
+    """
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text) or {}
 
 
 def read_params(params_path):
     """The whole params.yaml as a dict; a missing or malformed file is a one-line error."""
+    from ruamel.yaml import YAMLError
+
     path = Path(params_path)
     if not path.exists():
         raise PipelineError(f"params file {path} is missing: run from the project root or pass --params")
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise PipelineError(f"params file {path} is not valid YAML: {str(err).splitlines()[0]}")
+        params = parse_yaml(path.read_text(encoding="utf-8"))
+    except YAMLError as err:
+        raise PipelineError(f"params file {path} is not valid YAML: {' '.join(str(err).split())}")
+    if not isinstance(params, dict):
+        raise PipelineError(f"params file {path} must be a mapping of sections, got {type(params).__name__}")
+    return params
 
 
 def load_section(params_path, section, schema):
@@ -65,3 +91,42 @@ def load_section(params_path, section, schema):
     if section not in params:
         raise PipelineError(f"params file {path} has no '{section}' section: add it (see README)")
     return check(section, params[section], schema)
+
+
+BASELINE = "baseline"  # the bag-of-n-grams model of the baseline stage
+
+
+def read_architectures(params_path):
+    """{name: initial weights} of every trained model: `architectures`, then `pretrained_architectures`.
+
+    These two lists are what "architecture" means everywhere (train, compare, predict). Raises
+    PipelineError when a list is malformed, names a model twice, or names a section that is missing.
+    """
+    path = Path(params_path)
+    params = read_params(path)
+    names = params.get("architectures")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
+    pretrained = params.get("pretrained_architectures") or []
+    if not isinstance(pretrained, list) or not all(isinstance(n, str) for n in pretrained):
+        raise PipelineError(f"parameter pretrained_architectures in {path} must be a list of section names")
+    names = names + pretrained
+    if len(set(names)) != len(names) or BASELINE in names:
+        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {names}")
+    missing = [n for n in names if not isinstance(params.get(n), dict)]
+    if missing:
+        raise PipelineError(f"architecture {missing[0]!r} is listed in {path} but has no section there: add one")
+    return {name: params[name].get("pretrained", "none") for name in names}
+
+
+def stage_of(kind, arch, params_path="params.yaml"):
+    """The dvc.yaml stage that runs `kind` ('train' or 'evaluate') for `arch`, for hints in error messages.
+
+    `train@arch`, or `train_pretrained@arch` for the pretrained_architectures; `train@arch` when
+    params.yaml cannot be read.
+    """
+    try:
+        pretrained = read_params(params_path).get("pretrained_architectures") or []
+    except PipelineError:
+        pretrained = []
+    return f"{kind}_pretrained@{arch}" if arch in pretrained else f"{kind}@{arch}"

@@ -11,6 +11,7 @@ attention models returns the attention weight of every word the model read.
 """
 
 import argparse
+import codecs
 import copy
 import json
 import os
@@ -25,10 +26,10 @@ from torch import nn
 
 from .artifacts import PipelineError, run_main
 from .batches import Reviews, align_left, by_length
-from .compare import BASELINE
-from .params import check
-from .text import CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize
-from .train import load_checkpoint, pick_device, predict_logits, configure_cpu
+from .params import BASELINE, check, read_architectures
+from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize,
+                   without_known_words)
+from .train import configure_cpu, load_checkpoint, pick_device, predict_logits, retrain_hint
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -80,7 +81,7 @@ def check_payload(payload, path):
     """The checkpoint's text settings must be complete before any review is read with them."""
     for key in ("vocab", "clean", "tokenize", "model_config"):
         if key not in payload:
-            raise PipelineError(f"checkpoint {path} lacks '{key}': retrain it (dvc repro -f train)")
+            raise PipelineError(f"checkpoint {path} lacks '{key}': retrain it ({retrain_hint(path, payload.get('arch'))})")
     try:
         check("clean", payload["clean"], CLEAN_SCHEMA)
         check("tokenize", payload["tokenize"], TOKENIZE_SCHEMA)
@@ -131,18 +132,40 @@ class Predictor:
         ids = align_left(ids, kept, tok["pad_side"])
         return Reviews(ids, kept, np.zeros(len(kept), np.float32)), n_words
 
+    def _score(self, texts, cleaned):
+        reviews, _ = self.encode(texts, cleaned)
+        with torch.inference_mode():
+            return reviews, predict_logits(self.model, reviews, self.batch_size, self.device)
+
     def logits(self, texts, cleaned=False):
-        """The model's logit for each review, in the order given (> 0: positive)."""
+        """The model's logit for each review, in the order given (> 0: positive), as the evaluate
+        stage computes it: a review with no vocabulary word is read as one <unk>."""
         texts = list(texts)
         if not texts:
             return np.zeros(0, np.float32)
-        reviews, _ = self.encode(texts, cleaned)
-        with torch.inference_mode():
-            return predict_logits(self.model, reviews, self.batch_size, self.device)
+        return self._score(texts, cleaned)[1]
 
     def probabilities(self, texts, cleaned=False):
-        """Probability that each review is positive, in the order given."""
-        return torch.sigmoid(torch.from_numpy(self.logits(texts, cleaned))).numpy()
+        """Probability that each review is positive, in the order given; NaN for a review with no
+        word in the vocabulary (text.without_known_words), which gives the model nothing to judge."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, np.float32)
+        reviews, logits = self._score(texts, cleaned)
+        probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
+        probs[without_known_words(reviews.ids)] = np.nan
+        return probs
+
+    def unscorable(self, texts, cleaned=False):
+        """For each review, why it gets no probability (no words after cleaning, or none the model
+        knows), or None when it can be scored."""
+        texts = list(texts)
+        if not texts:
+            return []
+        reviews, n_words = self.encode(texts, cleaned)
+        empty = without_known_words(reviews.ids)
+        return [None if not e else "no words left after cleaning" if n == 0 else
+                f"none of its {n} word(s) is in the model's vocabulary" for e, n in zip(empty, n_words)]
 
     def explain(self, texts, cleaned=False):
         """An Explanation per review: probability and the attention weight of every word read."""
@@ -191,12 +214,21 @@ class Predictor:
         return probs, weights
 
 
-def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json"):
-    """The checkpoint to use: --model, else --arch, else the leaderboard's best recurrent architecture."""
+def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json",
+                       params="params.yaml"):
+    """The checkpoint to use: --model, else --arch, else the leaderboard's best recurrent architecture.
+
+    An --arch with no checkpoint that params.yaml does not list either is a misspelling, reported as such.
+    """
     if model:
         return Path(model)
     if arch:
-        return Path(models_dir) / f"{arch}.pt"
+        path = Path(models_dir) / f"{arch}.pt"
+        if not path.exists() and Path(params).exists():
+            known = list(read_architectures(params))
+            if arch not in known:
+                raise PipelineError(f"unknown architecture {arch!r}: {params} lists {', '.join(known)}")
+        return path
     path = Path(leaderboard)
     if not path.exists():
         raise PipelineError(
@@ -253,6 +285,13 @@ def read_stdin(warn):
     return [Item(f"stdin:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
+def _names_a_file(text):
+    try:
+        return "\n" not in text and Path(text).is_file()
+    except (OSError, ValueError):  # too long for a file name, or a NUL byte in it
+        return False
+
+
 def gather_inputs(args, warn):
     items, stdin_used = [], False
     for n, text in enumerate(args.texts, 1):
@@ -261,6 +300,8 @@ def gather_inputs(args, warn):
                 items += read_stdin(warn)
                 stdin_used = True
         else:
+            if _names_a_file(text):
+                warn(f"warning: arg:{n} ({text}) is scored as text, but a file of that name exists: use --file {text} to score what it holds")
             items.append(Item(f"arg:{n}", text))
     for path in args.file or []:
         items.append(read_file(path, warn))
@@ -291,30 +332,46 @@ def most_attended(weights, top):
     return set(order[weights[order] > 1.0 / len(weights)].tolist()) if len(weights) else set()
 
 
-def mark(words, weights, top, bold):
-    """Words with the most attended ones marked ([[word]], or bold in a terminal)."""
+def mark(words, weights, top, bold, known=None):
+    """Words with the most attended ones marked ([[word]], or bold in a terminal); a word the model
+    read as <unk> is shown as <unk:word>."""
     marked = most_attended(weights, top)
     start, end = ("\033[1m", "\033[0m") if bold else ("[[", "]]")
-    return " ".join(f"{start}{w}{end}" if i in marked else w for i, w in enumerate(words))
+    known = np.ones(len(words), bool) if known is None else known
+    shown = [w if k else f"<unk:{w}>" for w, k in zip(words, known)]
+    return " ".join(f"{start}{w}{end}" if i in marked else w for i, w in enumerate(shown))
 
 
 def print_explanations(items, explanations, top, bold, out):
     for item, e in zip(items, explanations):
         out.write(f"{item.source}: {e.label} p(pos)={e.probability:.3f}\n")
-        out.write("  " + (mark(e.words, e.weights, top, bold) if e.words else "(no words: the model read one <unk>)") + "\n")
+        out.write("  " + mark(e.words, e.weights, top, bold, e.known) + "\n")
         if e.n_words > len(e.words):
             out.write(f"  … {e.n_words - len(e.words)} more words not read (the model reads {len(e.words)})\n")
 
 
 def json_record(item, prob=None, explanation=None):
+    """One review's JSON object: label and probability, or null ones with the reason (`error`)."""
     if item.error:
-        return {"source": item.source, "error": item.error}
+        return {"source": item.source, "label": None, "probability": None, "error": item.error}
     record = {"source": item.source, "label": label_of(prob), "probability": round(float(prob), 6)}
     if explanation is not None:
         record["words"] = explanation.words
+        record["known"] = [bool(k) for k in explanation.known]
         record["attention"] = [round(float(w), 6) for w in explanation.weights]
         record["n_words"] = explanation.n_words
     return record
+
+
+def write_json_lines(records, out):
+    """JSON lines, lossless on any terminal: raw UTF-8 where stdout takes it, \\u escapes elsewhere."""
+    encoding = getattr(out, "encoding", None) or "ascii"
+    try:
+        utf = codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        utf = False
+    for record in records:
+        out.write(json.dumps(record, ensure_ascii=not utf) + "\n")
 
 
 def parse_args(argv):
@@ -350,11 +407,11 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """Score the reviews `argv` names; return the exit status (1 when any review could not be scored)."""
     args = parse_args(argv)
     for stream in (sys.stdout, sys.stderr):  # a review's emoji must not fail on a narrow terminal encoding
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    problems = []
 
     def warn(message):
         print(message, file=sys.stderr)
@@ -362,17 +419,16 @@ def main(argv=None):
     items = gather_inputs(args, warn)
     if not items:
         raise PipelineError("nothing to score: standard input held no reviews (one per line)")
-    for item in items:
-        if item.error:
-            problems.append(item)
-            warn(f"error: {item.source}: {item.error}")
-    good = [item for item in items if not item.error]
-
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
     configure_cpu(args.threads)
     path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard)
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size)
+
+    readable = [item for item in items if not item.error]
+    for item, reason in zip(readable, predictor.unscorable([item.text for item in readable])):
+        item.error = reason and f"{reason}: nothing to score ({preview(item.text, 30)!r})"
+    good = [item for item in items if not item.error]
     texts = [item.text for item in good]
     if args.explain:
         explanations = predictor.explain(texts)
@@ -382,21 +438,19 @@ def main(argv=None):
 
     out = sys.stdout
     if args.json:
-        scored = iter(range(len(good)))
-        for item in items:
-            if item.error:
-                out.write(json.dumps(json_record(item), ensure_ascii=False) + "\n")
-            else:
-                i = next(scored)
-                out.write(json.dumps(json_record(item, probs[i], explanations[i] if explanations else None), ensure_ascii=False) + "\n")
+        scored = {id(item): i for i, item in enumerate(good)}
+        write_json_lines([json_record(item) if item.error else
+                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None)
+                          for item in items], out)
     elif explanations is not None:
         bold = out.isatty() and "NO_COLOR" not in os.environ
         print_explanations(good, explanations, args.top, bold, out)
     elif good:
         print_table(good, probs, out)
-    if problems:
-        raise PipelineError(f"{len(problems)} of {len(items)} inputs could not be read ({', '.join(p.source for p in problems)}); the others were scored")
-    return 0
+    for item in items:
+        if item.error:
+            warn(f"error: {item.source}: {item.error}")
+    return 1 if len(good) < len(items) else 0
 
 
 def cli(argv=None):

@@ -4,8 +4,11 @@ Everything runs as Arrow compute kernels (C++) over chunks of reviews on all cor
 implementation serves 100,000 reviews in a stage and a single sentence in `imdb-predict`.
 """
 
+import html
 import os
+import re
 import string
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +22,8 @@ PAD_ID, UNK_ID = 0, 1
 RESERVED = ["<pad>", "<unk>"]
 
 CLEAN_SCHEMA = {
+    # typographic and web text read as typed (see normalize); absent in checkpoints made before it: off
+    "normalize": Param(bool, required=False),
     "lowercase": Param(bool),
     "strip_html_breaks": Param(bool),
     "punctuation": Param(str, choices=("remove", "space", "keep")),
@@ -31,7 +36,39 @@ TOKENIZE_SCHEMA = {
 
 # string.punctuation, as in the exercise; escaped for RE2 inside a character class
 _PUNCT_CLASS = "[" + "".join("\\" + c for c in string.punctuation) + "]"
+# with normalize: every Unicode punctuation mark and symbol (a superset of string.punctuation)
+_UNICODE_PUNCT_CLASS = r"[\p{P}\p{S}]"
 _BREAK = r"(?i)<br\s*/?>"  # <br />, <br>, <BR/>...
+
+# Typographic marks typed by word processors and phones, as the ASCII a person means by them.
+_QUOTES = {
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4\u0060", "'"),  # ' ' ‚ ‛ ′ ´ `: didn’t, didn´t
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb\u00a8", '"'),  # “ ” „ ‟ ″ « » ¨
+    **dict.fromkeys("\u2010\u2011\u2012\u2212", "-"),  # hyphens and minus, as ASCII's hyphen
+    # en/em dashes and the ellipsis separate words ("great\u2014really"): spaced, so removing them glues nothing
+    **dict.fromkeys("\u2013\u2014\u2015", " - "),
+    "\u2026": " ... ",
+    "\u00b8": ",",  # cedilla used as a comma
+}
+# Windows-1252 text read as Latin-1 leaves C1 control characters (aclImdb holds thousands: \x96 for
+# an en dash, \x85 for an ellipsis, \x92 for an apostrophe): read them as the Windows-1252 marks they were.
+_C1 = {chr(b): bytes([b]).decode("cp1252", errors="replace") for b in range(0x80, 0xA0)}
+_TYPOGRAPHY = str.maketrans({
+    **{c1: " " if mark == "\ufffd" else _QUOTES.get(mark, mark) for c1, mark in _C1.items()},
+    **_QUOTES,
+    # invisible characters glue words together: byte-order mark, soft hyphen, zero-width and bidi marks
+    **dict.fromkeys("\ufeff\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u202a\u202b\u202c\u202d\u202e", ""),
+})
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000-\uf8ff]")  # controls and private-use glyphs
+
+
+def normalize_text(text):
+    """One review as typed: HTML entities decoded (&amp; &#39; &#8217;), typographic quotes, dashes and
+    Windows-1252 leftovers made ASCII, invisible characters removed, then Unicode NFKC (… -> ..., ﬁ -> fi,
+    full-width letters -> ASCII, no-break space -> space). ASCII text without '&' comes back unchanged.
+    """
+    text = html.unescape(text).translate(_TYPOGRAPHY)
+    return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text))
 
 
 def _threads():
@@ -60,16 +97,33 @@ def as_arrow(texts):
     return pa.array(list(texts), pa.string())
 
 
+def _normalize(a):
+    """normalize_text over an Arrow array, in Python only for the reviews it can change."""
+    touched = pc.or_(pc.invert(pc.string_is_ascii(a)), pc.match_substring(a, "&"))
+    texts = a.filter(touched).to_pylist()
+    if not texts:
+        return a
+    return pc.replace_with_mask(a, touched, pa.array([normalize_text(t) for t in texts], pa.string()))
+
+
 def clean_texts(texts, settings):
-    """Clean reviews as `settings` (the clean section of params.yaml) says; return an Arrow array."""
+    """Clean reviews as `settings` (the clean section of params.yaml) says; return an Arrow array.
+
+    Order: normalize (when set), remove <br /> breaks, lowercase, then punctuation. With normalize,
+    punctuation means every Unicode punctuation mark and symbol, not only ASCII's.
+    """
+    normalize = settings.get("normalize", False)
+    punct = _UNICODE_PUNCT_CLASS if normalize else _PUNCT_CLASS
 
     def clean(a):
+        if normalize:
+            a = _normalize(a)
         if settings["strip_html_breaks"]:
             a = pc.replace_substring_regex(a, _BREAK, " ")
         if settings["lowercase"]:
             a = pc.utf8_lower(a)
         if settings["punctuation"] != "keep":
-            a = pc.replace_substring_regex(a, _PUNCT_CLASS, "" if settings["punctuation"] == "remove" else " ")
+            a = pc.replace_substring_regex(a, punct, "" if settings["punctuation"] == "remove" else " ")
         return a
 
     return pa.chunked_array(_parallel(clean, as_arrow(texts)), pa.string())
@@ -150,6 +204,15 @@ def pad(ids, lengths, seq_len, pad_side="left", truncate_side="right"):
     out[empty, seq_len - 1 if pad_side == "left" else 0] = UNK_ID
     kept = np.maximum(kept, 1)
     return out, kept.astype(np.int32)
+
+
+def without_known_words(ids):
+    """Per row of a padded id matrix [N, seq_len]: True where no token read is a vocabulary word.
+
+    Such a review (empty after cleaning, or only unknown words) gives the model nothing to read but
+    <unk>: the pipeline counts these, training leaves them out, and predict gives them no probability.
+    """
+    return ~(np.asarray(ids) > UNK_ID).any(axis=1)
 
 
 def tokenize(texts, vocab, clean_settings, tok_settings):

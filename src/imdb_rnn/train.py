@@ -19,7 +19,7 @@ from . import distributed
 from .artifacts import PipelineError, atomic_path
 from .batches import bucketed, by_length
 from .model import CELLS, POOLINGS, RecurrentClassifier
-from .params import Param
+from .params import Param, stage_of
 
 CHECKPOINT_FORMAT = 1
 PRETRAINED = ("none", "word2vec", "lm")
@@ -57,7 +57,7 @@ TRAIN_SCHEMA = {
     "threads": Param(int, min=0, max=256),  # 0 = every core
     "eval_batch_size": Param(int, min=1, max=65536),
     "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
-    "processes": Param(int, min=1, max=1024),  # torchrun processes (dvc.yaml passes it to torchrun)
+    "processes": Param(int, min=1, max=1024),  # data-parallel processes (distributed.launch)
 }
 
 
@@ -418,15 +418,20 @@ def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokeni
         torch.save(payload, tmp)
 
 
+def retrain_hint(path, arch=None):
+    """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>.pt)."""
+    return f"dvc repro -f {stage_of('train', arch or Path(path).stem)}"
+
+
 def load_checkpoint(path, device="cpu"):
     """Load a checkpoint and rebuild its model; every problem is a one-line PipelineError."""
     path = Path(path)
     if not path.exists():
-        raise PipelineError(f"checkpoint {path} is missing: train it first (dvc repro train)")
+        raise PipelineError(f"checkpoint {path} is missing: train it first ({retrain_hint(path).replace(' -f', '')})")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # truncated zip, pickle errors, wrong file type...
-        raise PipelineError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): retrain it (dvc repro -f train)")
+        raise PipelineError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): retrain it ({retrain_hint(path)})")
     if not isinstance(payload, dict) or "format" not in payload:
         raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>.pt file")
     if payload["format"] != CHECKPOINT_FORMAT:
