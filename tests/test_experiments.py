@@ -61,8 +61,10 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     rnn_before = (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns)
     gru_before = json.loads((root / "metrics/eval/gru.json").read_text())
 
-    stages = ran(dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12").stdout)
+    # DVC writes 0.00001 as `lr: 1e-05`, a string to YAML 1.1 readers: the stage must read it as the number
+    stages = ran(dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12", "-S", "gru.lr=0.00001").stdout)
     assert stages == {"train@gru", "evaluate@gru", "compare"}
+    assert "lr: 1e-05" in (root / "params.yaml").read_text()
     assert (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns) == rnn_before  # gru_w2v did not rerun either
 
     gru_after = json.loads((root / "metrics/eval/gru.json").read_text())
@@ -80,3 +82,15 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     assert "wider-gru" in json.dumps(shown)
     hidden = [v for section in find_key(shown, "gru") if isinstance(section, dict) for v in find_key(section, "hidden_dim")]
     assert 12 in hidden
+
+
+def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
+    params = dvc_repo.params
+    params["architectures"], params["pretrained_architectures"] = ["gru"], []
+    dvc_repo.params = params
+    dvc_repo.commit("pipeline")
+    result = dvc_repo.dvc("exp", "run", "-S", "gru.lr=fast", "train", check=False)
+    assert result.returncode != 0
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert ours == ["error: parameter gru.lr must be float, got 'fast'"], result.stderr
+    assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr

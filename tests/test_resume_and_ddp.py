@@ -84,15 +84,19 @@ def test_finished_or_foreign_state_is_not_resumed(data):
     assert f"{ARCH} epoch 1:" in second.stdout
 
 
-@pytest.mark.parametrize("adversarial", [0.0, 0.05])
-def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversarial):
+@pytest.mark.parametrize("adversarial, launcher", [(0.0, "stage"), (0.05, "torchrun")])
+def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversarial, launcher):
     # adversarial training runs two forward/backward passes per step: DDP must reduce both alike
     params = yaml.safe_load((data / "params.yaml").read_text())
     params[ARCH]["adversarial"] = adversarial
     tag = f"ddp{adversarial}"
+    if launcher == "stage":  # as dvc.yaml runs it: train.processes=2 makes the stage start two workers
+        params["train"]["processes"] = 2
+        command = [sys.executable, str(STAGES / "train.py")]
+    else:  # by hand under torchrun, as the README allows
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(STAGES / "train.py")]
     write_params(data / f"{tag}.yaml", params)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"]
+    command += [*train_args(tag), "--params", f"{tag}.yaml"]
     result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest (\w+)", result.stdout))
@@ -104,3 +108,63 @@ def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversari
     assert metrics["val_accuracy"] > 0.9  # the marker words are learnt across the two processes
     # rank 0 alone printed the epoch lines
     assert result.stdout.count(f"{ARCH} epoch 1:") == 1
+
+
+def start_training(data, tag, processes):
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params["train"]["processes"] = processes
+    write_params(data / f"{tag}.yaml", params)
+    return subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"],
+                            cwd=data, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("processes, signum", [(1, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGINT), (2, signal.SIGTERM)])
+def test_an_interrupted_training_says_so_in_one_line(data, processes, signum):
+    tag = f"interrupted{processes}{signum.name}"
+    process = start_training(data, tag, processes)
+    deadline = time.monotonic() + 120
+    while not (data / f"out/{tag}/resume.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    process.send_signal(signum)  # Ctrl-C reaches the stage's process; workers run in sessions of their own
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.splitlines() == ["error: interrupted"], err
+    assert not (data / f"out/{tag}/model.pt").exists()
+
+
+def test_a_parameter_error_with_two_processes_is_one_line_before_any_worker(data):
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params["train"]["processes"] = 2
+    params[ARCH]["lr"] = "fast"
+    write_params(data / "bad.yaml", params)
+    result = run_script("train", *train_args("bad"), "--params", "bad.yaml", cwd=data)
+    assert result.returncode == 1 and result.stderr.splitlines() == [f"error: parameter {ARCH}.lr must be float, got 'fast'"]
+    assert "rank" not in result.stdout  # no worker was started
+
+
+WORKER = """
+import os, time
+from imdb_rnn.artifacts import PipelineError, run_main
+
+def main():
+    if os.environ["RANK"] == "1":
+        raise PipelineError("loss became nan on rank 1")
+    time.sleep(60)  # rank 0 is stopped by the launcher once rank 1 has failed
+
+run_main(main)
+"""
+LAUNCH = """
+import sys
+from imdb_rnn import distributed
+from imdb_rnn.artifacts import run_main
+run_main(lambda: distributed.launch(2, sys.argv[1], []))
+"""
+
+
+def test_a_worker_error_is_the_launchers_one_line(tmp_path):
+    (tmp_path / "worker.py").write_text(WORKER)
+    (tmp_path / "launch.py").write_text(LAUNCH)
+    result = subprocess.run([sys.executable, "launch.py", "worker.py"], cwd=tmp_path, env=script_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr

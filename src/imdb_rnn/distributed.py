@@ -70,8 +70,11 @@ def launch(processes, script, args):
 
     from .artifacts import PipelineError
 
-    # the agent logs every step and every failure at length; the one line below says what matters
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # the agent logs every step and every failure at length (each module its own logger, with its own
+    # level); the one line below says what matters
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
     try:

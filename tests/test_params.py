@@ -1,0 +1,71 @@
+"""params.yaml is read by the YAML rules DVC writes it with: every value `dvc exp run -S` sets means the same here."""
+
+import shutil
+
+import pytest
+from dvc.utils.hydra import apply_overrides
+from dvc.utils.serialize import load_yaml
+
+from conftest import REPO_ROOT, assert_one_line_error, run_script
+from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.params import load_section, read_architectures, read_params, stage_of
+from imdb_rnn.train import ARCH_SCHEMA
+
+
+@pytest.fixture
+def params_file(tmp_path):
+    return shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+
+
+# what a person types after -S, and the number it means
+FORMS = [("0.00001", 1e-05), ("1e-5", 1e-05), ("1E-05", 1e-05), ("1.5e-7", 1.5e-07), ("0.0003", 3e-04),
+         ("3e-4", 3e-04), ("0.5", 0.5), ("1", 1.0), ("1.0", 1.0)]
+
+
+@pytest.mark.parametrize("typed, value", FORMS)
+def test_every_number_dvc_writes_is_read_as_that_number(params_file, typed, value):
+    apply_overrides(params_file, [f"gru.lr={typed}", f"gru.weight_decay={typed}"])  # what `dvc exp run -S` runs
+    assert load_yaml(params_file)["gru"]["lr"] == value  # as dvc params diff shows it
+    section = load_section(params_file, "gru", ARCH_SCHEMA)
+    assert section["lr"] == value and isinstance(section["lr"], float)
+    assert section["weight_decay"] == value
+
+
+def test_the_whole_file_reads_as_dvc_reads_it(params_file):
+    apply_overrides(params_file, ["gru.lr=0.00001", "lstm.dropout=0.25", "vocab.max_size=30000"])
+    assert read_params(params_file) == load_yaml(params_file)
+
+
+@pytest.mark.parametrize("typed, fragment", [("fast", "must be float, got 'fast'"), ("inf", "finite"), ("2.0", "<= 1.0"),
+                                              ("true", "must be float, got True")])
+def test_a_bad_number_is_a_one_line_error_naming_it(params_file, typed, fragment):
+    apply_overrides(params_file, [f"gru.lr={typed}"])
+    with pytest.raises(PipelineError, match="gru.lr") as err:
+        load_section(params_file, "gru", ARCH_SCHEMA)
+    assert fragment in str(err.value)
+
+
+def test_yaml_1_1_words_are_not_booleans(params_file):
+    text = (REPO_ROOT / "params.yaml").read_text().replace("bidirectional: true", "bidirectional: yes", 1)
+    params_file.write_text(text)
+    with pytest.raises(PipelineError, match="must be bool, got 'yes'"):  # DVC reads `yes` as a string too
+        load_section(params_file, "bilstm", ARCH_SCHEMA)
+
+
+def test_a_malformed_params_file_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("train: [unclosed\n")
+    result = run_script("split", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml is not valid YAML")
+
+
+def test_architectures_are_the_two_lists(params_file):
+    params = read_params(params_file)
+    names = read_architectures(params_file)
+    assert list(names) == params["architectures"] + params["pretrained_architectures"]
+    assert "pretrain_lm" not in names and "pretrain_embeddings" not in names  # sections with a cell, not models
+    assert names["bilstm_w2v_adv"] == "word2vec" and names["gru"] == "none"
+    assert stage_of("train", "bilstm_w2v_adv", params_file) == "train_pretrained@bilstm_w2v_adv"
+    assert stage_of("evaluate", "gru", params_file) == "evaluate@gru"
+    apply_overrides(params_file, ["architectures=[gru,nosuch]"])
+    with pytest.raises(PipelineError, match="'nosuch' is listed .* but has no section"):
+        read_architectures(params_file)
