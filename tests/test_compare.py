@@ -37,7 +37,7 @@ def write_inputs(root, names=RESULTS):
             tsv.parent.mkdir(parents=True, exist_ok=True)
             tsv.write_text("step\taccuracy\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(curve)))
     params = {"architectures": ["rnn", "gru", "lstm"], "pretrained_architectures": ["gru_w2v"],
-              "gru_w2v": {"pretrained": "word2vec"}}
+              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {"pretrained": "word2vec"}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 

@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from imdb_rnn.ingest import read_reviews
+from imdb_rnn.text import clean_texts
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,23 @@ def test_counts_per_split_and_label(real_reviews):
 
 def test_ratings_match_labels(real_reviews):
     table, _ = real_reviews
-    for label, (low, high) in {"pos": (7, 10), "neg": (1, 4), "none": (0, 0)}.items():
+    for label, (low, high) in {"pos": (7, 10), "neg": (1, 4)}.items():
         ratings = pc.filter(table["rating"], pc.equal(table["label"], label))
         bounds = pc.min_max(ratings).as_py()
-        assert low <= bounds["min"] and bounds["max"] <= high, (label, bounds)
+        assert ratings.null_count == 0 and low <= bounds["min"] and bounds["max"] <= high, (label, bounds)
+    unrated = pc.filter(table["rating"], pc.equal(table["label"], "none"))
+    assert len(unrated) == unrated.null_count == 50_000  # ID_0.txt: no rating, not a rating of 0
+
+
+def test_every_file_in_the_review_folders_is_a_review(real_reviews):
+    _, report = real_reviews
+    assert report["files_skipped"] == 0 and report["files_with_invalid_utf8_named"] == []
+
+
+def test_normalised_text_keeps_no_windows_1252_leftovers_entities_or_invisible_marks(real_reviews):
+    table, _ = real_reviews
+    settings = {"normalize": True, "lowercase": True, "strip_html_breaks": True, "punctuation": "keep"}
+    raw, cleaned = table["text"], clean_texts(table["text"], settings)
+    leftovers = "[\x80-\x9f\ufeff\u00ad\u200b\u2019\u00b4]|&(amp|quot|#\\d+);"  # the characters themselves: RE2 has no \\u
+    assert pc.sum(pc.match_substring_regex(raw, leftovers)).as_py() == 3_491  # reviews that hold them (measured)
+    assert pc.sum(pc.match_substring_regex(cleaned, leftovers)).as_py() == 0
