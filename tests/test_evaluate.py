@@ -220,3 +220,16 @@ def test_stage_process_exits_non_zero_with_one_line(tmp_path):
     ws = make_workspace(tmp_path, vocab_sha256="0" * 64)
     assert_one_line_error(run_script("evaluate", *stage_args(ws), cwd=tmp_path), "different vocabulary")
     assert not (ws / "eval.json").exists()
+
+
+def test_stage_scores_the_whole_test_set_and_counts_reviews_without_a_known_word(tmp_path, monkeypatch):
+    ws = make_workspace(tmp_path)
+    data = dict(np.load(ws / "test.npz"))
+    seq_len = data["ids"].shape[1]
+    data["ids"][[2, 5]] = 0
+    data["ids"][[2, 5], seq_len - 1] = 1  # what tokenize makes of an empty review: one <unk>
+    data["lengths"][[2, 5]] = 1
+    save_npz(ws / "test.npz", **data)
+    assert run_in_process(ws, monkeypatch) == 0
+    metrics = json.loads((ws / "eval.json").read_text())
+    assert metrics["reviews"] == 10 and metrics["reviews_without_known_words"] == 2

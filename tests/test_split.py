@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, repo_params, run_script, write_params
-from imdb_rnn.artifacts import save_npz
+from conftest import assert_one_line_error, repo_params, run_script, tiny_params, write_params
+from imdb_rnn.artifacts import PipelineError, save_npz
 from imdb_rnn.split import stratified_split
 
 
@@ -90,9 +90,41 @@ def test_stage_on_exercise_ordered_data(tmp_path):
 
 
 def test_stage_rejects_one_class(tmp_path):
-    save_npz(tmp_path / "tokens.npz", ids=np.ones((10, 3), np.int32), lengths=np.full(10, 3, np.int32),
+    save_npz(tmp_path / "tokens.npz", ids=np.full((10, 3), 2, np.int32), lengths=np.full(10, 3, np.int32),
              labels=np.zeros(10, np.int8))
     write_params(tmp_path / "params.yaml", {"split": repo_params()["split"]})
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert_one_line_error(result, "only one class")
     assert not (tmp_path / "split").exists()
+
+
+@pytest.mark.parametrize("n_pos, fraction, part", [(1, 0.25, "validation"), (3, 0.9, "training")])
+def test_too_few_reviews_of_a_class_names_the_class_and_the_count(n_pos, fraction, part):
+    with pytest.raises(PipelineError) as err:
+        stratified_split(exercise_labels(n_pos, 40), fraction, seed=0)
+    assert str(err.value).startswith(f"only {n_pos} training review(s) of class pos: split.val_fraction={fraction} "
+                                     f"leaves {part} without any")
+
+
+def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_path, archive_factory):
+    nothing = {  # empty after cleaning, or only words too rare for the vocabulary
+        "aclImdb/train/pos/900_9.txt": b"?!?! <br /><br /> ...", "aclImdb/train/neg/901_2.txt": "\U0001f600 \u2605".encode(),
+        "aclImdb/train/neg/902_1.txt": b"zyxwv qwrtp", "aclImdb/test/pos/903_8.txt": b"&amp; --",
+    }
+    archive = archive_factory(per_label=20, unsup=0, extra=nothing)
+    params = tiny_params(archive)
+    params["vocab"]["min_freq"] = 2  # zyxwv and qwrtp occur once
+    write_params(tmp_path / "params.yaml", params)
+    for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
+        result = run_script(stage, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "data/tokens/meta.json").read_text())["summary"]
+    assert (summary["train"]["no_words"], summary["train"]["no_known_words"]) == (2, 3)
+    assert (summary["test"]["no_words"], summary["test"]["no_known_words"]) == (1, 1)
+    report = json.loads((tmp_path / "metrics/split.json").read_text())
+    assert report["dropped_without_known_words"] == 3
+    assert report["train"]["reviews"] + report["valid"]["reviews"] == 40
+    kept = {(int(r), int(y)) for name in ("train", "valid")
+            for r, y in zip(*(np.load(tmp_path / f"data/split/{name}.npz")[k] for k in ("review_ids", "labels")))}
+    assert not kept & {(900, 1), (901, 0), (902, 0)}
+    assert len(np.load(tmp_path / "data/tokens/test.npz")["labels"]) == 41  # the official test set stays whole
