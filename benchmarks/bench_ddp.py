@@ -49,7 +49,7 @@ def worker(args):
     device = torch.device("cuda", context.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model = build_model(model_config(arch, meta["vocab_size"]))
     _, _, _, timing = fit(model, train, valid, arch, common, device, name=args.arch, context=context)
-    if context.main:
+    if context.is_main_process:
         Path(args.report).write_text(json.dumps(timing))
     distributed.shutdown(context)
 

@@ -30,11 +30,11 @@ def length_stats(lengths):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reviews", default="data/ingest/reviews.parquet")
-    parser.add_argument("--out", default="data/clean/reviews.parquet")
-    parser.add_argument("--counts", default="data/clean/word_counts.tsv")
-    parser.add_argument("--stats", default="metrics/clean/lengths.json")
-    parser.add_argument("--hist", default="metrics/clean/length_hist.csv")
+    parser.add_argument("--reviews", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--counts", required=True)
+    parser.add_argument("--stats", required=True)
+    parser.add_argument("--hist", required=True)
     args = parser.parse_args()
 
     settings = load_section(args.params, "clean", CLEAN_SCHEMA)

@@ -10,18 +10,20 @@ from imdb_rnn.params import BASELINE, read_architectures
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--eval-dir", default="metrics/eval")
-    parser.add_argument("--timing-dir", default="metrics/timing")
-    parser.add_argument("--live-dir", default="metrics/live")
-    parser.add_argument("--markdown", default="metrics/leaderboard.md")
-    parser.add_argument("--json", default="metrics/leaderboard.json")
-    parser.add_argument("--figure", default="metrics/compare.png")
+    parser.add_argument("--eval-dir", required=True)
+    parser.add_argument("--timing-dir", required=True)
+    parser.add_argument("--live-dir", required=True)
+    parser.add_argument("--models-dir", required=True, help="where the checkpoints are: each row names its own")
+    parser.add_argument("--markdown", required=True)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--figure", required=True)
     args = parser.parse_args()
 
     names = read_architectures(args.params)
     # read everything first, so that a missing input leaves the old outputs untouched
-    rows = [load_row(name, args.eval_dir, args.timing_dir, pretrained) for name, pretrained in names.items()]
-    board = leaderboard(rows + [load_row(BASELINE, args.eval_dir, args.timing_dir, "n-grams")])
+    rows = [dict(load_row(name, args.eval_dir, args.timing_dir, pretrained), checkpoint=f"{args.models_dir}/{name}.pt")
+            for name, pretrained in names.items()]
+    board = leaderboard(rows + [dict(load_row(BASELINE, args.eval_dir, args.timing_dir, "n-grams"), checkpoint=None)])
     curves = {name: read_curve(f"{args.live_dir}/{name}/plots/metrics/val/accuracy.tsv", name) for name in names}
 
     plot(board, curves, args.figure)

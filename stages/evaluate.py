@@ -14,23 +14,24 @@ from imdb_rnn.evaluate import (
     to_csv,
 )
 from imdb_rnn.params import load_section
-from imdb_rnn.train import load_checkpoint, pick_device, configure_cpu
+from imdb_rnn.checkpoint import load_checkpoint
+from imdb_rnn.runtime import configure_cpu, pick_device
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", required=True, help="the architecture whose checkpoint is scored")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--checkpoint", help="default data/models/<arch>.pt")
-    parser.add_argument("--test", default="data/tokens/test.npz")
-    parser.add_argument("--meta", default="data/tokens/meta.json")
-    parser.add_argument("--metrics", help="default metrics/eval/<arch>.json")
-    parser.add_argument("--roc", help="ROC curve CSV (default metrics/roc/<arch>.csv)")
-    parser.add_argument("--pr", help="precision-recall curve CSV (default metrics/precision_recall/<arch>.csv)")
-    parser.add_argument("--confusion", help="per-review actual/predicted CSV (default metrics/confusion/<arch>.csv)")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--test", required=True)
+    parser.add_argument("--meta", required=True)
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--roc", required=True)
+    parser.add_argument("--pr", required=True)
+    parser.add_argument("--confusion", required=True)
     args = parser.parse_args()
     name = args.arch
-    checkpoint = args.checkpoint or f"data/models/{name}.pt"
+    checkpoint = args.checkpoint
 
     settings = load_section(args.params, "evaluate", EVALUATE_SCHEMA)
     configure_cpu(settings["threads"])
@@ -52,15 +53,15 @@ def main():
     points = settings["curve_points"]
     # everything is computed before the first write: a failure leaves no partial results
     outputs = {
-        args.roc or f"metrics/roc/{name}.csv": to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"]),
-        args.pr or f"metrics/precision_recall/{name}.csv": to_csv(
+        args.roc: to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"]),
+        args.pr: to_csv(
             precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"]
         ),
-        args.confusion or f"metrics/confusion/{name}.csv": to_csv(confusion_rows(labels, logits), ["actual", "predicted"]),
+        args.confusion: to_csv(confusion_rows(labels, logits), ["actual", "predicted"]),
     }
     for path, text in outputs.items():
         write_text(path, text)
-    write_json(args.metrics or f"metrics/eval/{name}.json", metrics)
+    write_json(args.metrics, metrics)
     auc = "undefined (one class)" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
     print(f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "
           f"{metrics['reviews_per_second']:.0f} reviews/s on {metrics['device']}")

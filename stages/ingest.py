@@ -10,8 +10,8 @@ from imdb_rnn.params import load_section
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="data/ingest/reviews.parquet")
-    parser.add_argument("--report", default="metrics/ingest.json")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--report", required=True)
     args = parser.parse_args()
 
     params = load_section(args.params, "ingest", SCHEMA)

@@ -2,30 +2,29 @@
 
 import argparse
 
-import numpy as np
+import torch
 
-from imdb_rnn.artifacts import atomic_path, run_main, write_json
+from imdb_rnn.artifacts import run_main, write_json
+from imdb_rnn.pretrained import save_pretrained
 from imdb_rnn.embeddings import SCHEMA, check_sources, pretrain
 from imdb_rnn.params import load_section
-from imdb_rnn.text import read_vocab
+from imdb_rnn.text import read_vocab, vocab_sha256
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reviews", default="data/clean/reviews.parquet")
-    parser.add_argument("--vocab", default="data/vocab/vocab.txt")
-    parser.add_argument("--out", default="data/pretrain/word2vec.npy")
-    parser.add_argument("--metrics", default="metrics/pretrain/word2vec.json")
+    parser.add_argument("--reviews", required=True)
+    parser.add_argument("--vocab", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
 
     params = load_section(args.params, "pretrain_embeddings", SCHEMA)
     check_sources(params["sources"])  # before any reading: a bad setting fails at once
     vocab = read_vocab(args.vocab)
     matrix, report = pretrain(args.reviews, vocab, params)
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, matrix, allow_pickle=False)
+    save_pretrained(args.out, "word2vec", {"dim": int(matrix.shape[1])}, torch.from_numpy(matrix), vocab_sha256(vocab))
     write_json(args.metrics, report)
     print(
         f"pretrain_embeddings: {matrix.shape[0]} x {matrix.shape[1]} float32, {report['words_covered']} trained, "

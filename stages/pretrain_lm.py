@@ -5,30 +5,26 @@ Its encoder (embedding and recurrent layers) initialises every architecture whos
 """
 
 import argparse
-import hashlib
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
-from imdb_rnn.artifacts import PipelineError, atomic_path, run_main, write_json
+from imdb_rnn.artifacts import PipelineError, run_main, write_json
+from imdb_rnn.pretrained import save_pretrained
 from imdb_rnn.ingest import read_table
 from imdb_rnn.lm import SCHEMA, LanguageModel, check_settings, pretrain, sequences
 from imdb_rnn.params import load_section
-from imdb_rnn.text import encode, read_vocab, split_words
-from imdb_rnn.train import pick_device, seed_everything, configure_cpu
-
-LM_FORMAT = 1
-
+from imdb_rnn.text import encode, read_vocab, split_words, vocab_sha256
+from imdb_rnn.runtime import configure_cpu, pick_device, seed_everything
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reviews", default="data/clean/reviews.parquet")
-    parser.add_argument("--vocab", default="data/vocab/vocab.txt")
-    parser.add_argument("--out", default="data/pretrain/lm.pt")
-    parser.add_argument("--metrics", default="metrics/pretrain/lm.json")
+    parser.add_argument("--reviews", required=True)
+    parser.add_argument("--vocab", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
 
     params = load_section(args.params, "pretrain_lm", SCHEMA)
@@ -58,16 +54,7 @@ def main():
           f"{len(train_rows):,} training and {len(val_rows):,} validation sequences of {params['bptt']}", flush=True)
     history = pretrain(model, train_rows, val_rows, params, device)
 
-    vocab_text = "\n".join(vocab) + "\n"
-    payload = {
-        "format": LM_FORMAT,
-        "config": config,
-        "encoder": model.encoder_state(),
-        "vocab_sha256": hashlib.sha256(vocab_text.encode()).hexdigest(),
-        "history": history,
-    }
-    with atomic_path(args.out) as tmp:
-        torch.save(payload, tmp)
+    save_pretrained(args.out, "lm", config, model.encoder_state(), vocab_sha256(vocab), history=history)
     write_json(args.metrics, {
         "corpus_tokens": int(len(stream)),
         "reviews": int(len(text)),

@@ -10,15 +10,15 @@ from imdb_rnn.artifacts import PipelineError, run_main
 from imdb_rnn.ingest import read_table
 from imdb_rnn.predict import Predictor
 from imdb_rnn.report import build_examples, write_report
-from imdb_rnn.train import configure_cpu
+from imdb_rnn.runtime import configure_cpu
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="data/models/attention.pt", help="an attention-pooling checkpoint")
-    parser.add_argument("--reviews", default="data/clean/reviews.parquet", help="cleaned reviews (the clean stage)")
-    parser.add_argument("--html", default="metrics/attention/report.html")
-    parser.add_argument("--png", default="metrics/attention/report.png")
+    parser.add_argument("--model", required=True, help="an attention-pooling checkpoint")
+    parser.add_argument("--reviews", required=True, help="cleaned reviews (the clean stage)")
+    parser.add_argument("--html", required=True)
+    parser.add_argument("--png", required=True)
     parser.add_argument("--examples", type=int, default=6, help="reviews shown of each kind (right, wrong)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="0 = every core")

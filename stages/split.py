@@ -11,9 +11,9 @@ from imdb_rnn.text import without_known_words
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/tokens/train.npz")
-    parser.add_argument("--out-dir", default="data/split")
-    parser.add_argument("--report", default="metrics/split.json")
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--report", required=True)
     args = parser.parse_args()
 
     params = load_section(args.params, "split", SCHEMA)

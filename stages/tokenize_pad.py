@@ -1,7 +1,6 @@
 """Stage tokenize: map every labelled review to vocabulary ids, padded or truncated to seq_len."""
 
 import argparse
-import hashlib
 import json
 
 import numpy as np
@@ -10,15 +9,15 @@ import pyarrow.compute as pc
 from imdb_rnn.artifacts import PipelineError, run_main, save_npz, write_json
 from imdb_rnn.ingest import read_table
 from imdb_rnn.params import load_section
-from imdb_rnn.text import TOKENIZE_SCHEMA, encode, pad, read_vocab, split_words, without_known_words
+from imdb_rnn.text import TOKENIZE_SCHEMA, encode, pad, read_vocab, split_words, vocab_sha256, without_known_words
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reviews", default="data/clean/reviews.parquet")
-    parser.add_argument("--vocab", default="data/vocab/vocab.txt")
-    parser.add_argument("--out-dir", default="data/tokens")
+    parser.add_argument("--reviews", required=True)
+    parser.add_argument("--vocab", required=True)
+    parser.add_argument("--out-dir", required=True)
     args = parser.parse_args()
 
     settings = load_section(args.params, "tokenize", TOKENIZE_SCHEMA)
@@ -54,12 +53,11 @@ def main():
             "no_known_words": int(without_known_words(matrix).sum()),
         }
 
-    vocab_text = "\n".join(vocab) + "\n"
     meta = {
         "clean": json.loads(clean_meta),
         "tokenize": settings,
         "vocab_size": len(vocab),
-        "vocab_sha256": hashlib.sha256(vocab_text.encode()).hexdigest(),
+        "vocab_sha256": vocab_sha256(vocab),
         "summary": summary,
     }
     for split, arr in arrays.items():

@@ -21,8 +21,8 @@ SOURCES = ("train", "unsup")
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--counts", default="data/clean/word_counts.tsv")
-    parser.add_argument("--out", default="data/vocab/vocab.txt")
+    parser.add_argument("--counts", required=True)
+    parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
     params = load_section(args.params, "vocab", SCHEMA)

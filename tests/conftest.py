@@ -4,6 +4,7 @@ Everything here is generic so that any test file can use it; nothing touches the
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,11 +40,28 @@ def script_env(extra=None, progress=False):
     return env
 
 
+def dvc_args(script, args=()):
+    """The arguments dvc.yaml's command gives stages/<script>.py (its paths), for `--arch` in args if any.
+
+    Stage scripts take every path as a required flag, and dvc.yaml is the one place that names
+    them: a test passes only what it changes (argparse keeps the last of a repeated flag).
+    """
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    cmd = next(stage.get("do", stage)["cmd"] for stage in stages.values()
+               if f"stages/{script}.py" in stage.get("do", stage)["cmd"])
+    args = [str(a) for a in args]
+    arch = args[args.index("--arch") + 1] if "--arch" in args else "ARCH"
+    words = shlex.split(cmd.replace("${item.arch}", arch).replace("${key}", arch))
+    return words[words.index(f"stages/{script}.py") + 1:]
+
+
 def run_script(script, *args, cwd, env=None, progress=False, timeout=300):
-    """Run stages/<script>.py (or a path) with this interpreter; return the CompletedProcess."""
+    """Run stages/<script>.py (with dvc.yaml's paths, overridden by `args`) or another script with
+    this interpreter; return the CompletedProcess."""
     path = Path(script)
     if not path.suffix:
         path = STAGES / f"{script}.py"
+        args = (*dvc_args(script, args), *args)
     return subprocess.run(
         [sys.executable, str(path), *map(str, args)],
         cwd=cwd,
@@ -71,8 +89,10 @@ def write_params(path, params):
 
 
 def repo_params():
-    """The project's params.yaml as a dict (a fresh copy each call)."""
-    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    """The project's params.yaml as a dict (a fresh copy each call), read as the stages read it."""
+    from imdb_rnn.params import read_params
+
+    return read_params(REPO_ROOT / "params.yaml")
 
 
 def tiny_params(source, seq_len=64, hidden=8, epochs=1):
@@ -82,9 +102,10 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["vocab"]["max_size"] = 300
     params["tokenize"]["seq_len"] = seq_len
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
-    for arch in params["architectures"] + params["pretrained_architectures"]:
+    params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
+    for arch in params["architectures"] + list(params["pretrained_architectures"]):
         section = params[arch]
-        section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, max_len=seq_len)
+        section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
         if "attention_dim" in section:
             section["attention_dim"] = hidden
     params["pretrain_embeddings"].update(dim=hidden, epochs=1)

@@ -36,15 +36,15 @@ def write_inputs(root, names=RESULTS):
             tsv = root / "live" / name / "plots" / "metrics" / "val" / "accuracy.tsv"
             tsv.parent.mkdir(parents=True, exist_ok=True)
             tsv.write_text("step\taccuracy\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(curve)))
-    params = {"architectures": ["rnn", "gru", "lstm"], "pretrained_architectures": ["gru_w2v"],
-              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {"pretrained": "word2vec"}}
+    params = {"architectures": ["rnn", "gru", "lstm"], "pretrained_architectures": {"gru_w2v": "word2vec"},
+              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def run_in_process(root, monkeypatch):
     monkeypatch.setattr(sys, "argv", [
         str(STAGE), "--params", str(root / "params.yaml"), "--eval-dir", str(root / "eval"),
-        "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"),
+        "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"), "--models-dir", "data/models",
         "--markdown", str(root / "leaderboard.md"), "--json", str(root / "leaderboard.json"),
         "--figure", str(root / "compare.png"),
     ])
@@ -97,7 +97,9 @@ def test_stage_writes_leaderboard_and_picture(tmp_path, monkeypatch):
     assert board["rows"][2] == {
         "rank": 3, "arch": "gru", "pretrained": "none", "accuracy": 0.88, "f1": 0.87, "roc_auc": 0.95, "parameters": 3_300_000,
         "train_seconds": 725.0, "train_tokens_per_second": 50_000.0, "inference_reviews_per_second": 3_000.0,
+        "checkpoint": "data/models/gru.pt",  # imdb-predict's default model is the best row's checkpoint
     }
+    assert board["rows"][0]["checkpoint"] is None  # the n-gram baseline has none
     assert (tmp_path / "leaderboard.md").read_text().startswith("# Leaderboard")
     png = (tmp_path / "compare.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import assert_one_line_error, write_params
+from imdb_rnn.pretrained import load_pretrained
 from imdb_rnn.embeddings import embedding_matrix, nearest_neighbours, train_word2vec
+from imdb_rnn.text import vocab_sha256
 
 PARAMS = {"dim": 16, "window": 2, "min_count": 1, "sg": 0, "negative": 5, "epochs": 5, "workers": 1, "seed": 42,
           "sources": ["train", "unsup"]}
@@ -65,13 +67,15 @@ def test_stage_on_tiny_data_is_deterministic_and_skips_test_reviews(tiny_data, t
     outputs = []
     for run, hashseed in ((1, "1"), (2, "2")):  # Python's string hash salt must not matter
         result = run_stage("pretrain_embeddings", "--reviews", reviews, "--vocab", "vocab.txt",
-                           "--out", f"run{run}/w2v.npy", "--metrics", f"run{run}/w2v.json", env={"PYTHONHASHSEED": hashseed})
+                           "--out", f"run{run}/w2v.pt", "--metrics", f"run{run}/w2v.json", env={"PYTHONHASHSEED": hashseed})
         assert result.returncode == 0, result.stderr
         assert "epoch 5/5" in result.stdout and "words/s" in result.stdout
-        outputs.append((tmp_path / f"run{run}/w2v.npy").read_bytes())
+        outputs.append((tmp_path / f"run{run}/w2v.pt").read_bytes())
     assert outputs[0] == outputs[1]
 
-    matrix = np.load(tmp_path / "run1/w2v.npy")
+    payload = load_pretrained(tmp_path / "run1/w2v.pt", "word2vec")
+    assert payload["config"] == {"dim": PARAMS["dim"]} and payload["vocab_sha256"] == vocab_sha256(vocab)
+    matrix = payload["weights"].numpy()
     assert matrix.dtype == np.float32 and matrix.shape == (len(vocab), PARAMS["dim"])
     assert not matrix[0].any() and np.all(np.abs(matrix[1:]).sum(axis=1) > 0)
     report = json.loads((tmp_path / "run1/w2v.json").read_text())

@@ -16,7 +16,8 @@ from conftest import assert_one_line_error, run_script
 from imdb_rnn.artifacts import save_npz
 from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin
 from imdb_rnn.model import RecurrentClassifier
-from imdb_rnn.train import save_checkpoint
+from imdb_rnn.checkpoint import save_checkpoint
+from imdb_rnn.config import ModelConfig
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
 VOCAB = ["<pad>", "<unk>", "good", "bad", "plot", "movie"]
@@ -108,8 +109,9 @@ def make_workspace(tmp_path, n=10, labels=None, **checkpoint_changes):
     params = {"evaluate": {"batch_size": 4, "device": "cpu", "threads": 1, "curve_points": 50}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
-    config = dict(vocab_size=len(VOCAB), embed_dim=4, hidden_dim=3, cell="gru", pooling="max")
-    model = RecurrentClassifier(**config)
+    config = ModelConfig(vocab_size=len(VOCAB), cell="gru", bidirectional=False, num_layers=1, pooling="max", embed_dim=4,
+                         hidden_dim=3, dropout=0.0, embed_dropout=0.0)
+    model = config.build()
     checkpoint = dict(
         arch_name="gru",
         config=config,

@@ -9,7 +9,7 @@ import json
 import os
 
 ARCHITECTURES = ["rnn", "gru"]
-PRETRAINED = ["gru_w2v"]  # the same cell as gru, started from the word2vec stage's vectors
+PRETRAINED = {"gru_w2v": "word2vec"}  # the same cell as gru, started from the word2vec stage's vectors
 
 
 def sha256(path):
@@ -37,7 +37,7 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     params["report"]["architectures"] = []  # no attention model among these two
     params["vocab"]["min_freq"] = 1
     params["evaluate"].update(device="cpu", threads=1, batch_size=64)
-    for arch in ARCHITECTURES + PRETRAINED:
+    for arch in ARCHITECTURES + list(PRETRAINED):
         params[arch].update(epochs=2, patience=2)
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
@@ -49,7 +49,7 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     data = {"ingest", "clean", "vocab", "tokenize", "split", "pretrain_embeddings", "pretrain_lm", "baseline"}
     assert stages == data | {"compare"} | matrix
     board = json.loads((root / "metrics/leaderboard.json").read_text())
-    assert sorted(row["arch"] for row in board["rows"]) == sorted(ARCHITECTURES + PRETRAINED + ["baseline"])
+    assert sorted(row["arch"] for row in board["rows"]) == sorted(ARCHITECTURES + list(PRETRAINED) + ["baseline"])
     assert {row["arch"]: row["pretrained"] for row in board["rows"]}["gru_w2v"] == "word2vec"
     assert (root / "metrics/compare.png").read_bytes().startswith(b"\x89PNG")
     for arch in ARCHITECTURES:
@@ -86,7 +86,7 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
 def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
     params = dvc_repo.params
-    params["architectures"], params["pretrained_architectures"] = ["gru"], []
+    params["architectures"], params["pretrained_architectures"] = ["gru"], {}
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
     result = dvc_repo.dvc("exp", "run", "-S", "gru.lr=fast", "train", check=False)

@@ -12,7 +12,7 @@ from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import pad
-from imdb_rnn.train import ARCH_SCHEMA, build_model, model_config
+from imdb_rnn.config import ARCH_SCHEMA, ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -23,11 +23,11 @@ ARCHS = PARAMS["architectures"]
 
 def small_model(arch, seed=0):
     """The architecture exactly as params.yaml describes it, with small widths."""
-    section = dict(PARAMS[arch], embed_dim=12, hidden_dim=10)
+    section = dict({**PARAMS["arch_defaults"], **PARAMS[arch]}, embed_dim=12, hidden_dim=10)
     if "attention_dim" in section:
         section["attention_dim"] = 6
     torch.manual_seed(seed)
-    return build_model(model_config(check(arch, section, ARCH_SCHEMA), VOCAB)).eval()
+    return ModelConfig.from_dict({**check(arch, section, ARCH_SCHEMA), "vocab_size": VOCAB}).build().eval()
 
 
 def reviews_as_pipeline_pads_them(lengths, pad_side, seq_len=32, seed=0):
@@ -68,7 +68,7 @@ def test_left_and_right_padding_agree(arch):
 
 def test_the_exercise_model_size():
     # embedding 100, one tanh RNN of 32 units, one logit: the exercise's parameter count for its vocabulary
-    model = build_model(model_config(PARAMS["rnn"], 10001))
+    model = ModelConfig.from_dict({**PARAMS["arch_defaults"], **PARAMS["rnn"], "vocab_size": 10001}).build()
     assert sum(p.numel() for p in model.parameters()) == 10001 * 100 + (100 * 32 + 32 * 32 + 32 + 32) + 33
 
 
@@ -107,7 +107,7 @@ def test_unknown_cell_rejected_with_the_known_ones():
     with pytest.raises(ValueError, match=r"known poolings are last, mean, max, attention"):
         RecurrentClassifier(VOCAB, pooling="sum")
     with pytest.raises(PipelineError, match=r"rnn\.cell must be one of rnn, lstm, gru"):
-        check("rnn", dict(PARAMS["rnn"], cell="transformer"), ARCH_SCHEMA)
+        check("rnn", {**PARAMS["arch_defaults"], **PARAMS["rnn"], "cell": "transformer"}, ARCH_SCHEMA)
 
 
 def test_attention_weights_cover_real_tokens_only():

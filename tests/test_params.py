@@ -8,8 +8,8 @@ from dvc.utils.serialize import load_yaml
 
 from conftest import REPO_ROOT, assert_one_line_error, run_script
 from imdb_rnn.artifacts import PipelineError
-from imdb_rnn.params import load_section, read_architectures, read_params, stage_of
-from imdb_rnn.train import ARCH_SCHEMA
+from imdb_rnn.params import read_architectures, read_params, stage_of
+from imdb_rnn.config import arch_settings
 
 
 @pytest.fixture
@@ -24,15 +24,42 @@ FORMS = [("0.00001", 1e-05), ("1e-5", 1e-05), ("1E-05", 1e-05), ("1.5e-7", 1.5e-
 
 @pytest.mark.parametrize("typed, value", FORMS)
 def test_every_number_dvc_writes_is_read_as_that_number(params_file, typed, value):
-    apply_overrides(params_file, [f"gru.lr={typed}", f"gru.weight_decay={typed}"])  # what `dvc exp run -S` runs
+    # what `dvc exp run -S` runs: lr is in every architecture's section, weight_decay in arch_defaults
+    apply_overrides(params_file, [f"gru.lr={typed}", f"arch_defaults.weight_decay={typed}"])
     assert load_yaml(params_file)["gru"]["lr"] == value  # as dvc params diff shows it
-    section = load_section(params_file, "gru", ARCH_SCHEMA)
-    assert section["lr"] == value and isinstance(section["lr"], float)
-    assert section["weight_decay"] == value
+    settings, config = arch_settings(params_file, "gru")
+    assert settings["lr"] == config.lr == value and isinstance(config.lr, float)
+    assert config.weight_decay == value
+
+
+def test_a_default_overridden_in_one_section_changes_that_architecture_alone(params_file):
+    before = {name: arch_settings(params_file, name)[0] for name in read_architectures(params_file)}
+    # `dvc exp run -S ++gru.dropout=0.1`: ++ adds the key to gru's section (or overrides it, were it there)
+    apply_overrides(params_file, ["++gru.dropout=0.1", "++gru.lr=0.003"])
+    after = {name: arch_settings(params_file, name)[0] for name in read_architectures(params_file)}
+    assert after["gru"] == dict(before["gru"], dropout=0.1, lr=0.003)
+    assert {n: s for n, s in after.items() if n != "gru"} == {n: s for n, s in before.items() if n != "gru"}
+    apply_overrides(params_file, ["arch_defaults.dropout=0.5"])
+    changed = {n for n, s in ((n, arch_settings(params_file, n)[0]) for n in before) if s["dropout"] == 0.5}
+    assert changed == {n for n, s in before.items() if "dropout" not in read_params(params_file)[n]}
+
+
+TWINS = {"rnn_w2v": ("rnn", {"embed_dim"}), "lstm_lm": ("lstm", set()), "gru_w2v": ("gru", set()),
+         "bilstm_w2v": ("bilstm", set()), "stacked_lstm_w2v": ("stacked_lstm", set()),
+         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps"})}
+
+
+def test_pretrained_twins_differ_from_their_base_only_in_initial_weights():
+    """What comments used to promise in params.yaml: the leaderboard compares like with like."""
+    names = read_architectures(REPO_ROOT / "params.yaml")
+    assert set(TWINS) == {n for n, init in names.items() if init != "none"}
+    for twin, (base, allowed) in TWINS.items():
+        ours, theirs = arch_settings(REPO_ROOT / "params.yaml", twin)[0], arch_settings(REPO_ROOT / "params.yaml", base)[0]
+        assert {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)} == allowed, twin
 
 
 def test_the_whole_file_reads_as_dvc_reads_it(params_file):
-    apply_overrides(params_file, ["gru.lr=0.00001", "lstm.dropout=0.25", "vocab.max_size=30000"])
+    apply_overrides(params_file, ["gru.lr=0.00001", "arch_defaults.dropout=0.25", "vocab.max_size=30000"])
     assert read_params(params_file) == load_yaml(params_file)
 
 
@@ -41,7 +68,7 @@ def test_the_whole_file_reads_as_dvc_reads_it(params_file):
 def test_a_bad_number_is_a_one_line_error_naming_it(params_file, typed, fragment):
     apply_overrides(params_file, [f"gru.lr={typed}"])
     with pytest.raises(PipelineError, match="gru.lr") as err:
-        load_section(params_file, "gru", ARCH_SCHEMA)
+        arch_settings(params_file, "gru")
     assert fragment in str(err.value)
 
 
@@ -49,7 +76,7 @@ def test_yaml_1_1_words_are_not_booleans(params_file):
     text = (REPO_ROOT / "params.yaml").read_text().replace("bidirectional: true", "bidirectional: yes", 1)
     params_file.write_text(text)
     with pytest.raises(PipelineError, match="must be bool, got 'yes'"):  # DVC reads `yes` as a string too
-        load_section(params_file, "bilstm", ARCH_SCHEMA)
+        arch_settings(params_file, "bilstm")
 
 
 def test_a_malformed_params_file_is_one_line(tmp_path):
@@ -61,9 +88,9 @@ def test_a_malformed_params_file_is_one_line(tmp_path):
 def test_architectures_are_the_two_lists(params_file):
     params = read_params(params_file)
     names = read_architectures(params_file)
-    assert list(names) == params["architectures"] + params["pretrained_architectures"]
+    assert list(names) == params["architectures"] + list(params["pretrained_architectures"])
     assert "pretrain_lm" not in names and "pretrain_embeddings" not in names  # sections with a cell, not models
-    assert names["bilstm_w2v_adv"] == "word2vec" and names["gru"] == "none"
+    assert names["bilstm_w2v_adv"] == "word2vec" and names["lstm_lm"] == "lm" and names["gru"] == "none"
     assert stage_of("train", "bilstm_w2v_adv", params_file) == "train_pretrained@bilstm_w2v_adv"
     assert stage_of("evaluate", "gru", params_file) == "evaluate@gru"
     apply_overrides(params_file, ["architectures=[gru,nosuch]"])

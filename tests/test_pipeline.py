@@ -109,6 +109,7 @@ def test_every_stage_depends_on_the_code_it_runs():
     # a module missing from a stage's deps would let `dvc repro` keep outputs of code that changed
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a foreach stage's definition sits under do
         script = re.search(r"stages/\w+\.py", stage["cmd"]).group(0)
         listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
         assert script in stage["deps"], name

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from imdb_rnn import predict
+from imdb_rnn import predict, predict_cli
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.predict import Predictor
 from imdb_rnn.text import UNK_ID
@@ -52,7 +52,7 @@ def run(capsys, monkeypatch):
     def run(*argv, stdin=b"", tty=False):
         monkeypatch.setattr(sys, "stdin", FakeStdin(stdin, tty))
         with pytest.raises(SystemExit) as exit_:
-            predict.cli([str(a) for a in argv])
+            predict_cli.cli([str(a) for a in argv])
         out, err = capsys.readouterr()
         assert "Traceback" not in err
         return exit_.value.code, out, err
@@ -87,7 +87,7 @@ def test_round_trip_through_the_console_script(models):
 
 def test_python_module_reads_standard_input_one_review_per_line(models):
     result = subprocess.run(
-        [sys.executable, "-m", "imdb_rnn.predict", "--model", str(models / "tiny.pt"), "--threads", "1"],
+        [sys.executable, "-m", "imdb_rnn.predict_cli", "--model", str(models / "tiny.pt"), "--threads", "1"],
         input=f"{POSITIVE}\n\n   \n{NEGATIVE}\n", capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -223,7 +223,7 @@ def test_json_is_lossless_on_an_ascii_terminal(models, capsys, monkeypatch):
     ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
     monkeypatch.setattr(sys, "stdout", ascii_out)
     monkeypatch.setattr(sys, "stdin", FakeStdin())
-    assert predict.main(["--model", str(models / "tiny.pt"), "--json", "--explain", "--model", str(models / "attention.pt"), text]) == 0
+    assert predict_cli.main(["--model", str(models / "tiny.pt"), "--json", "--explain", "--model", str(models / "attention.pt"), text]) == 0
     ascii_out.flush()
     raw = ascii_out.buffer.getvalue().decode("ascii")  # every byte ASCII, nothing replaced by '?'
     (row,) = [json.loads(line) for line in raw.splitlines()]

@@ -10,9 +10,12 @@ import torch
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.lm import LanguageModel, check_settings, pretrain, sequences
-from imdb_rnn.text import encode, pad, split_words
-from imdb_rnn.train import build_model, fit, initialise, model_config
+from imdb_rnn.pretrained import check_pretrained, initialise, load_pretrained, save_pretrained
+from imdb_rnn.config import ModelConfig
+from imdb_rnn.text import encode, pad, split_words, vocab_sha256
+from imdb_rnn.train import fit
 from synthetic import FILLER
+from tiny_model import configs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -23,8 +26,7 @@ LM_PARAMS = {"seed": 0, "lr": 0.01, "batch_size": 32, "bptt": 24, "max_tokens": 
 ARCH = {
     "cell": "lstm", "bidirectional": False, "num_layers": 1, "pooling": "max", "embed_dim": 16, "hidden_dim": 16,
     "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "grad_clip": 1.0, "batch_size": 16,
-    "epochs": 3, "patience": 3, "max_len": 32, "pretrained": "none", "freeze_embeddings": False,
-    "adversarial": 0.0,
+    "epochs": 3, "patience": 3, "seq_len": 32, "freeze_embeddings": False, "adversarial_eps": 0.0,
 }
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
 
@@ -51,7 +53,7 @@ def labelled(markers, n, seed):
     rng = random.Random(seed)
     labels = np.array([i % 2 for i in range(n)], np.int8)
     words, lengths = split_words(pa.array([sentence(rng, markers[y], []) for y in labels]))
-    ids, kept = pad(encode(words, VOCAB), lengths, ARCH["max_len"], "right", "right")
+    ids, kept = pad(encode(words, VOCAB), lengths, ARCH["seq_len"], "right", "right")
     return Reviews(align_left(ids, kept, "right"), kept, labels)
 
 
@@ -86,6 +88,15 @@ def test_language_model_loss_falls_and_it_learns_what_follows_each_sentiment_wor
             assert log_probs[right] > log_probs[wrong] + 1.0, (marker, log_probs[right], log_probs[wrong])
 
 
+LM_CONFIG = {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)}
+
+
+def save_lm(path, lm):
+    """The pretrain_lm stage's file for `lm`, as the train stage reads it back."""
+    save_pretrained(path, "lm", LM_CONFIG, lm.encoder_state(), vocab_sha256(VOCAB))
+    return load_pretrained(path, "lm")
+
+
 def test_classifier_from_the_language_model_generalises_to_words_only_the_lm_saw(language_model, tmp_path):
     """Labelled reviews carry wonderful/awful only; validation carries superb/dreadful only.
 
@@ -93,16 +104,14 @@ def test_classifier_from_the_language_model_generalises_to_words_only_the_lm_saw
     model, which saw them in the same contexts as wonderful/awful, it scores them far above chance.
     """
     lm, _ = language_model
-    path = tmp_path / "lm.pt"
-    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)},
-                "encoder": lm.encoder_state()}, path)
+    payload = save_lm(tmp_path / "lm.pt", lm)
     train, valid = labelled(SEEN, 200, seed=1), labelled(UNSEEN, 200, seed=2)
     accuracy = {}
     for kind in ("none", "lm"):
-        arch = dict(ARCH, pretrained=kind)
+        model_config, train_config = configs(ARCH, len(VOCAB), COMMON)
         torch.manual_seed(0)
-        model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", lm=path)
-        _, history, _, _ = fit(model, train, valid, arch, COMMON, torch.device("cpu"), name=kind)
+        model = initialise(model_config.build(), kind, payload, freeze_embeddings=False)
+        _, history, _, _ = fit(model, train, valid, train_config, torch.device("cpu"), name=kind)
         accuracy[kind] = max(row["val_accuracy"] for row in history)
     assert accuracy["lm"] >= 0.8, accuracy
     assert accuracy["lm"] >= accuracy["none"] + 0.2, accuracy
@@ -110,11 +119,9 @@ def test_classifier_from_the_language_model_generalises_to_words_only_the_lm_saw
 
 def test_lm_weights_land_in_the_classifier_by_name(language_model, tmp_path):
     lm, _ = language_model
-    path = tmp_path / "lm.pt"
-    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)},
-                "encoder": lm.encoder_state()}, path)
-    arch = dict(ARCH, bidirectional=True, pretrained="lm", freeze_embeddings=True)
-    model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", lm=path)
+    payload = save_lm(tmp_path / "lm.pt", lm)
+    model = ModelConfig.from_dict({**ARCH, "bidirectional": True, "vocab_size": len(VOCAB)}).build()
+    model = initialise(model, "lm", payload, freeze_embeddings=True)
     assert torch.equal(model.embedding.weight, lm.embedding.weight)
     assert torch.equal(model.layers[0][0].weight_hh_l0, lm.layers[0][0].weight_hh_l0)
     assert not model.embedding.weight.requires_grad  # frozen as asked
@@ -123,32 +130,35 @@ def test_lm_weights_land_in_the_classifier_by_name(language_model, tmp_path):
 
 def test_word2vec_vectors_become_the_embedding(tmp_path):
     vectors = np.random.default_rng(0).normal(size=(len(VOCAB), 16)).astype(np.float32)
-    np.save(tmp_path / "w2v.npy", vectors)
-    arch = dict(ARCH, pretrained="word2vec")
-    model = initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny", word2vec=tmp_path / "w2v.npy")
+    save_pretrained(tmp_path / "w2v.pt", "word2vec", {"dim": 16}, torch.from_numpy(vectors), vocab_sha256(VOCAB))
+    model = ModelConfig.from_dict({**ARCH, "vocab_size": len(VOCAB)}).build()
+    model = initialise(model, "word2vec", load_pretrained(tmp_path / "w2v.pt", "word2vec"), freeze_embeddings=False)
     assert np.array_equal(model.embedding.weight.detach().numpy(), vectors)
     assert model.embedding.weight.requires_grad
 
 
 @pytest.mark.parametrize(
-    "change, files, fragments",
+    "kind, change, file, fragments",
     [
-        ({"pretrained": "word2vec"}, {}, ["pretrained_architectures", "--word2vec"]),
-        ({"pretrained": "word2vec"}, {"word2vec": "missing.npy"}, ["missing.npy is missing", "dvc repro"]),
-        ({"pretrained": "word2vec", "embed_dim": 8}, {"word2vec": "w2v.npy"}, ["embed_dim", "pretrain_embeddings.dim"]),
-        ({"pretrained": "word2vec"}, {"word2vec": "garbage.npy"}, ["unreadable"]),
-        ({"pretrained": "lm", "hidden_dim": 8}, {"lm": "lm.pt"}, ["hidden_dim", "pretrain_lm.hidden_dim"]),
+        ("word2vec", {}, "missing.pt", ["missing.pt is missing", "dvc repro pretrain_embeddings"]),
+        ("word2vec", {"embed_dim": 8}, "w2v.pt", ["embed_dim 16 (pretrain_embeddings.dim) but tiny has 8"]),
+        ("word2vec", {}, "garbage.pt", ["unreadable"]),
+        ("word2vec", {}, "lm.pt", ["not a word2vec file"]),
+        ("lm", {"hidden_dim": 8}, "lm.pt", ["hidden_dim 16 (pretrain_lm.hidden_dim) but tiny has 8"]),
+        ("lm", {"cell": "gru"}, "lm.pt", ["cell 'lstm' (pretrain_lm.cell) but tiny has 'gru'"]),
+        ("lm", {}, "other_vocab.pt", ["made with another vocabulary"]),
     ],
 )
-def test_pretrained_weights_that_do_not_fit_are_one_line_errors(tmp_path, change, files, fragments):
-    np.save(tmp_path / "w2v.npy", np.zeros((len(VOCAB), 16), np.float32))
-    (tmp_path / "garbage.npy").write_bytes(b"not numpy")
-    torch.save({"config": {"cell": "lstm", "embed_dim": 16, "hidden_dim": 16, "vocab_size": len(VOCAB)}, "encoder": {}},
-               tmp_path / "lm.pt")
-    arch = dict(ARCH, **change)
+def test_pretrained_weights_that_do_not_fit_are_one_line_errors_before_training(tmp_path, kind, change, file, fragments):
+    digest = vocab_sha256(VOCAB)
+    save_pretrained(tmp_path / "w2v.pt", "word2vec", {"dim": 16}, torch.zeros(len(VOCAB), 16), digest)
+    save_pretrained(tmp_path / "lm.pt", "lm", LM_CONFIG, {}, digest)
+    save_pretrained(tmp_path / "other_vocab.pt", "lm", LM_CONFIG, {}, vocab_sha256(VOCAB[:-1]))
+    (tmp_path / "garbage.pt").write_bytes(b"not torch")
+    model_config = ModelConfig.from_dict({**ARCH, **change, "vocab_size": len(VOCAB)})
     with pytest.raises(PipelineError) as err:
-        initialise(build_model(model_config(arch, len(VOCAB))), arch, "tiny",
-                   **{k: tmp_path / v for k, v in files.items()})
+        payload = load_pretrained(tmp_path / file, kind)
+        check_pretrained(payload, kind, model_config, digest, "tiny", tmp_path / file)
     assert "\n" not in str(err.value)
     for fragment in fragments:
         assert fragment in str(err.value)

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import STAGES, run_script, script_env, tiny_params, write_params
+from conftest import STAGES, dvc_args, run_script, script_env, tiny_params, write_params
 from synthetic import make_archive
 
 ARCH = "gru"
@@ -33,7 +33,8 @@ def data(tmp_path_factory):
 
 
 def train_args(tag):
-    return ["--arch", ARCH, "--out", f"out/{tag}/model.pt", "--metrics", f"out/{tag}/metrics.json",
+    """dvc.yaml's arguments of the train stage, its outputs moved into out/<tag>/."""
+    return dvc_args("train", ["--arch", ARCH]) + ["--arch", ARCH, "--out", f"out/{tag}/model.pt", "--metrics", f"out/{tag}/metrics.json",
             "--timing", f"out/{tag}/timing.json", "--live", f"out/{tag}/live", "--resume", f"out/{tag}/resume.pt"]
 
 
@@ -88,7 +89,7 @@ def test_finished_or_foreign_state_is_not_resumed(data):
 def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversarial, launcher):
     # adversarial training runs two forward/backward passes per step: DDP must reduce both alike
     params = yaml.safe_load((data / "params.yaml").read_text())
-    params[ARCH]["adversarial"] = adversarial
+    params[ARCH]["adversarial_eps"] = adversarial
     tag = f"ddp{adversarial}"
     if launcher == "stage":  # as dvc.yaml runs it: train.processes=2 makes the stage start two workers
         params["train"]["processes"] = 2

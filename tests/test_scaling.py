@@ -35,7 +35,7 @@ def built(tmp_path_factory, tiny_archive):
     repo = make_dvc_repo(tmp_path_factory.mktemp("scaling"), tiny_archive)
     params = repo.params
     params["architectures"] = [ARCH]
-    params["pretrained_architectures"] = []
+    params["pretrained_architectures"] = {}
     params["report"]["architectures"] = []
     params["vocab"]["min_freq"] = 1
     params["evaluate"].update(device="cpu", threads=1, batch_size=64)

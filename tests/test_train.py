@@ -8,16 +8,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import STAGES, assert_one_line_error, repo_params, run_script, write_params
+from conftest import STAGES, assert_one_line_error, dvc_args, repo_params, run_script, write_params
+from imdb_rnn.adversarial import EmbeddingAttack
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
+from imdb_rnn.checkpoint import load_checkpoint
+from imdb_rnn.config import ARCH_SCHEMA, TRAIN_SCHEMA, ModelConfig
+from imdb_rnn.inference import loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
-from imdb_rnn.params import check
+from imdb_rnn.params import check, read_params
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, EmbeddingAttack, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
+from imdb_rnn.train import fit
 from synthetic import review
+from tiny_model import configs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -50,8 +54,8 @@ def marker_data():
 
 
 def small_arch(arch, **change):
-    section = dict(PARAMS[arch], embed_dim=16, hidden_dim=16, dropout=0.0, embed_dropout=0.0, lr=0.01,
-                   batch_size=16, epochs=5, patience=5, max_len=TOKENIZE["seq_len"], grad_clip=1.0)
+    section = dict({**PARAMS["arch_defaults"], **PARAMS[arch]}, embed_dim=16, hidden_dim=16, dropout=0.0, embed_dropout=0.0,
+                   lr=0.01, batch_size=16, epochs=5, patience=5, seq_len=TOKENIZE["seq_len"], grad_clip=1.0)
     if "attention_dim" in section:
         section["attention_dim"] = 8
     section.update(change)
@@ -63,8 +67,8 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
     vocab, train, valid = marker_data
     params = small_arch(arch)
     torch.manual_seed(0)
-    model = build_model(model_config(params, len(vocab)))
-    state, history, summary, timing = fit(model, train, valid, params, COMMON, torch.device("cpu"), name=arch)
+    model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
+    state, history, summary, timing = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
     assert timing["tokens_per_second"] > 0
@@ -79,8 +83,8 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
     params = small_arch("gru", epochs=10, patience=2)
     val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
     monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
-    model = build_model(model_config(params, len(vocab)))
-    _, history, summary, _ = fit(model, train, valid, params, COMMON, torch.device("cpu"), name="gru")
+    model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
+    _, history, summary, _ = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
     assert [r["val_loss"] for r in history] == [0.5, 0.4, 0.45, 0.41]
     assert (summary["best_epoch"], summary["epochs_run"], summary["val_loss"]) == (2, 4, 0.4)
     assert "no better validation loss for 2 epochs, stopping early" in capsys.readouterr().out
@@ -89,7 +93,7 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
 def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
     vocab, train, valid = marker_data
     params = small_arch("lstm", epochs=2)
-    model = build_model(model_config(params, len(vocab)))
+    model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
     calls = {"n": 0}
     forward = RecurrentClassifier.forward
 
@@ -101,14 +105,14 @@ def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
 
     monkeypatch.setattr(RecurrentClassifier, "forward", poisoned)
     with pytest.raises(PipelineError, match=r"lstm: loss became nan at epoch 2, batch 3: lower lstm\.lr"):
-        fit(model, train, valid, params, COMMON, torch.device("cpu"), name="lstm")
+        fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="lstm")
 
 
 @pytest.mark.parametrize("freeze", [False, True])
 def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data, freeze):
     vocab, train, valid = marker_data
     torch.manual_seed(0)
-    model = build_model(model_config(small_arch("bilstm"), len(vocab))).train()
+    model = ModelConfig.from_dict({**small_arch("bilstm"), "vocab_size": len(vocab)}).build().train()
     model.embedding.weight.requires_grad_(not freeze)
     ids, lengths, labels = train.batch(np.arange(32), "cpu")
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -142,16 +146,16 @@ def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data
 @pytest.mark.parametrize("arch", ["bilstm", "rnn"])
 def test_adversarial_training_learns_and_leaves_no_hook(arch, marker_data, capsys):
     vocab, train, valid = marker_data
-    params = small_arch(arch, adversarial=0.05)
+    params = small_arch(arch, adversarial_eps=0.05)
     torch.manual_seed(0)
-    model = build_model(model_config(params, len(vocab)))
-    state, history, summary, _ = fit(model, train, valid, params, COMMON, torch.device("cpu"), name=arch)
+    model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
+    state, history, summary, _ = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert not model.embedding._forward_hooks
     # and it is not the plain run: the attack changed the training
     torch.manual_seed(0)
-    plain = build_model(model_config(params, len(vocab)))
-    _, plain_history, _, _ = fit(plain, train, valid, dict(params, adversarial=0.0), COMMON, torch.device("cpu"), name=arch)
+    plain = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
+    _, plain_history, _, _ = fit(plain, train, valid, configs(dict(params, adversarial_eps=0.0), len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert history[0]["val_loss"] != plain_history[0]["val_loss"]
 
 
@@ -160,7 +164,7 @@ def test_adversarial_training_learns_and_leaves_no_hook(arch, marker_data, capsy
 
 def tiny_train_params(tiny_data, folder, **rnn_change):
     """The tiny pipeline's params.yaml (tiny models, one epoch) with rnn changed as asked."""
-    params = yaml.safe_load((tiny_data / "params.yaml").read_text())
+    params = read_params(tiny_data / "params.yaml")
     params["rnn"].update(rnn_change)
     return write_params(folder / "params.yaml", params)
 
@@ -178,7 +182,7 @@ def train_args(tiny_data, folder, arch="rnn", out="run"):
 
 def run_train_in_process(args, monkeypatch, capsys):
     """stages/train.py in this process (torch is already imported): (exit code, stderr lines)."""
-    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, args)])
+    monkeypatch.setattr(sys, "argv", ["train.py", *dvc_args("train", args), *map(str, args)])
     code = 0
     try:
         runpy.run_path(str(STAGES / "train.py"), run_name="__main__")

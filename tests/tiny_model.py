@@ -1,14 +1,15 @@
 """A tiny model trained in seconds on synthetic reviews, with the library's own pipeline functions."""
 
-import hashlib
 import random
 
 import numpy as np
 import torch
 
 from imdb_rnn.batches import Reviews, align_left
-from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import build_model, fit, model_config, save_checkpoint
+from imdb_rnn.checkpoint import save_checkpoint
+from imdb_rnn.config import ModelConfig, TrainConfig
+from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize, vocab_sha256
+from imdb_rnn.train import fit
 
 from synthetic import review
 
@@ -21,9 +22,14 @@ def arch_params(pooling="max", cell="lstm", bidirectional=True, epochs=3):
     return {
         "cell": cell, "bidirectional": bidirectional, "num_layers": 1, "pooling": pooling, "attention_dim": 8,
         "embed_dim": 16, "hidden_dim": 16, "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.02, "weight_decay": 0.0,
-        "grad_clip": 1.0, "batch_size": 16, "epochs": epochs, "patience": epochs, "max_len": TOKENIZE["seq_len"],
-        "adversarial": 0.0,
+        "grad_clip": 1.0, "batch_size": 16, "epochs": epochs, "patience": epochs, "seq_len": TOKENIZE["seq_len"],
+        "freeze_embeddings": False, "adversarial_eps": 0.0,
     }
+
+
+def configs(settings, vocab_size, common=COMMON):
+    """(ModelConfig, TrainConfig) from an architecture's settings dict and the shared train settings."""
+    return ModelConfig.from_dict({**settings, "vocab_size": vocab_size}), TrainConfig.from_dict({**settings, **common})
 
 
 def synthetic_reviews(n, seed):
@@ -46,18 +52,17 @@ def train_tiny(path, arch_name="tiny", **arch_kwargs):
     words, _ = split_words(clean_texts(texts, CLEAN))
     vocab = build_vocab(count_words(words), max_size=200, min_freq=1)
     train, valid = encode(texts[:200], labels[:200], vocab), encode(texts[200:], labels[200:], vocab)
-    arch = arch_params(**arch_kwargs)
-    config = model_config(arch, len(vocab))
-    state, _, summary, timing = fit(build_model(config), train, valid, arch, COMMON, torch.device("cpu"), name=arch_name)
+    model_config, train_config = configs(arch_params(**arch_kwargs), len(vocab))
+    state, _, summary, timing = fit(model_config.build(), train, valid, train_config, torch.device("cpu"), name=arch_name)
     save_checkpoint(
         path,
         arch_name=arch_name,
-        config=config,
+        config=model_config,
         state_dict=state,
         vocab=vocab,
         clean=CLEAN,
         tokenize=TOKENIZE,
-        vocab_sha256=hashlib.sha256(("\n".join(vocab) + "\n").encode()).hexdigest(),
+        vocab_sha256=vocab_sha256(vocab),
         metrics={**summary, **timing},
     )
     return vocab

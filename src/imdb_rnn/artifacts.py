@@ -36,19 +36,32 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+def load(path, what, loader, make="run the stage that makes it (dvc repro)", errors=(Exception,)):
+    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`) or unreadable.
+
+    The one place that turns a missing or damaged input into a message; every reader of a stage
+    input goes through it. `errors` are the exceptions that mean "damaged" (any, by default: a
+    truncated zip or pickle fails in many ways).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{what} {path} is missing: {make}")
+    try:
+        return loader(path)
+    except PipelineError:
+        raise
+    except errors as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise PipelineError(f"{what} {path} is unreadable ({reason}): rerun the stage that makes it")
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path, what="file"):
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"{what} {path} is missing: run the stage that makes it (dvc repro)")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PipelineError(f"{what} {path} is not valid JSON ({err}): rerun the stage that makes it")
+    return load(path, what, lambda p: json.loads(p.read_text()), errors=(json.JSONDecodeError, UnicodeDecodeError))
 
 
 def write_text(path, text):
@@ -67,14 +80,11 @@ def save_npz(path, **arrays):
 def load_npz(path, what="array file"):
     import numpy as np
 
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"{what} {path} is missing: run the stages before it (dvc repro)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    def read(p):
+        with np.load(p, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except Exception as err:  # zipfile/npy errors come in many types
-        raise PipelineError(f"{what} {path} is unreadable ({err}): rerun the stage that makes it")
+
+    return load(path, what, read, make="run the stages before it (dvc repro)")
 
 
 def _interrupt(signum, frame):

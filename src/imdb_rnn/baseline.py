@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .artifacts import PipelineError
 from .params import Param
-from .train import accuracy
+from .inference import accuracy
 
 SCHEMA = {
     "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)

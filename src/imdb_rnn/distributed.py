@@ -21,17 +21,17 @@ import torch.distributed as dist
 @dataclass(frozen=True)
 class Context:
     rank: int = 0
-    world: int = 1
+    world_size: int = 1
     local_rank: int = 0
 
     @property
-    def main(self):
+    def is_main_process(self):
         """Rank 0 alone writes checkpoints, metrics and logs."""
         return self.rank == 0
 
     @property
     def active(self):
-        return self.world > 1
+        return self.world_size > 1
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -126,13 +126,13 @@ def shard(batches, context):
     """This rank's share of an epoch's batches: every rank gets the same number (DDP steps in lockstep)."""
     if not context.active:
         return batches
-    per_rank = len(batches) // context.world
-    return batches[context.rank : per_rank * context.world : context.world]
+    per_rank = len(batches) // context.world_size
+    return batches[context.rank : per_rank * context.world_size : context.world_size]
 
 
 def used(batches, context):
     """The batches some rank trains on this epoch (the tail that does not divide evenly is skipped)."""
-    return batches[: len(batches) // context.world * context.world]
+    return batches[: len(batches) // context.world_size * context.world_size]
 
 
 def sum_over_ranks(values, context):
@@ -148,6 +148,6 @@ def gather(obj, context):
     """[obj of rank 0, obj of rank 1, ...] on every rank."""
     if not context.active:
         return [obj]
-    out = [None] * context.world
+    out = [None] * context.world_size
     dist.all_gather_object(out, obj)
     return out

@@ -20,9 +20,9 @@ from sklearn.metrics import (
 )
 
 from .artifacts import PipelineError
-from .params import Param
+from .params import Param, retrain_hint
 from .text import without_known_words
-from .train import count_parameters, predict_logits, retrain_hint
+from .inference import count_parameters, predict_logits
 
 EVALUATE_SCHEMA = {
     "batch_size": Param(int, min=1, max=65536),

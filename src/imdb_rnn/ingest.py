@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .artifacts import PipelineError, atomic_path
+from .artifacts import PipelineError, atomic_path, load
 from .params import Param
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -250,10 +250,5 @@ def write_table(table, path):
 
 
 def read_table(path, columns=None):
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"table {path} is missing: run the stages before it (dvc repro)")
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise PipelineError(f"table {path} is unreadable ({err}): rerun the stage that makes it")
+    return load(path, "table", lambda p: pq.read_table(p, columns=columns), make="run the stages before it (dvc repro)",
+                errors=(pa.ArrowInvalid, OSError))

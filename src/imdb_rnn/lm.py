@@ -19,7 +19,7 @@ from .artifacts import PipelineError
 from .embeddings import check_sources
 from .model import CELLS
 from .params import Param
-from .train import make_optimizer, update
+from .optim import make_optimizer, optimizer_step
 
 SCHEMA = {
     "cell": Param(str, choices=tuple(CELLS)),
@@ -114,7 +114,7 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
         for step, idx in enumerate(bar, 1):
             batch = torch.from_numpy(train_rows[idx].astype(np.int64)).to(device)
             loss = model(batch)
-            update(model, optimizer, loss, params["grad_clip"],
+            optimizer_step(model, optimizer, loss, params["grad_clip"],
                    f"language model loss became {{loss}} at epoch {epoch}, batch {step}: lower pretrain_lm.lr")
             total += loss.item() * len(idx)
             seen += len(idx)

@@ -20,9 +20,10 @@ class Param:
     required: bool = True
 
 
-def check(section_name, values, schema):
+def check(section_name, values, schema, partial=False):
     """Validate a mapping against `schema` ({key: Param}); return a checked copy (ints given for floats become floats).
 
+    partial=True checks the keys present and requires none (a section of defaults or overrides).
     Raises PipelineError naming the first bad key and what it must be.
     """
     if not isinstance(values, dict):
@@ -36,7 +37,7 @@ def check(section_name, values, schema):
     for key, spec in schema.items():
         name = f"{section_name}.{key}"
         if key not in values:
-            if spec.required:
+            if spec.required and not partial:
                 raise PipelineError(f"parameter {name} is missing from params.yaml: add it")
             continue
         value = values[key]
@@ -96,27 +97,32 @@ def load_section(params_path, section, schema):
 BASELINE = "baseline"  # the bag-of-n-grams model of the baseline stage
 
 
-def read_architectures(params_path):
-    """{name: initial weights} of every trained model: `architectures`, then `pretrained_architectures`.
+PRETRAINED = ("word2vec", "lm")  # the pretraining stages whose output can initialise a classifier
 
-    These two lists are what "architecture" means everywhere (train, compare, predict). Raises
-    PipelineError when a list is malformed, names a model twice, or names a section that is missing.
+
+def read_architectures(params_path):
+    """{name: initial weights} of every trained model: the list `architectures` (random: none), then
+    the mapping `pretrained_architectures` (name: word2vec or lm).
+
+    These two are what "architecture" means everywhere (train, compare, report, predict). Raises
+    PipelineError when either is malformed, names a model twice, or names a section that is missing.
     """
     path = Path(params_path)
     params = read_params(path)
     names = params.get("architectures")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
-    pretrained = params.get("pretrained_architectures") or []
-    if not isinstance(pretrained, list) or not all(isinstance(n, str) for n in pretrained):
-        raise PipelineError(f"parameter pretrained_architectures in {path} must be a list of section names")
-    names = names + pretrained
-    if len(set(names)) != len(names) or BASELINE in names:
-        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {names}")
-    missing = [n for n in names if not isinstance(params.get(n), dict)]
+    pretrained = params.get("pretrained_architectures") or {}
+    if not isinstance(pretrained, dict) or not all(v in PRETRAINED for v in pretrained.values()):
+        raise PipelineError(f"parameter pretrained_architectures in {path} must map section names to "
+                            f"{' or '.join(PRETRAINED)}, got {pretrained!r}")
+    everything = names + list(pretrained)
+    if len(set(everything)) != len(everything) or BASELINE in everything:
+        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {everything}")
+    missing = [n for n in everything if not isinstance(params.get(n), dict)]
     if missing:
         raise PipelineError(f"architecture {missing[0]!r} is listed in {path} but has no section there: add one")
-    return {name: params[name].get("pretrained", "none") for name in names}
+    return {**dict.fromkeys(names, "none"), **pretrained}
 
 
 def stage_of(kind, arch, params_path="params.yaml"):
@@ -130,3 +136,8 @@ def stage_of(kind, arch, params_path="params.yaml"):
     except PipelineError:
         pretrained = []
     return f"{kind}_pretrained@{arch}" if arch in pretrained else f"{kind}@{arch}"
+
+
+def retrain_hint(path, arch=None):
+    """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>.pt)."""
+    return f"dvc repro -f {stage_of('train', arch or Path(path).stem)}"

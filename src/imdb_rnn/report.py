@@ -13,7 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, write_text
 from .predict import Explanation
-from .train import accuracy
+from .inference import accuracy
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red
 MAX_ALPHA = 0.8  # the heaviest word's shade

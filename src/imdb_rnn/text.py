@@ -4,6 +4,7 @@ Everything runs as Arrow compute kernels (C++) over chunks of reviews on all cor
 implementation serves 100,000 reviews in a stage and a single sentence in `imdb-predict`.
 """
 
+import hashlib
 import html
 import os
 import re
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .artifacts import PipelineError
+from .artifacts import PipelineError, load
 from .params import Param
 
 PAD_ID, UNK_ID = 0, 1
@@ -223,13 +224,15 @@ def tokenize(texts, vocab, clean_settings, tok_settings):
     return matrix, kept, lengths
 
 
-def read_vocab(path):
-    from pathlib import Path
+def vocab_sha256(vocab):
+    """The hash that ties tokens, checkpoints and pretraining outputs to one vocabulary (of vocab.txt's text)."""
+    return hashlib.sha256(("\n".join(vocab) + "\n").encode()).hexdigest()
 
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"vocabulary {path} is missing: run the vocab stage (dvc repro)")
-    words = path.read_text(encoding="utf-8").split("\n")
+
+def read_vocab(path):
+    """The vocabulary file as a list (line number = id); a one-line PipelineError when missing or malformed."""
+    words = load(path, "vocabulary", lambda p: p.read_text(encoding="utf-8").split("\n"), make="run the vocab stage (dvc repro)",
+                 errors=(UnicodeDecodeError, OSError))
     if words and words[-1] == "":
         words.pop()
     if words[: len(RESERVED)] != RESERVED:

@@ -1,11 +1,13 @@
-"""Training loop, device choice and self-contained checkpoints."""
+"""Training a classifier: the optimisation step, the loop with early stopping and resume, and the train stage.
+
+Runs as one process, or as one of N data-parallel processes (distributed.launch); the main process
+writes every output.
+"""
 
 import copy
 import hashlib
 import json
 import math
-import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -16,246 +18,34 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
-from .artifacts import PipelineError, atomic_path
-from .batches import bucketed, by_length
-from .model import CELLS, POOLINGS, RecurrentClassifier
-from .params import Param, stage_of
-
-CHECKPOINT_FORMAT = 1
-PRETRAINED = ("none", "word2vec", "lm")
-
-# one section per architecture in params.yaml
-ARCH_SCHEMA = {
-    "cell": Param(str, choices=tuple(CELLS)),
-    "bidirectional": Param(bool),
-    "num_layers": Param(int, min=1, max=8),
-    "pooling": Param(str, choices=POOLINGS),
-    "embed_dim": Param(int, min=1, max=4096),
-    "hidden_dim": Param(int, min=1, max=8192),
-    "attention_dim": Param(int, min=1, max=4096, required=False),
-    "dropout": Param((int, float), min=0, max=0.95),
-    "embed_dropout": Param((int, float), min=0, max=0.95),
-    "lr": Param(float, min=1e-7, max=1.0),
-    "weight_decay": Param((int, float), min=0, max=1.0),
-    "grad_clip": Param((int, float), min=0),  # 0 = no clipping
-    "batch_size": Param(int, min=1, max=65536),
-    "epochs": Param(int, min=1, max=1000),
-    "patience": Param(int, min=1, max=1000),  # epochs without a better validation loss before stopping
-    "max_len": Param(int, min=1, max=100_000),  # tokens read per review (at most tokenize.seq_len)
-    # initial weights: none (random), word2vec (pretrain_embeddings stage) or lm (pretrain_lm stage)
-    "pretrained": Param(str, choices=PRETRAINED),
-    "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
-    # adversarial training: size of the embedding perturbation, relative to each review's embedding norm (0 = off)
-    "adversarial": Param((int, float), min=0, max=1.0),
-}
-MODEL_KEYS = ("cell", "bidirectional", "num_layers", "pooling", "embed_dim", "hidden_dim", "attention_dim", "dropout", "embed_dropout")
-
-# settings shared by every architecture
-TRAIN_SCHEMA = {
-    "seed": Param(int, min=0),
-    "device": Param(str, choices=("auto", "cpu", "cuda")),
-    "threads": Param(int, min=0, max=256),  # 0 = every core
-    "eval_batch_size": Param(int, min=1, max=65536),
-    "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
-    "processes": Param(int, min=1, max=1024),  # data-parallel processes (distributed.launch)
-}
+from .adversarial import EmbeddingAttack
+from .artifacts import PipelineError, atomic_path, read_json, write_json
+from .batches import Reviews, bucketed
+from .checkpoint import save_checkpoint
+from .config import ModelConfig, arch_settings
+from .inference import count_parameters, loss_and_accuracy, predict_logits
+from .optim import make_optimizer, optimizer_step
+from .pretrained import check_pretrained, initialise, load_pretrained
+from .runtime import configure_cpu, pick_device, seed_everything
+from .text import read_vocab
 
 
-def pick_device(name, local_rank=0):
-    """The device to train on; under torchrun each process on a GPU machine takes its own GPU."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("train.device is cuda but no CUDA device is visible: set train.device to auto or cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
-
-
-def configure_cpu(threads):
-    """`threads` per process, or 0: the cores shared out between the processes on this machine.
-
-    Also flushes denormal floats to zero: gradients fading through hundreds of recurrent steps
-    become denormal, and CPU arithmetic on denormals is many times slower (bench_train.py).
-    """
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // processes))
-    torch.set_flush_denormal(True)
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def model_config(arch_params, vocab_size):
-    config = {k: arch_params[k] for k in MODEL_KEYS if k in arch_params}
-    config["vocab_size"] = vocab_size
-    return config
-
-
-def build_model(config):
-    return RecurrentClassifier(**config)
-
-
-def initialise(model, arch, name, word2vec=None, lm=None):
-    """Load the pretrained weights arch['pretrained'] names into a fresh model, then freeze as asked.
-
-    word2vec: an array [vocabulary, embed_dim] (pretrain_embeddings stage) becomes the embedding.
-    lm: the embedding and the forward recurrent layers of a language model (pretrain_lm stage),
-    whose parameter names match this model's; a bidirectional model's backward layers and any
-    layer the LM lacks stay random.
-    """
-    kind = arch["pretrained"]
-    if kind != "none" and {"word2vec": word2vec, "lm": lm}[kind] is None:
-        raise PipelineError(
-            f"{name}.pretrained is {kind} but the stage got no --{kind} file: list {name} under "
-            f"pretrained_architectures in params.yaml (its stage depends on the pretraining output)"
-        )
-    if kind == "word2vec":
-        vectors = _load_pretrained(word2vec, "word vectors", np.load)
-        wanted = tuple(model.embedding.weight.shape)
-        if vectors.shape != wanted:
-            raise PipelineError(
-                f"{word2vec} holds vectors of shape {vectors.shape} but {name} needs {wanted} (vocabulary x embed_dim): "
-                f"set {name}.embed_dim to pretrain_embeddings.dim, then dvc repro"
-            )
-        with torch.no_grad():
-            model.embedding.weight.copy_(torch.from_numpy(vectors))
-    elif kind == "lm":
-        payload = _load_pretrained(lm, "language model", lambda p: torch.load(p, map_location="cpu", weights_only=True))
-        config, encoder = payload.get("config", {}), payload.get("encoder", {})
-        ours = {"cell": arch["cell"], "embed_dim": arch["embed_dim"], "hidden_dim": arch["hidden_dim"],
-                "vocab_size": model.embedding.num_embeddings}
-        for key, value in ours.items():
-            if config.get(key) != value:
-                raise PipelineError(
-                    f"the language model {lm} has {key} {config.get(key)!r} but {name} has {value!r}: "
-                    f"make {name}.{key} and pretrain_lm.{key} agree, then dvc repro"
-                )
-        own = model.state_dict()
-        model.load_state_dict({k: v for k, v in encoder.items() if k in own and own[k].shape == v.shape}, strict=False)
-    if arch["freeze_embeddings"]:
-        model.embedding.weight.requires_grad_(False)
-    return model
-
-
-def _load_pretrained(path, what, loader):
-    if not Path(path).exists():
-        raise PipelineError(f"{what} {path} is missing: run the stage that makes it (dvc repro)")
-    try:
-        return loader(path)
-    except Exception as err:  # truncated or foreign files fail in many ways
-        raise PipelineError(f"{what} {path} is unreadable ({type(err).__name__}): rerun the stage that makes it")
-
-
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-@torch.no_grad()
-def predict_logits(model, reviews, batch_size, device, idx=None):
-    """Logits for every review (or rows idx), in their original order."""
-    model.eval()
-    idx = np.arange(len(reviews)) if idx is None else np.asarray(idx)
-    out = np.zeros(len(idx), np.float32)
-    for rows in by_length(reviews.lengths[idx], batch_size):
-        ids, lengths, _ = reviews.batch(idx[rows], device)
-        out[rows] = model(ids, lengths).float().cpu().numpy()
-    return out
-
-
-def accuracy(logits, labels):
-    """The share of reviews on the right side: positive when the logit is above 0."""
-    return float(np.mean((np.asarray(logits) > 0) == (np.asarray(labels) > 0.5)))
-
-
-def loss_and_accuracy(logits, labels):
-    loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    return loss, accuracy(logits, labels)
-
-
-def make_optimizer(model, lr, weight_decay=0.0):
-    """Adam over the trainable parameters (already on their device), as one fused kernel where
-    PyTorch has one: the update of a 25,000-word embedding is a large share of a small model's step."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    fused = all(p.device.type in ("cpu", "cuda") for p in trainable)
-    return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay, fused=fused)
-
-
-def update(model, optimizer, loss, grad_clip, error, more=None):
-    """One optimisation step; a non-finite loss stops training with `error` (its {loss} filled in).
-
-    `more`, when given, is called after loss.backward() to add further gradients before the step
-    (the adversarial loss, which needs the clean loss's gradient first).
-    """
-    if not torch.isfinite(loss):
-        raise PipelineError(error.format(loss=loss.item()))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if more:
-        more()
-    if grad_clip:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-
-
-class EmbeddingAttack:
-    """Adversarial training on the word embeddings (Goodfellow et al., 2015; Miyato et al., 2017).
-
-    A forward hook on the embedding keeps the gradient of its output ([T, B, E], time-major) in the
-    clean pass. `backward` then runs the model again with each review's embedded tokens moved by
-    the perturbation that raises the loss most to first order (the gradient, normalised per
-    review) and adds the gradient of that loss. Its norm is `epsilon` times the review's own
-    embedding norm, so that growing the embedding weights cannot make the attack vanish.
-    """
-
-    def __init__(self, embedding, epsilon):
-        self.epsilon, self.embedded, self.delta = epsilon, None, None
-        self.handle = embedding.register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        if self.delta is not None:
-            return output + self.delta
-        if module.training:
-            if not output.requires_grad:  # a frozen embedding: the attack still needs this gradient
-                output = output.detach().requires_grad_()
-            output.retain_grad()
-            self.embedded = output
-            return output
-        return None
-
-    def backward(self, adversarial_loss):
-        """Add the gradient of adversarial_loss() (a closure running the model) under the attack."""
-        grad, embedded = self.embedded.grad, self.embedded.detach()
-        per_review = (0, 2)
-        scale = self.epsilon * embedded.norm(dim=per_review, keepdim=True) / grad.norm(dim=per_review, keepdim=True).clamp_min(1e-12)
-        self.delta, self.embedded = (grad * scale).detach(), None
-        try:
-            adversarial_loss().backward()
-        finally:
-            self.delta = None
-
-    def remove(self):
-        self.handle.remove()
-
-
-def fit(model, train, valid, arch, common, device, log=None, name="model", resume=None, context=None):
+def fit(model, train, valid, config, device, log=None, name="model", resume=None, context=None):
     """Train with early stopping on validation loss; return (best state dict, history, summary, timing).
 
-    `resume` (a Resume) saves the whole training state after every epoch and, when a matching
-    unfinished state is there at the start, continues after its last finished epoch with the same
-    batches, dropout masks and weights as a run that was never interrupted. `context` (from
-    distributed.setup) splits each epoch's batches over the torchrun processes.
+    `train` and `valid` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
+    whole training state after every epoch and, when a matching unfinished state is there at the
+    start, continues after its last finished epoch with the same batches, dropout masks and weights
+    as a run that was never interrupted. `context` (from distributed.setup) splits each epoch's
+    batches over the data-parallel processes. Raises PipelineError when the loss stops being finite.
     """
     context = context or distributed.Context()
-    rng = np.random.default_rng(common["seed"])
+    rng = np.random.default_rng(config.seed)
     model.to(device)
-    optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
-    attack = EmbeddingAttack(model.embedding, arch["adversarial"]) if arch["adversarial"] else None
+    attack = EmbeddingAttack(model.embedding, config.adversarial_eps) if config.adversarial_eps else None
     best = {"val_loss": math.inf}
     best_state, history, stale = None, [], 0
     train_seconds, train_tokens = 0.0, 0
@@ -271,21 +61,21 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
         for row in history:
             if log:
                 log(row)
-    for epoch in range(len(history) + 1, arch["epochs"] + 1):
+    for epoch in range(len(history) + 1, config.epochs + 1):
         model.train()
-        batches = bucketed(train.lengths, arch["batch_size"], rng, common["bucket_pool"])
+        batches = bucketed(train.lengths, config.batch_size, rng, config.bucket_pool)
         epoch_tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(distributed.shard(batches, context), desc=f"{name} epoch {epoch}/{arch['epochs']}", unit="batch",
-                   leave=False, disable=None if context.main else True, file=sys.stderr)
+        bar = tqdm(distributed.shard(batches, context), desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch",
+                   leave=False, disable=None if context.is_main_process else True, file=sys.stderr)
         for step, rows in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
             logits = trained(ids, lengths)
             loss = loss_fn(logits, labels)
-            more = (lambda: attack.backward(lambda: loss_fn(trained(ids, lengths), labels))) if attack else None
-            update(model, optimizer, loss, arch["grad_clip"], f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
-                   f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written", more)
+            extra_backward = (lambda: attack.backward(lambda: loss_fn(trained(ids, lengths), labels))) if attack else None
+            optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
+                           f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written", extra_backward)
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
@@ -296,7 +86,7 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
         train_seconds += epoch_seconds
         train_tokens += epoch_tokens
         # every rank holds the same weights, so every rank scores the same validation set alike
-        val_loss, val_acc = loss_and_accuracy(predict_logits(model, valid, common["eval_batch_size"], device), valid.labels)
+        val_loss, val_acc = loss_and_accuracy(predict_logits(model, valid, config.eval_batch_size, device), valid.labels)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / seen,
@@ -309,7 +99,7 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
         history.append(row)
         if log:
             log(row)
-        if context.main:
+        if context.is_main_process:
             print(
                 f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
                 f"val loss {val_loss:.4f} acc {val_acc:.4f} | {epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
@@ -320,7 +110,7 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             stale += 1
-        stop = stale >= arch["patience"]
+        stop = stale >= config.patience
         if resume:
             resume.save(context, {
                 "model": model.state_dict(),
@@ -329,10 +119,10 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
                 "torch_rng": distributed.gather(torch.get_rng_state(), context),
                 "best": best, "best_state": best_state, "history": history, "stale": stale,
                 "train_seconds": train_seconds, "train_tokens": train_tokens,
-                "finished": stop or epoch == arch["epochs"],
+                "finished": stop or epoch == config.epochs,
             })
         if stop:
-            if context.main:
+            if context.is_main_process:
                 print(f"{name}: no better validation loss for {stale} epochs, stopping early", flush=True)
             break
     if attack:
@@ -352,7 +142,7 @@ def fit(model, train, valid, arch, common, device, log=None, name="model", resum
         "tokens_per_second": round(train_tokens / train_seconds, 1),
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "processes": context.world,
+        "processes": context.world_size,
     }
     return best_state, history, summary, timing
 
@@ -378,14 +168,14 @@ class Resume:
             return None
         if saved.get("fingerprint") != self.fingerprint or saved.get("finished"):
             return None
-        if len(saved["torch_rng"]) != context.world:
+        if len(saved["torch_rng"]) != context.world_size:
             return None
         return saved
 
     def save(self, context, state):
-        if context.main:
-            with atomic_path(self.path) as tmp:
-                torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        if context.is_main_process:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                torch.save({"fingerprint": self.fingerprint, **state}, f)
 
 
 def fingerprint(*parts):
@@ -401,47 +191,77 @@ def fingerprint(*parts):
     return digest.hexdigest()
 
 
-def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokenize, vocab_sha256, metrics):
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "arch": arch_name,
-        "model_config": config,
-        "state_dict": state_dict,
-        "vocab": vocab,
-        "clean": clean,
-        "tokenize": tokenize,
-        "vocab_sha256": vocab_sha256,
-        "metrics": metrics,
-        "torch_version": str(torch.__version__),  # a plain str: weights_only loading refuses TorchVersion
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+def train_architecture(name, params_path, paths, relaunch=None):
+    """The train stage: train architecture `name` as params.yaml says and write its outputs.
 
+    `paths` maps train, valid, meta, vocab (inputs), pretrained (the pretraining output, for a
+    pretrained architecture) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
+    names them. Everything is checked before any training: parameters, inputs and the pretraining
+    output's fit. With train.processes N > 1, `relaunch` (script, argv) is started as N data-parallel
+    processes instead (distributed.launch). Raises PipelineError on any problem.
+    """
+    settings, config = arch_settings(params_path, name)
+    meta = read_json(paths["meta"], "tokenizer settings")
+    vocab = read_vocab(paths["vocab"])
+    if len(vocab) != meta["vocab_size"]:
+        raise PipelineError(f"{paths['vocab']} has {len(vocab)} entries but {paths['meta']} says {meta['vocab_size']}: rerun dvc repro")
+    model_config = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)})
+    weights = None
+    if config.pretrained != "none":
+        if not paths.get("pretrained"):
+            raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
+                                "run it through dvc.yaml's train_pretrained stage")
+        weights = load_pretrained(paths["pretrained"], config.pretrained)
+        check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, paths["pretrained"])
+    tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
+    train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
+    valid = Reviews.load(paths["valid"], meta["tokenize"], tokenize["seq_len"], "validation split")
 
-def retrain_hint(path, arch=None):
-    """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>.pt)."""
-    return f"dvc repro -f {stage_of('train', arch or Path(path).stem)}"
-
-
-def load_checkpoint(path, device="cpu"):
-    """Load a checkpoint and rebuild its model; every problem is a one-line PipelineError."""
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"checkpoint {path} is missing: train it first ({retrain_hint(path).replace(' -f', '')})")
+    if config.processes > 1 and not distributed.in_worker():
+        distributed.launch(config.processes, *relaunch)
+        return
+    configure_cpu(config.threads)
+    context = distributed.setup(pick_device(config.device).type)
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # truncated zip, pickle errors, wrong file type...
-        raise PipelineError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): retrain it ({retrain_hint(path)})")
-    if not isinstance(payload, dict) or "format" not in payload:
-        raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>.pt file")
-    if payload["format"] != CHECKPOINT_FORMAT:
-        raise PipelineError(
-            f"checkpoint {path} has format {payload['format']}, this version reads format {CHECKPOINT_FORMAT}: retrain it"
-        )
+        _train_and_save(name, paths, config, model_config, weights, meta, vocab, tokenize, train, valid, context)
+    finally:
+        distributed.shutdown(context)
+
+
+def _train_and_save(name, paths, config, model_config, weights, meta, vocab, tokenize, train, valid, context):
+    seed_everything(config.seed)
+    device = pick_device(config.device, context.local_rank)
+    model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
+    start = fingerprint(config.as_dict(), model_config.as_dict(), context.world_size, train.ids, train.lengths,
+                        train.labels, valid.ids, valid.labels, *model.state_dict().values())
+    resume = Resume(paths["resume"], start)
+
+    from dvclive import Live
+
+    live = Live(paths["live"], dvcyaml=False, save_dvc_exp=False, report=None) if context.is_main_process else None
+
+    def log(row):
+        if live:
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                split, metric = key.split("_")
+                live.log_metric(f"{split}/{metric}", round(row[key], 6))
+            live.next_step()
+
     try:
-        model = build_model(payload["model_config"])
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise PipelineError(f"checkpoint {path} does not match its model settings ({str(err).splitlines()[0]}): retrain it")
-    model.to(device).eval()
-    return model, payload
+        state, history, summary, timing = fit(model, train, valid, config, device, log=log, name=name,
+                                              resume=resume, context=context)
+    finally:
+        if live:
+            live.end()
+    # DDP keeps every replica identical; the digest lets anyone check that from the logs
+    print(f"{name}: rank {context.rank} of {context.world_size} ends with weights digest "
+          f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
+    if not context.is_main_process:
+        return
+    summary = {"arch": name, **summary}
+    save_checkpoint(paths["out"], arch_name=name, config=model_config, state_dict=state, vocab=vocab, clean=meta["clean"],
+                    tokenize=tokenize, vocab_sha256=meta["vocab_sha256"], metrics={**summary, **timing})
+    write_json(paths["metrics"], summary)
+    write_json(paths["timing"], {"arch": name, **timing})
+    print(f"{name}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
+          f"{timing['train_seconds']}s, {timing['tokens_per_second']:.0f} tokens/s")

@@ -1,0 +1,124 @@
+"""One architecture's settings: the params.yaml schemas, and frozen dataclasses built from the checked sections.
+
+An architecture's settings are `arch_defaults` overridden by its own section; `train` holds what
+every training process shares (seed, device, threads...). The checkpoint stores ModelConfig as a dict.
+"""
+
+from dataclasses import asdict, dataclass, fields
+
+from .artifacts import PipelineError
+from .model import CELLS, POOLINGS, RecurrentClassifier
+from .params import Param, check, read_architectures, read_params
+
+# an architecture: arch_defaults, overridden by its own section
+ARCH_SCHEMA = {
+    "cell": Param(str, choices=tuple(CELLS)),
+    "bidirectional": Param(bool),
+    "num_layers": Param(int, min=1, max=8),
+    "pooling": Param(str, choices=POOLINGS),
+    "embed_dim": Param(int, min=1, max=4096),
+    "hidden_dim": Param(int, min=1, max=8192),
+    "attention_dim": Param(int, min=1, max=4096, required=False),  # attention pooling only
+    "dropout": Param((int, float), min=0, max=0.95),
+    "embed_dropout": Param((int, float), min=0, max=0.95),
+    "lr": Param(float, min=1e-7, max=1.0),
+    "weight_decay": Param((int, float), min=0, max=1.0),
+    "grad_clip": Param((int, float), min=0),  # 0 = no clipping
+    "batch_size": Param(int, min=1, max=65536),
+    "epochs": Param(int, min=1, max=1000),
+    "patience": Param(int, min=1, max=1000),  # epochs without a better validation loss before stopping
+    "seq_len": Param(int, min=1, max=100_000),  # tokens read per review (at most tokenize.seq_len)
+    "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
+    # adversarial training: size of the embedding perturbation, relative to each review's embedding norm (0 = off)
+    "adversarial_eps": Param((int, float), min=0, max=1.0),
+}
+
+# what every training process shares
+TRAIN_SCHEMA = {
+    "seed": Param(int, min=0),
+    "device": Param(str, choices=("auto", "cpu", "cuda")),
+    "threads": Param(int, min=0, max=256),  # 0 = every core
+    "eval_batch_size": Param(int, min=1, max=65536),
+    "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
+    "processes": Param(int, min=1, max=1024),  # data-parallel processes (distributed.launch)
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What builds a RecurrentClassifier (its constructor's arguments)."""
+
+    vocab_size: int
+    cell: str
+    bidirectional: bool
+    num_layers: int
+    pooling: str
+    embed_dim: int
+    hidden_dim: int
+    dropout: float
+    embed_dropout: float
+    attention_dim: int | None = None
+
+    @classmethod
+    def from_dict(cls, values):
+        """From an architecture's settings or a checkpoint's `model_config`; other keys are ignored."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def as_dict(self):
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def build(self):
+        return RecurrentClassifier(**self.as_dict())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one architecture trains: its optimisation settings and the shared `train` section."""
+
+    lr: float
+    weight_decay: float
+    grad_clip: float
+    batch_size: int
+    epochs: int
+    patience: int
+    seq_len: int
+    freeze_embeddings: bool
+    adversarial_eps: float
+    pretrained: str = "none"  # none, word2vec or lm (params.yaml: pretrained_architectures)
+    seed: int = 42
+    device: str = "auto"
+    threads: int = 0
+    eval_batch_size: int = 256
+    bucket_pool: int = 50
+    processes: int = 1
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def arch_settings(params_path, name):
+    """(ModelConfig minus vocab_size as a dict, TrainConfig) of architecture `name`, checked before any work.
+
+    Raises PipelineError for an unknown architecture, a bad value (named by the section it is in:
+    arch_defaults.lr or gru.lr), a key missing from both sections, or attention pooling without
+    attention_dim.
+    """
+    known = read_architectures(params_path)
+    if name not in known:
+        raise PipelineError(f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
+                            "(architectures and pretrained_architectures)")
+    params = read_params(params_path)
+    defaults = check("arch_defaults", params.get("arch_defaults") or {}, ARCH_SCHEMA, partial=True)
+    own = check(name, params[name], ARCH_SCHEMA, partial=True)
+    settings = {**defaults, **own}
+    missing = [key for key, spec in ARCH_SCHEMA.items() if spec.required and key not in settings]
+    if missing:
+        raise PipelineError(f"parameter {name}.{missing[0]} is set neither in {name} nor in arch_defaults: add it")
+    if settings["pooling"] == "attention" and "attention_dim" not in settings:
+        raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
+    common = check("train", params.get("train"), TRAIN_SCHEMA)
+    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": known[name]})
