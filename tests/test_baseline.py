@@ -1,7 +1,7 @@
 """Baseline: NB log-count ratios by hand, C chosen on validation only, leaderboard-ready outputs, refusals."""
 
 import csv
-import importlib.util
+import runpy
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import yaml
 from conftest import assert_one_line_error, run_script, write_params
 
-from imdb_rnn.artifacts import PipelineError, load_npz, read_json, run_main, save_npz
+from imdb_rnn.artifacts import PipelineError, load_npz, read_json, save_npz
 from imdb_rnn.baseline import Part, best_C, check_settings, log_count_ratio, part_of_split, select_C, select_rows
 from imdb_rnn.compare import load_row
 
@@ -33,11 +33,8 @@ BASELINE = {
 
 @pytest.fixture(scope="module")
 def stage():
-    """stages/baseline.py as a module, so that main() runs in this process (no second torch import)."""
-    spec = importlib.util.spec_from_file_location("baseline_stage", STAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """stages/baseline.py, run in this process (no second torch import)."""
+    return STAGE
 
 
 @pytest.fixture
@@ -66,7 +63,7 @@ def run_in_process(stage, monkeypatch, capsys, paths):
     """Run the stage's main() as its __main__ block does (run_main); return a CompletedProcess look-alike."""
     monkeypatch.setattr(sys, "argv", [str(STAGE), *argv(paths)])
     try:
-        run_main(stage.main)
+        runpy.run_path(str(stage), run_name="__main__")
         code = 0
     except SystemExit as exit_:
         code = exit_.code
@@ -179,7 +176,7 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
         seen.append((train, valid))
         return select_C(train, valid, settings)
 
-    monkeypatch.setattr(stage, "select_C", spy)
+    monkeypatch.setattr("imdb_rnn.baseline.select_C", spy)
     other = {**inputs, "reviews": tmp_path / "swapped.parquet", "metrics": tmp_path / "swapped.json"}
     assert run_in_process(stage, monkeypatch, capsys, other).returncode == 0
     cheated = read_json(other["metrics"])

@@ -105,6 +105,28 @@ def _fail(line, code):
     sys.exit(code)
 
 
+def stage_main(description, run, paths, optional=(), arch=False):
+    """A stage script's whole main(): every path a required flag (dvc.yaml names them all), --params
+    (params.yaml by default), --arch when `arch`; then one call, run([arch,] params_path, files),
+    with files {path flag (dashes as underscores): path}, under run_main's one-line errors."""
+    import argparse
+
+    def main():
+        parser = argparse.ArgumentParser(description=description)
+        if arch:
+            parser.add_argument("--arch", required=True, help="an architecture that params.yaml lists")
+        parser.add_argument("--params", default="params.yaml", help="the parameters file (default params.yaml)")
+        for name in paths:
+            parser.add_argument(f"--{name}", required=True, metavar="PATH")
+        for name in optional:
+            parser.add_argument(f"--{name}", metavar="PATH")
+        args = parser.parse_args()
+        files = {key: getattr(args, key) for key in (name.replace("-", "_") for name in (*paths, *optional))}
+        return run(args.arch, args.params, files) if arch else run(args.params, files)
+
+    return run_main(main)
+
+
 def run_main(main):
     """Run a stage or command `main`: a PipelineError is one line on stderr and exit 1; an interrupt
     (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either."""

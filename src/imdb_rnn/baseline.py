@@ -21,9 +21,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .artifacts import PipelineError
-from .params import Param
+from .artifacts import load_npz, PipelineError, write_json, write_text
+from .evaluate import classification_metrics, precision_recall_points, roc_points, to_csv
 from .inference import accuracy
+from .ingest import read_table
+from .params import load_section, Param
 
 SCHEMA = {
     "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)
@@ -96,7 +98,7 @@ def check_parts(train, valid, test, paths):
         raise PipelineError(
             f"{paths['train']} and {paths['valid']} share {len(shared)} reviews: the split is stale, rerun dvc repro"
         )
-    for part, name in ((train, paths["train"]), (valid, paths["valid"])):
+    for part, name in ((train, paths['train']), (valid, paths['valid'])):
         if len(np.unique(part.labels)) < 2:
             raise PipelineError(f"{name} holds {len(part.labels)} reviews of one class only: rerun dvc repro split")
     if not test.texts:
@@ -218,3 +220,63 @@ def parameter_count(model):
     The NB ratios fold into the weights (x.(r*w) = (x*r).w), so they add no parameters.
     """
     return int(model.coef_.size + model.intercept_.size)
+
+
+NAME = "baseline"  # its row in the leaderboard
+
+def fit_baseline(params_path, paths):
+    """The baseline stage: an NBSVM on the same split, C chosen on validation, scored on the test reviews.
+
+    `paths` maps reviews, train, valid, metrics, timing, roc, pr to files, as dvc.yaml names them.
+    """
+
+    settings = check_settings(load_section(params_path, NAME, SCHEMA))
+    train_arrays = load_npz(paths['train'], "training split")
+    valid_arrays = load_npz(paths['valid'], "validation split")
+    table = read_table(paths['reviews'], columns=["id", "split", "label", "text"])
+    pool = part_of_split(table, "train")
+    train = select_rows(pool, train_arrays, paths['train'], paths['reviews'])
+    valid = select_rows(pool, valid_arrays, paths['valid'], paths['reviews'])
+    test = part_of_split(table, "test")
+    del table, pool, train_arrays, valid_arrays
+    check_parts(train, valid, test, {"train": paths['train'], "valid": paths['valid'], "reviews": paths['reviews']})
+
+    chosen = select_C(train, valid, settings)  # the test reviews play no part in the choice
+    logits, seconds = score(chosen, test)
+    metrics = {
+        "arch": NAME,
+        **classification_metrics(test.labels, logits),
+        "parameters": parameter_count(chosen.model),
+        "features": chosen.featuriser.n_features,
+        "train_seconds": round(chosen.train_seconds, 1),
+        "final_fit_seconds": round(chosen.final_fit_seconds, 1),
+        "inference_seconds": round(seconds, 3),
+        "reviews_per_second": round(len(test.labels) / max(seconds, 1e-9), 1),
+        "device": "cpu",
+        "C": chosen.C,
+        "val_accuracy": round(chosen.val_accuracy, 6),
+        "C_grid": chosen.grid,
+    }
+    timing = {
+        "arch": NAME,
+        "train_seconds": metrics["train_seconds"],
+        "seconds_per_epoch": None,  # not trained in epochs
+        "tokens_per_second": None,
+        "device": "cpu",
+        "threads": 1,  # liblinear is single-threaded
+    }
+    points = settings["curve_points"]
+    # everything is computed before the first write: a failure leaves no partial results
+    outputs = {
+        paths['roc']: to_csv(roc_points(test.labels, logits, points), ["fpr", "tpr", "threshold"]),
+        paths['pr']: to_csv(precision_recall_points(test.labels, logits, points), ["recall", "precision", "threshold"]),
+    }
+    for path, text in outputs.items():
+        write_text(path, text)
+    write_json(paths['timing'], timing)
+    write_json(paths['metrics'], metrics)
+    print(
+        f"{NAME}: C={chosen.C:g} (validation accuracy {chosen.val_accuracy:.4f}), test accuracy {metrics['accuracy']:.4f}, "
+        f"F1 {metrics['f1']}, ROC AUC {metrics['roc_auc']}, {metrics['features']:,} features, "
+        f"fit {metrics['train_seconds']}s, {metrics['reviews_per_second']:.0f} reviews/s"
+    )

@@ -3,8 +3,8 @@
 import csv
 from pathlib import Path
 
-from .artifacts import PipelineError, atomic_path, read_json
-from .params import BASELINE, stage_of
+from .artifacts import atomic_path, PipelineError, read_json, write_json, write_text
+from .params import BASELINE, read_architectures, stage_of
 
 COLUMNS = [  # (key, Markdown heading)
     ("accuracy", "test accuracy"),
@@ -136,3 +136,23 @@ def plot(board, curves, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def compare_models(params_path, paths):
+    """The compare stage: rank every architecture and the n-gram baseline by test accuracy; draw one summary picture.
+
+    `paths` maps eval_dir, timing_dir, live_dir, models_dir, markdown, json, figure to files, as dvc.yaml names them.
+    """
+
+    names = read_architectures(params_path)
+    # read everything first, so that a missing input leaves the old outputs untouched
+    rows = [dict(load_row(name, paths['eval_dir'], paths['timing_dir'], pretrained), checkpoint=f"{paths['models_dir']}/{name}.pt")
+            for name, pretrained in names.items()]
+    board = leaderboard(rows + [dict(load_row(BASELINE, paths['eval_dir'], paths['timing_dir'], "n-grams"), checkpoint=None)])
+    curves = {name: read_curve(f"{paths['live_dir']}/{name}/plots/metrics/val/accuracy.tsv", name) for name in names}
+
+    plot(board, curves, paths['figure'])
+    write_text(paths['markdown'], to_markdown(board))
+    write_json(paths['json'], {"sorted_by": "accuracy", "rows": board})
+    best = board[0]
+    print(f"compare: {len(board)} models, best {best['arch']} (test accuracy {best['accuracy']:.4f}) -> {paths['markdown']}")

@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 import pyarrow.compute as pc
+import torch
 
-from .artifacts import PipelineError
+from .artifacts import PipelineError, write_json
 from .ingest import read_table
-from .params import Param
-from .text import PAD_ID, UNK_ID, encode, split_words
+from .params import load_section, Param
+from .pretrained import save_pretrained
+from .text import encode, PAD_ID, read_vocab, split_words, UNK_ID, vocab_sha256
 
 SCHEMA = {
     "dim": Param(int, min=1, max=4096),
@@ -197,3 +199,23 @@ def pretrain(reviews_path, vocab, params, log=print):
         "neighbours": nearest_neighbours(matrix, vocab, PROBES, usable),
     }
     return matrix, report
+
+
+def pretrain_embeddings(params_path, paths):
+    """The pretrain_embeddings stage: word2vec vectors for the vocabulary, learnt on train + unlabelled reviews only.
+
+    `paths` maps reviews, vocab, out, metrics to files, as dvc.yaml names them.
+    """
+
+    params = load_section(params_path, "pretrain_embeddings", SCHEMA)
+    check_sources(params["sources"])  # before any reading: a bad setting fails at once
+    vocab = read_vocab(paths['vocab'])
+    matrix, report = pretrain(paths['reviews'], vocab, params)
+    save_pretrained(paths['out'], "word2vec", {"dim": int(matrix.shape[1])}, torch.from_numpy(matrix), vocab_sha256(vocab))
+    write_json(paths['metrics'], report)
+    print(
+        f"pretrain_embeddings: {matrix.shape[0]} x {matrix.shape[1]} float32, {report['words_covered']} trained, "
+        f"{report['words_missing']} random, {report['seconds']} s ({report['words_per_second']} words/s) -> {paths['out']}"
+    )
+    for word, near in report["neighbours"].items():
+        print(f"  {word}: {', '.join(f'{w} {s:.2f}' for w, s in near.items())}")

@@ -19,10 +19,13 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .artifacts import PipelineError
-from .params import Param, retrain_hint
-from .text import without_known_words
+from .artifacts import PipelineError, read_json, write_json, write_text
+from .batches import Reviews
+from .checkpoint import load_checkpoint
 from .inference import count_parameters, predict_logits
+from .params import Param, load_section, retrain_hint
+from .runtime import configure_cpu, pick_device
+from .text import without_known_words
 
 EVALUATE_SCHEMA = {
     "batch_size": Param(int, min=1, max=65536),
@@ -166,3 +169,42 @@ def evaluate(model, payload, reviews, batch_size, device, path):
         "device": str(device),
     }
     return metrics, logits, labels
+
+
+def evaluate_checkpoint(name, params_path, paths):
+    """The evaluate stage: score architecture `name`'s checkpoint on every official test review.
+
+    `paths` maps checkpoint, test, meta (inputs) and metrics, roc, pr, confusion (outputs) to files,
+    as dvc.yaml names them. Everything is computed before the first write, so a failure (a
+    PipelineError) leaves no partial results.
+    """
+    settings = load_section(params_path, "evaluate", EVALUATE_SCHEMA)
+    configure_cpu(settings["threads"])
+    device = pick_device(settings["device"])
+    meta = read_json(paths["meta"], "tokenizer settings")
+    checkpoint = paths["checkpoint"]
+    model, payload = load_checkpoint(checkpoint, device)
+    if payload.get("arch") != name:
+        raise PipelineError(f"checkpoint {checkpoint} holds architecture {payload.get('arch')!r}, not {name!r}")
+    check_compatible(payload, meta, checkpoint)
+    tokenize = payload["tokenize"]
+    reviews = Reviews.load(paths["test"], tokenize, tokenize["seq_len"], "tokenized test set")
+    if reviews.ids.shape[1] < tokenize["seq_len"]:
+        raise PipelineError(
+            f"{paths['test']} holds {reviews.ids.shape[1]} tokens per review but {paths['meta']} says "
+            f"{meta['tokenize']['seq_len']}: rerun the tokenize stage (dvc repro -f tokenize)"
+        )
+
+    metrics, logits, labels = evaluate(model, payload, reviews, settings["batch_size"], device, checkpoint)
+    points = settings["curve_points"]
+    outputs = {
+        paths["roc"]: to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"]),
+        paths["pr"]: to_csv(precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"]),
+        paths["confusion"]: to_csv(confusion_rows(labels, logits), ["actual", "predicted"]),
+    }
+    for path, text in outputs.items():
+        write_text(path, text)
+    write_json(paths["metrics"], metrics)
+    auc = "undefined (one class)" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
+    print(f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "
+          f"{metrics['reviews_per_second']:.0f} reviews/s on {metrics['device']}")

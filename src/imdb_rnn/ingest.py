@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .artifacts import PipelineError, atomic_path, load
-from .params import Param
+from .artifacts import atomic_path, load, PipelineError, write_json
+from .params import load_section, Param
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # published with the archive; torchtext records it too
@@ -252,3 +252,16 @@ def write_table(table, path):
 def read_table(path, columns=None):
     return load(path, "table", lambda p: pq.read_table(p, columns=columns), make="run the stages before it (dvc repro)",
                 errors=(pa.ArrowInvalid, OSError))
+
+
+def ingest(params_path, paths):
+    """The ingest stage: aclImdb from ingest.source into one Parquet table and a report.
+
+    `paths` maps out, report to files, as dvc.yaml names them.
+    """
+
+    params = load_section(params_path, "ingest", SCHEMA)
+    table, report = read_reviews(params["source"], params["download_dir"], params["md5"])
+    write_table(table, paths['out'])
+    write_json(paths['report'], report)
+    print(f"ingest: {report['reviews']} reviews {report['per_split']} -> {paths['out']}")

@@ -11,15 +11,21 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .artifacts import PipelineError
+from .artifacts import PipelineError, write_json
 from .embeddings import check_sources
+from .ingest import read_table
 from .model import CELLS
-from .params import Param
 from .optim import make_optimizer, optimizer_step
+from .params import load_section, Param
+from .pretrained import save_pretrained
+from .runtime import configure_cpu, pick_device, seed_everything
+from .text import encode, read_vocab, split_words, vocab_sha256
 
 SCHEMA = {
     "cell": Param(str, choices=tuple(CELLS)),
@@ -135,3 +141,48 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
         log(f"language model epoch {epoch}: train loss {row['train_loss']:.4f} | val loss {val_loss:.4f} "
             f"(perplexity {row['val_perplexity']:.1f}) | {seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s")
     return history
+
+
+def pretrain_lm(params_path, paths):
+    """The pretrain_lm stage: a recurrent language model on the training and unlabelled reviews (never the test reviews).
+
+    `paths` maps reviews, vocab, out, metrics to files, as dvc.yaml names them.
+    """
+
+    params = load_section(params_path, "pretrain_lm", SCHEMA)
+    vocab = read_vocab(paths['vocab'])
+    cutoffs = check_settings(params, len(vocab))
+    table = read_table(paths['reviews'])
+    text = table.filter(pc.is_in(table["split"], value_set=pa.array(params["sources"])))["text"]
+    if len(text) == 0:
+        raise PipelineError(f"{paths['reviews']} has no {' or '.join(params['sources'])} reviews: check the ingest report")
+    words, _ = split_words(text)
+    stream = encode(words, vocab)  # reviews one after another, as one running text
+
+    rows = sequences(stream, params["bptt"])
+    order = np.random.default_rng(params["seed"]).permutation(len(rows))
+    n_val = max(1, int(len(rows) * params["val_fraction"]))
+    if n_val >= len(rows):
+        raise PipelineError(f"{len(rows)} sequences are too few to hold out {n_val} for validation: lower pretrain_lm.bptt")
+    val_rows, train_rows = rows[order[:n_val]], rows[order[n_val:]]
+
+    configure_cpu(params["threads"])
+    seed_everything(params["seed"])
+    device = pick_device(params["device"])
+    config = {k: params[k] for k in ("cell", "num_layers", "embed_dim", "hidden_dim", "dropout")}
+    config.update(vocab_size=len(vocab), cutoffs=cutoffs)
+    model = LanguageModel(**config)
+    print(f"language model: {len(stream):,} tokens from {len(text):,} reviews ({', '.join(params['sources'])}), "
+          f"{len(train_rows):,} training and {len(val_rows):,} validation sequences of {params['bptt']}", flush=True)
+    history = pretrain(model, train_rows, val_rows, params, device)
+
+    save_pretrained(paths['out'], "lm", config, model.encoder_state(), vocab_sha256(vocab), history=history)
+    write_json(paths['metrics'], {
+        "corpus_tokens": int(len(stream)),
+        "reviews": int(len(text)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_val_loss": history[-1]["val_loss"],
+        "final_val_perplexity": history[-1]["val_perplexity"],
+        "seconds": round(sum(r["seconds"] for r in history), 1),
+        "epochs": history,
+    })

@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 
-from .artifacts import PipelineError
-from .params import Param
+from .artifacts import load_npz, PipelineError, save_npz, write_json
+from .params import load_section, Param
+from .text import without_known_words
 
 SCHEMA = {
     "val_fraction": Param(float, min=0.01, max=0.99),
@@ -44,3 +45,31 @@ def stratified_split(labels, val_fraction, seed):
     rng.shuffle(train)
     rng.shuffle(valid)
     return train, valid
+
+
+def split_reviews(params_path, paths):
+    """The split stage: a seeded, shuffled, stratified train/validation split of the training reviews.
+
+    `paths` maps train, out_dir, report to files, as dvc.yaml names them.
+    """
+
+    params = load_section(params_path, "split", SCHEMA)
+    data = load_npz(paths['train'], "tokenized training set")
+    # a review with no vocabulary word teaches nothing and tells nothing about a model: leave it out
+    empty = without_known_words(data["ids"])
+    data = {k: v[~empty] for k, v in data.items()}
+    labels = data["labels"]
+    train_idx, valid_idx = stratified_split(labels, params["val_fraction"], params["seed"])
+    report = {}
+    for name, idx in (("train", train_idx), ("valid", valid_idx)):
+        save_npz(f"{paths['out_dir']}/{name}.npz", **{k: v[idx] for k, v in data.items()})
+        report[name] = {
+            "reviews": int(len(idx)),
+            "pos": int(labels[idx].sum()),
+            "neg": int(len(idx) - labels[idx].sum()),
+            "pos_fraction": round(float(labels[idx].mean()), 4),
+        }
+    report["balanced"] = abs(report["train"]["pos_fraction"] - report["valid"]["pos_fraction"]) < 0.01
+    report["dropped_without_known_words"] = int(empty.sum())
+    write_json(paths['report'], report)
+    print(f"split: {report}")

@@ -197,8 +197,9 @@ def train_architecture(name, params_path, paths, relaunch=None):
     `paths` maps train, valid, meta, vocab (inputs), pretrained (the pretraining output, for a
     pretrained architecture) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
     names them. Everything is checked before any training: parameters, inputs and the pretraining
-    output's fit. With train.processes N > 1, `relaunch` (script, argv) is started as N data-parallel
-    processes instead (distributed.launch). Raises PipelineError on any problem.
+    output's fit. With train.processes N > 1, `relaunch` (script, argv; by default this process's
+    own command line, the stage script) is started as N data-parallel processes instead
+    (distributed.launch). Raises PipelineError on any problem.
     """
     settings, config = arch_settings(params_path, name)
     meta = read_json(paths["meta"], "tokenizer settings")
@@ -218,7 +219,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
     valid = Reviews.load(paths["valid"], meta["tokenize"], tokenize["seq_len"], "validation split")
 
     if config.processes > 1 and not distributed.in_worker():
-        distributed.launch(config.processes, *relaunch)
+        distributed.launch(config.processes, *(relaunch or (sys.argv[0], sys.argv[1:])))
         return
     configure_cpu(config.threads)
     context = distributed.setup(pick_device(config.device).type)
