@@ -114,3 +114,25 @@ def test_every_stage_depends_on_the_code_it_runs():
         listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
         assert script in stage["deps"], name
         assert listed == imported_modules(script), name
+
+
+def test_plots_and_model_registry_follow_the_architecture_lists():
+    """dvc.yaml lists every architecture's curves and checkpoint by hand (DVC's top-level plots and
+    artifacts take no matrix): they must name exactly what params.yaml trains, in its order."""
+    from imdb_rnn.config import arch_settings
+    from imdb_rnn.params import BASELINE, read_architectures, read_params
+
+    pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    names = list(read_architectures(REPO_ROOT / "params.yaml"))
+    plots = {key: spec for plot in pipeline["plots"] if isinstance(plot, dict) for key, spec in plot.items()}
+    curves = {"val_accuracy": "val/accuracy", "val_loss": "val/loss", "train_loss": "train/loss"}
+    for plot, metric in curves.items():
+        assert list(plots[plot]["y"]) == [f"metrics/live/{n}/plots/metrics/{metric}.tsv" for n in names], plot
+    for plot, folder in (("roc", "roc"), ("precision_recall", "precision_recall")):
+        assert list(plots[plot]["y"]) == [f"metrics/{folder}/{n}.csv" for n in names + [BASELINE]], plot
+    artifacts = pipeline["artifacts"]
+    assert list(artifacts) == names
+    assert all(a == {**a, "path": f"data/models/{n}.pt", "type": "model"} for n, a in artifacts.items())
+    reported = read_params(REPO_ROOT / "params.yaml")["report"]["architectures"]
+    assert all(n in names and arch_settings(REPO_ROOT / "params.yaml", n)[0]["pooling"] == "attention" for n in reported)
+    assert [p for p in pipeline["plots"] if isinstance(p, str)] == [f"metrics/report/{n}.png" for n in reported]
