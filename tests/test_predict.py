@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.ao.nn.quantized import dynamic as qdynamic
 
 from imdb_rnn import predict
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.predict import Predictor
+from imdb_rnn.text import UNK_ID
+from imdb_rnn.train import load_checkpoint
 
 from conftest import assert_one_line_error
 from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
@@ -143,7 +147,13 @@ def test_odd_text_gets_a_sane_prediction(models, run, kind):
     code, out, err = run("--model", models / "tiny.pt", "--json", BAD_INPUTS[kind])
     assert code == 0, err
     (row,) = json_lines(out)
-    assert 0 < row["probability"] < 1 and row["label"] in ("pos", "neg")
+    # no word is known: the model reads one <unk> per word, or a single <unk> when no word is left
+    unknown = {"empty": 1, "punctuation": 1, "unknown words": 3, "emoji and other scripts": 5}[kind]
+    model, _ = load_checkpoint(models / "tiny.pt")
+    with torch.no_grad():
+        logit = model(torch.full((1, unknown), UNK_ID), torch.tensor([unknown]))
+    assert row["probability"] == round(torch.sigmoid(logit).item(), 6)
+    assert row["label"] == ("pos" if logit.item() > 0 else "neg")
 
 
 def test_text_without_known_words_reads_as_unknown_tokens_never_padding(models):
@@ -234,7 +244,7 @@ def test_bad_checkpoint_never_prints_a_traceback_from_the_real_command(models, t
     (tmp_path / "cut.pt").write_bytes(raw[:1000])
     result = subprocess.run([str(IMDB_PREDICT), "--model", str(tmp_path / "cut.pt"), "hello"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert_one_line_error(result, "cut.pt", "corrupt or truncated")
 
 
 def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypatch):
@@ -312,3 +322,44 @@ def test_leaderboard_errors_are_pipeline_errors(tmp_path):
         (tmp_path / "lb.json").write_text(bad)
         with pytest.raises(PipelineError, match="--arch"):
             predict.resolve_checkpoint(leaderboard=tmp_path / "lb.json")
+
+
+def model_kinds(model):
+    """(floating parameter dtypes, recurrent/linear module classes) of a model as it will run."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    kinds = {type(m) for m in model.modules() if isinstance(m, (nn.RNNBase, nn.Linear, qdynamic.LSTM, qdynamic.GRU, qdynamic.Linear))}
+    return dtypes, kinds
+
+
+@pytest.mark.parametrize("option, precision", [([], "float32"), (["--precision", "bfloat16"], "bfloat16"),
+                                               (["--quantize"], "int8"), (["--precision", "int8"], "int8")])
+def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, option, precision):
+    ran = []
+    apply = predict.apply_precision
+    monkeypatch.setattr(predict, "apply_precision", lambda model, p: ran.append(apply(model, p)) or ran[-1])
+    code, out, err = run("--model", models / "tiny.pt", "--json", *option, POSITIVE)
+    assert code == 0, err
+    (model,) = ran
+    dtypes, kinds = model_kinds(model)
+    expected = {
+        "float32": ({torch.float32}, {nn.LSTM, nn.Linear}),
+        "bfloat16": ({torch.bfloat16}, {nn.LSTM, nn.Linear}),
+        # int8: weights packed as int8 inside quantized modules; only the embedding stays float32
+        "int8": ({torch.float32}, {qdynamic.LSTM, qdynamic.Linear}),
+    }[precision]
+    assert (dtypes, kinds) == expected
+    if precision == "int8":
+        assert [name for name, _ in model.named_parameters()] == ["embedding.weight"]
+    reference = Predictor.load(models / "tiny.pt").probabilities([POSITIVE])[0]
+    # float32 is the checkpoint's arithmetic exactly; the others round differently
+    assert (json_lines(out)[0]["probability"] == round(float(reference), 6)) == (precision == "float32")
+
+
+def test_int8_quantizes_the_gru_and_attention_layers(models):
+    predictor = Predictor.load(models / "attention.pt", precision="int8")
+    _, kinds = model_kinds(predictor.model)
+    assert kinds == {qdynamic.GRU, qdynamic.Linear}
+    assert len(predictor.model.layers[0]) == 2  # both directions quantized, none left out
+    bf16 = Predictor.load(models / "attention.pt", precision="bfloat16")
+    assert model_kinds(bf16.model) == ({torch.bfloat16}, {nn.GRU, nn.Linear})
+    assert model_kinds(Predictor.load(models / "attention.pt").model) == ({torch.float32}, {nn.GRU, nn.Linear})
