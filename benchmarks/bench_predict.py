@@ -3,8 +3,10 @@
 Scores the real aclImdb test reviews end to end (cleaning, tokenizing, length-sorted batches,
 the model) through imdb_rnn.predict.Predictor, once per precision, batch size and thread count,
 and prints reviews/s. With a real checkpoint it also prints test accuracy per precision and checks
-that a faster precision loses at most --max-drop accuracy points. Without one it builds a randomly
-initialised model of the params.yaml section (speed only) and says so.
+that a faster precision loses at most --max-drop accuracy points. Every precision is compared with
+float32 at the same batch size and threads (float32 runs first, listed or not). Each timing follows a
+warm-up call on 64 reviews. Without a checkpoint it builds a randomly initialised model of the
+params.yaml section (speed only) and says so.
 
     python benchmarks/bench_predict.py                      # everything: 25,000 test reviews per setting
     python benchmarks/bench_predict.py --limit 500          # a quick check that it works
@@ -20,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import torch
+
+from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import PipelineError, run_main, write_json
 from imdb_rnn.ingest import read_reviews, read_table
@@ -97,6 +101,8 @@ def main():
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     precisions = [p for p in args.precisions.split(",") if p]
+    # the reference every other precision is compared with: float32, always, and first
+    precisions = ["float32"] + [p for p in precisions if p != "float32"]
     if unknown := set(precisions) - set(PRECISIONS):
         raise PipelineError(f"unknown precision {sorted(unknown)[0]}: choose from {', '.join(PRECISIONS)}")
 
@@ -113,8 +119,8 @@ def main():
         real = False
     print(f"model: {what}")
     print(f"reviews: {len(texts)} test reviews from {source}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, oneDNN bf16 on this CPU: "
-          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print(describe())
+    print(f"oneDNN bf16 on this CPU: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
     print(f"{'precision':<10} {'threads':>7} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} {'vs f32':>8} {'max|dp|':>8}")
 
     results, reference = [], {}
@@ -127,7 +133,8 @@ def main():
                 tokens = int(predictor.encode(texts)[0].lengths.sum())
                 accuracy = float(((probabilities > 0.5) == (labels == 1)).mean())
                 key = (threads, batch_size)
-                reference.setdefault(key, (accuracy, probabilities))
+                if precision == "float32":
+                    reference[key] = (accuracy, probabilities)
                 row = {
                     "precision": precision, "threads": torch.get_num_threads(), "batch_size": batch_size,
                     "reviews_per_second": round(len(texts) / seconds, 1), "tokens_per_second": round(tokens / seconds),
