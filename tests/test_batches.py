@@ -41,19 +41,22 @@ def test_cut_equals_tokenizing_at_the_shorter_length(pad_side, truncate_side):
 
 
 @pytest.mark.parametrize("pad_side", ["left", "right"])
-def test_load_aligns_cuts_and_keeps_labels(tmp_path, pad_side):
+@pytest.mark.parametrize("truncate_side, middle", [("left", [13, 14, 15, 16]), ("right", [12, 13, 14, 15])])
+def test_load_aligns_cuts_and_keeps_labels(tmp_path, pad_side, truncate_side, middle):
     lengths = np.array([2, 5, 1], np.int32)
     flat = np.arange(10, 18, dtype=np.int32)
-    matrix, kept = pad(flat, lengths, 6, pad_side, "left")
+    matrix, kept = pad(flat, lengths, 6, pad_side, truncate_side)
     save_npz(tmp_path / "part.npz", ids=matrix, lengths=kept, labels=np.array([1, 0, 1], np.int8))
-    reviews = Reviews.load(tmp_path / "part.npz", {"pad_side": pad_side, "truncate_side": "left"}, 4, "split")
-    assert reviews.ids.tolist() == [[10, 11, 0, 0], [13, 14, 15, 16], [17, 0, 0, 0]]
+    reviews = Reviews.load(tmp_path / "part.npz", {"pad_side": pad_side, "truncate_side": truncate_side}, 4, "split")
+    assert reviews.ids.tolist() == [[10, 11, 0, 0], middle, [17, 0, 0, 0]]
     assert reviews.lengths.tolist() == [2, 4, 1] and reviews.lengths.dtype == np.int64
     assert reviews.labels.tolist() == [1.0, 0.0, 1.0] and reviews.labels.dtype == np.float32
     assert reviews.tokens() == 7 and reviews.tokens([0, 2]) == 3
 
 
 def test_load_names_what_is_missing(tmp_path):
+    with pytest.raises(Exception, match=r"^validation split .*nowhere\.npz is missing"):
+        Reviews.load(tmp_path / "nowhere.npz", {"pad_side": "left", "truncate_side": "right"}, 3, "validation split")
     save_npz(tmp_path / "part.npz", ids=np.ones((2, 3), np.int32), labels=np.zeros(2, np.int8))
     with pytest.raises(Exception, match=r"training split .*part\.npz lacks \['lengths'\]: rerun the tokenize stage"):
         Reviews.load(tmp_path / "part.npz", {"pad_side": "left", "truncate_side": "right"}, 3, "training split")

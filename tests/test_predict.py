@@ -363,3 +363,36 @@ def test_int8_quantizes_the_gru_and_attention_layers(models):
     bf16 = Predictor.load(models / "attention.pt", precision="bfloat16")
     assert model_kinds(bf16.model) == ({torch.bfloat16}, {nn.GRU, nn.Linear})
     assert model_kinds(Predictor.load(models / "attention.pt").model) == ({torch.float32}, {nn.GRU, nn.Linear})
+
+
+def test_cleaned_text_is_read_as_it_is_and_raw_text_is_cleaned(models):
+    predictor = Predictor.load(models / "tiny.pt")
+    vocab = {word: i for i, word in enumerate(predictor.payload["vocab"])}
+    raw = ["SUPERB film!<br /><br />Awful"]
+    reviews, _ = predictor.encode(raw)  # cleaned as in training: lowercase, no <br />, no punctuation
+    assert reviews.ids[0, :4].tolist() == [vocab["superb"], vocab["film"], vocab["awful"], 0]
+    reviews, _ = predictor.encode(["Superb film"], cleaned=True)  # already clean: "Superb" is not a word we know
+    assert reviews.ids[0, :3].tolist() == [UNK_ID, vocab["film"], 0]
+    unknown_then_film = predictor.logits(["qqq film"])
+    assert predictor.logits(["Superb film"], cleaned=True) == unknown_then_film
+    assert predictor.probabilities(["Superb film"], cleaned=True) == torch.sigmoid(torch.from_numpy(unknown_then_film)).numpy()
+    assert predictor.logits(raw) == predictor.logits(["superb film awful"], cleaned=True)
+
+
+def test_right_padded_checkpoints_read_left_aligned_reviews(models):
+    model, payload = load_checkpoint(models / "tiny.pt")
+    left = Predictor(model, payload)
+    right = Predictor(model, dict(payload, tokenize=dict(payload["tokenize"], pad_side="right")))
+    texts = [POSITIVE, NEGATIVE, "superb"]
+    for predictor in (left, right):
+        reviews, _ = predictor.encode(texts)
+        assert reviews.lengths.tolist() == [11, 11, 1]
+        assert (reviews.ids[np.arange(48)[None, :] >= reviews.lengths[:, None]] == 0).all()  # padding after the words
+        assert (reviews.ids[np.arange(48)[None, :] < reviews.lengths[:, None]] > 0).all()
+    np.testing.assert_array_equal(left.encode(texts)[0].ids, right.encode(texts)[0].ids)
+
+
+def test_nothing_to_score_gives_empty_float_arrays(models):
+    predictor = Predictor.load(models / "tiny.pt")
+    for scores in (predictor.logits([]), predictor.probabilities([])):
+        assert scores.shape == (0,) and scores.dtype == np.float32
