@@ -67,7 +67,8 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
     state, history, summary, timing = fit(model, train, valid, params, COMMON, torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
-    assert timing["tokens_per_second"] > 0
+    # every epoch reads each training review's real tokens once
+    assert [round(r["tokens_per_second"] * r["seconds"]) for r in history] == [train.tokens()] * len(history)
     # the returned state is the best epoch's, and it scores as reported
     model.load_state_dict(state)
     _, accuracy = loss_and_accuracy(predict_logits(model, valid, 64, "cpu"), valid.labels)
