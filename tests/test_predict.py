@@ -396,3 +396,18 @@ def test_nothing_to_score_gives_empty_float_arrays(models):
     predictor = Predictor.load(models / "tiny.pt")
     for scores in (predictor.logits([]), predictor.probabilities([])):
         assert scores.shape == (0,) and scores.dtype == np.float32
+
+
+def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusals(models):
+    model, _ = load_checkpoint(models / "tiny.pt")
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    for precision in ("bfloat16", "int8"):
+        assert predict.apply_precision(model, precision) is not model
+    state = model.state_dict()  # still the float32 model, weight for weight
+    assert all(state[name].dtype == torch.float32 and torch.equal(state[name], p) for name, p in before.items())
+    with pytest.raises(PipelineError) as refused:
+        predict.apply_precision(model, "fp8")
+    assert str(refused.value) == "unknown precision 'fp8': choose one of float32, bfloat16, int8"
+    with pytest.raises(PipelineError) as refused:  # any device but the CPU (meta stands in for a GPU here)
+        predict.apply_precision(model.to("meta"), "int8")
+    assert str(refused.value) == "int8 quantization runs on the CPU only: add --device cpu"
