@@ -1,5 +1,6 @@
 """The test harness itself: stage subprocesses and DVC's stage commands run this checkout's code."""
 
+import os
 import subprocess
 import sys
 
@@ -40,7 +41,7 @@ def test_a_dvc_stage_command_imports_the_tested_tree(tmp_path, monkeypatch):
     (repo.root / "dvc.yaml").write_text("stages:\n  where:\n    cmd: python where.py\n    outs:\n      - where.txt:\n          cache: false\n")
     repo.dvc("repro")
     assert (repo.root / "where.txt").read_text().strip() == TESTED
-    assert script_env()["PYTHONPATH"].split(":")[0] == str(REPO_ROOT / "src")
+    assert script_env()["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT / "src")
 
 
 def test_the_tests_themselves_import_the_tested_tree():
