@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imdb_rnn.artifacts import save_npz
-from imdb_rnn.batches import Reviews, align_left, by_length, cut
+from imdb_rnn.batches import Reviews, align_left, bucketed, by_length, cut
 from imdb_rnn.text import pad
 
 # three left-aligned reviews of 4, 2 and 6 tokens
@@ -67,3 +67,23 @@ def test_a_batch_is_trimmed_to_its_longest_review():
     ids, lengths, labels = reviews.batch(np.array([1, 0]), "cpu")
     assert ids.tolist() == [[1, 2, 0, 0], [5, 6, 7, 8]] and lengths.tolist() == [2, 4] and labels.tolist() == [0.0, 1.0]
     assert [b.tolist() for b in by_length(LENGTHS, 2)] == [[1, 0], [2]]
+
+
+def test_bucketed_batches_cover_every_review_once_in_length_runs_of_each_pool():
+    n, batch_size, pool_batches = 1000, 8, 5
+    lengths = np.random.default_rng(1).permutation(n)  # distinct lengths: runs are unambiguous
+    batches = bucketed(lengths, batch_size, np.random.default_rng(7), pool_batches)
+    # an epoch: every review exactly once, in full batches (1000 reviews = 25 pools of 5 batches of 8)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(n))
+    assert [len(b) for b in batches] == [batch_size] * (n // batch_size)
+    # each batch is a run of neighbouring lengths within its pool (the pools: the epoch's shuffle, cut)
+    perm = np.random.default_rng(7).permutation(n)
+    pools = [set(perm[i : i + batch_size * pool_batches].tolist()) for i in range(0, n, batch_size * pool_batches)]
+    pool_of = []
+    for batch in batches:
+        (k,) = [k for k, p in enumerate(pools) if batch[0] in p]
+        assert set(batch.tolist()) <= pools[k]
+        low, high = lengths[batch].min(), lengths[batch].max()
+        assert sum(low <= lengths[r] <= high for r in pools[k]) == batch_size
+        pool_of.append(k)
+    assert pool_of != sorted(pool_of)  # the batches themselves come shuffled, not pool by pool
