@@ -16,7 +16,7 @@ from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, EmbeddingAttack, build_model, fit, load_checkpoint, loss_and_accuracy, model_config, predict_logits
+from imdb_rnn.train import ARCH_SCHEMA, TRAIN_SCHEMA, EmbeddingAttack, accuracy, build_model, fit, load_checkpoint, loss_and_accuracy, make_optimizer, model_config, predict_logits
 from synthetic import review
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
@@ -268,3 +268,20 @@ def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch,
     code, err = run_train_in_process(["--arch", "rnn"], monkeypatch, capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and fragments in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_accuracy_calls_positive_only_a_logit_above_zero():
+    # a logit of exactly 0 is a probability of 0.5: not positive, as predict.label_of says
+    assert accuracy([0.0, 0.5, -0.5, 3.0], [0, 1, 0, 1]) == 1.0
+    assert accuracy([0.0, 0.5], [1, 0]) == 0.0
+
+
+def test_optimizer_is_fused_adam_over_the_trainable_parameters_with_the_asked_decay():
+    model = build_model(model_config(small_arch("gru"), 30))
+    model.embedding.weight.requires_grad_(False)  # a frozen embedding is not optimised
+    optimizer = make_optimizer(model, 0.01, 0.1)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"] is True
+    assert (optimizer.defaults["lr"], optimizer.defaults["weight_decay"]) == (0.01, 0.1)
+    (group,) = optimizer.param_groups
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters() if p is not model.embedding.weight}
+    assert make_optimizer(model, 0.01).defaults["weight_decay"] == 0.0
