@@ -15,7 +15,7 @@ NPM := npm
 NPM_FLAGS := --prefix $(PLOTS) --save-exact --no-audit --no-fund --ignore-scripts --loglevel=error \
 	--fetch-retries=1 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=2000 --fetch-timeout=30000 --prefer-offline
 
-.PHONY: install pipeline test bench clean-venv
+.PHONY: install pipeline test bench mutation clean-venv
 
 install: $(STAMP) $(PLOTS_STAMP)
 
@@ -56,6 +56,20 @@ bench: install
 	python benchmarks/bench_train.py
 	python benchmarks/bench_predict.py
 	python benchmarks/bench_ddp.py
+
+# mutation testing (not part of `make test` or CI; an hour or more on 2 cores): mutmut, pinned in
+# requirements-dev.txt, mutates the modules below and runs the in-process tests pyproject.toml
+# [tool.mutmut] selects; train.py and predict.py only in fit / the training step and the scoring path.
+# MUTANTS='imdb_rnn.split.*' runs a part; `mutmut results` / `mutmut show NAME` tell what survived.
+MUTANTS ?= 'imdb_rnn.model.*' 'imdb_rnn.batches.*' 'imdb_rnn.split.*' 'imdb_rnn.evaluate.*' \
+	'imdb_rnn.train.x_fit*' 'imdb_rnn.train.x_update*' 'imdb_rnn.train.x?EmbeddingAttack?*' \
+	'imdb_rnn.train.x_make_optimizer*' 'imdb_rnn.train.x_accuracy*' 'imdb_rnn.train.x_loss_and_accuracy*' \
+	'imdb_rnn.predict.x?Predictor?encode*' 'imdb_rnn.predict.x?Predictor?logits*' \
+	'imdb_rnn.predict.x?Predictor?probabilities*' 'imdb_rnn.predict.x_apply_precision*'
+mutation: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	mutmut run --max-children 1 $(MUTANTS)
+	mutmut results
 
 clean-venv:
 	rm -rf $(VENV)

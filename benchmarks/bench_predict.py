@@ -3,8 +3,10 @@
 Scores the real aclImdb test reviews end to end (cleaning, tokenizing, length-sorted batches,
 the model) through imdb_rnn.predict.Predictor, once per precision, batch size and thread count,
 and prints reviews/s. With a real checkpoint it also prints test accuracy per precision and checks
-that a faster precision loses at most --max-drop accuracy points. Without one it builds a randomly
-initialised model of the params.yaml section (speed only) and says so.
+that a faster precision loses at most --max-drop accuracy points. Every precision is compared with
+float32 at the same batch size and threads (float32 runs first, listed or not). Each timing follows a
+warm-up call on 64 reviews. Without a checkpoint it builds a randomly initialised model of the
+params.yaml section (speed only) and says so.
 
     python benchmarks/bench_predict.py                      # everything: 25,000 test reviews per setting
     python benchmarks/bench_predict.py --limit 500          # a quick check that it works
@@ -21,12 +23,16 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from machine import describe  # benchmarks/machine.py
+
 from imdb_rnn.artifacts import PipelineError, run_main, write_json
 from imdb_rnn.ingest import read_reviews, read_table
 from imdb_rnn.params import load_section
 from imdb_rnn.predict import PRECISIONS, Predictor, check_payload
 from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words
-from imdb_rnn.train import ARCH_SCHEMA, build_model, load_checkpoint, model_config, configure_cpu
+from imdb_rnn.checkpoint import load_checkpoint
+from imdb_rnn.config import ModelConfig, arch_settings
+from imdb_rnn.runtime import configure_cpu
 
 
 def test_reviews(args):
@@ -52,20 +58,20 @@ def test_reviews(args):
 
 def random_model(args, texts):
     """A randomly initialised model of the params.yaml section, with the pipeline's text settings."""
-    arch = load_section(args.params, args.arch, ARCH_SCHEMA)
+    arch = arch_settings(args.params, args.arch)[0]
     clean = load_section(args.params, "clean", CLEAN_SCHEMA)
     tokenize = load_section(args.params, "tokenize", TOKENIZE_SCHEMA)
-    tokenize["seq_len"] = min(tokenize["seq_len"], arch["max_len"])
+    tokenize["seq_len"] = min(tokenize["seq_len"], arch["seq_len"])
     if Path(args.vocab).exists():
         vocab, vocab_from = read_vocab(args.vocab), args.vocab
     else:  # speed does not depend on which words are known, only on how many
         words, _ = split_words(clean_texts(texts, clean))
         vocab, vocab_from = build_vocab(count_words(words), 25_000, 2), "the benchmark's own reviews"
     torch.manual_seed(args.seed)
-    config = model_config(arch, len(vocab))
-    payload = {"arch": args.arch, "model_config": config, "vocab": vocab, "clean": clean, "tokenize": tokenize}
+    config = ModelConfig.from_dict({**arch, "vocab_size": len(vocab)})
+    payload = {"arch": args.arch, "model_config": config.as_dict(), "vocab": vocab, "clean": clean, "tokenize": tokenize}
     check_payload(payload, "random model")
-    return build_model(config).eval(), payload, vocab_from
+    return config.build().eval(), payload, vocab_from
 
 
 def timed(predictor, texts):
@@ -97,6 +103,8 @@ def main():
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     precisions = [p for p in args.precisions.split(",") if p]
+    # the reference every other precision is compared with: float32, always, and first
+    precisions = ["float32"] + [p for p in precisions if p != "float32"]
     if unknown := set(precisions) - set(PRECISIONS):
         raise PipelineError(f"unknown precision {sorted(unknown)[0]}: choose from {', '.join(PRECISIONS)}")
 
@@ -113,8 +121,8 @@ def main():
         real = False
     print(f"model: {what}")
     print(f"reviews: {len(texts)} test reviews from {source}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, oneDNN bf16 on this CPU: "
-          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print(describe())
+    print(f"oneDNN bf16 on this CPU: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
     print(f"{'precision':<10} {'threads':>7} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} {'vs f32':>8} {'max|dp|':>8}")
 
     results, reference = [], {}
@@ -127,7 +135,8 @@ def main():
                 tokens = int(predictor.encode(texts)[0].lengths.sum())
                 accuracy = float(((probabilities > 0.5) == (labels == 1)).mean())
                 key = (threads, batch_size)
-                reference.setdefault(key, (accuracy, probabilities))
+                if precision == "float32":
+                    reference[key] = (accuracy, probabilities)
                 row = {
                     "precision": precision, "threads": torch.get_num_threads(), "batch_size": batch_size,
                     "reviews_per_second": round(len(texts) / seconds, 1), "tokens_per_second": round(tokens / seconds),

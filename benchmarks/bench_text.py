@@ -30,6 +30,8 @@ from string import punctuation
 import numpy as np
 import yaml
 
+from machine import describe  # benchmarks/machine.py
+
 from imdb_rnn.ingest import read_reviews
 from imdb_rnn.text import build_vocab, clean_texts, count_words, encode, pad, split_words
 
@@ -111,7 +113,9 @@ def bench_text(args, params):
     n, seq_len = len(texts), params["tokenize"]["seq_len"]
     print(f"{n} reviews, padded to {seq_len}; {os.cpu_count()} CPU cores")
 
-    our_way(texts[:50], params["clean"], params["vocab"], params["tokenize"])  # warm-up: Arrow's thread pool
+    # warm-up, untimed, for both: Arrow's thread pool, first allocations
+    our_way(texts[:50], params["clean"], params["vocab"], params["tokenize"])
+    exercise_way(texts[:50], seq_len)
     exercise_seconds, (exercise_matrix, exercise_counts) = timed(exercise_way, texts, seq_len)
     ours_seconds, (our_matrix, _) = timed(our_way, texts, params["clean"], params["vocab"], params["tokenize"])
     same_clean = {"lowercase": True, "strip_html_breaks": False, "punctuation": "remove"}
@@ -173,6 +177,7 @@ def main():
         print(f"skipped: no dataset at {args.source} (pass --source path/to/aclImdb_v1.tar.gz)")
         return
     params = yaml.safe_load(args.params.read_text())
+    print(describe())
     bench_text(args, params)
     if args.stages:
         bench_stages(args, params)

@@ -2,7 +2,10 @@
 
 All three train the same model (params.yaml `rnn` section: the exercise's embedding 100, one tanh
 RNN of 32 units; --arch picks another section) on the same training reviews, in one run, for N
-batches each:
+batches each. Equal work: the reviews of our N bucketed batches are the reviews the exercise trains
+on, shuffled into random batches of the same size, so every method reads exactly the same real
+tokens. Two further batches per method warm up (first calls allocate and pick kernels); their
+reviews are shared out the same way, and they are not timed.
 
   exercise        every review left-padded to 512 and fed whole (the RNN reads the padding too),
                   random batches of batch_size, no bucketing: RecurrentClassifier with every
@@ -34,15 +37,18 @@ import torch
 import yaml
 from torch import nn
 
+from machine import describe  # benchmarks/machine.py
+
 from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews, align_left, bucketed
-from imdb_rnn.params import check
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.train import ARCH_SCHEMA, build_model, make_optimizer, model_config
+from imdb_rnn.config import ModelConfig, arch_settings
+from imdb_rnn.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
 EXERCISE_LEN = 512
+WARMUP = 2  # batches per method before the clock starts
 
 
 def texts_to_reviews(texts, labels, params, seq_len):
@@ -86,22 +92,28 @@ def left_padded(reviews, rows, width):
     return out
 
 
-def time_batches(model, optimizer, batches, make_batch):
-    """Train on each batch; return (seconds, real tokens) over all but the first two (warm-up)."""
+def time_batches(model, optimizer, warmup, batches, make_batch):
+    """Train on the warm-up batches untimed, then on `batches`; return (seconds, real tokens) of those."""
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     seconds, tokens = 0.0, 0
-    for step, rows in enumerate(batches):
+    for step, rows in enumerate(warmup + batches):
         start = time.perf_counter()
         ids, lengths, labels, real = make_batch(rows)
         loss = loss_fn(model(ids, lengths), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step >= 2:
+        if step >= len(warmup):
             seconds += time.perf_counter() - start
             tokens += real
     return seconds, tokens
+
+
+def random_batches(batches, batch_size, rng):
+    """The reviews of `batches`, shuffled into random batches of batch_size (the exercise's batching)."""
+    rows = rng.permutation(np.concatenate(batches))
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
 def main():
@@ -111,14 +123,14 @@ def main():
     parser.add_argument("--data", type=Path, default=ROOT / "data/split/train.npz")
     parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
-    parser.add_argument("--batches", type=int, default=40, help="timed batches per method (2 more warm up)")
+    parser.add_argument("--batches", type=int, default=40, help=f"timed batches per method ({WARMUP} more warm up)")
     parser.add_argument("--limit", type=int, default=0, help="use the first N training reviews only")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = params.yaml train.threads)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     params = yaml.safe_load(args.params.read_text())
-    arch = check(args.arch, params[args.arch], ARCH_SCHEMA)
+    arch = arch_settings(ROOT / "params.yaml", args.arch)[0]
     threads = args.threads or params["train"]["threads"] or os.cpu_count()
     torch.set_num_threads(threads)
 
@@ -126,7 +138,8 @@ def main():
     if args.limit:
         keep = np.arange(min(args.limit, len(reviews)))
         reviews = Reviews(reviews.ids[keep], reviews.lengths[keep], reviews.labels[keep])
-    batch_size, n = arch["batch_size"], args.batches + 2
+    batch_size, n = arch["batch_size"], args.batches + WARMUP
+    print(describe())
     print(f"data: {described}: {len(reviews)} reviews, mean length {reviews.lengths.mean():.0f} tokens")
     print(f"model: {args.arch} ({arch['cell']}, hidden {arch['hidden_dim']}, embed {arch['embed_dim']}, "
           f"{'bi' if arch['bidirectional'] else 'uni'}directional x{arch['num_layers']}, {arch['pooling']} pooling), "
@@ -145,23 +158,31 @@ def main():
         ids, lengths, labels = reviews.batch(rows, "cpu")
         return ids, lengths, labels, reviews.tokens(rows)
 
-    exercise_rows = [rng.choice(len(reviews), batch_size, replace=False) for _ in range(n)]
+    # ours: an epoch's first n length-bucketed batches; the exercise: the same reviews in random batches
     our_rows = (bucketed(reviews.lengths, batch_size, rng, params["train"]["bucket_pool"]) * n)[:n]
+    ours = (our_rows[:WARMUP], our_rows[WARMUP:])
+    exercise = (random_batches(ours[0], batch_size, rng), random_batches(ours[1], batch_size, rng))
+    timed = np.concatenate(ours[1])
+    print(f"timed reviews (the same on every side): {len(timed)}, mean length {reviews.lengths[timed].mean():.0f} tokens "
+          f"(all reviews: {reviews.lengths.mean():.0f}); warm-up batches excluded")
 
     results = {}
-    methods = (("exercise", exercise_rows, exercise_batch, False), ("exercise+cpu", exercise_rows, exercise_batch, True),
-               ("ours", our_rows, our_batch, True))
-    for name, rows, make_batch, our_cpu_settings in methods:
+    methods = (("exercise", exercise, exercise_batch, False), ("exercise+cpu", exercise, exercise_batch, True),
+               ("ours", ours, our_batch, True))
+    counted = set()
+    for name, (warmup, rows), make_batch, our_cpu_settings in methods:
         torch.set_flush_denormal(our_cpu_settings)
         torch.manual_seed(args.seed)
-        model = build_model(model_config(arch, vocab_size))
+        model = ModelConfig.from_dict({**arch, "vocab_size": vocab_size}).build()
         if our_cpu_settings:
             optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])
         else:
             optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
-        seconds, tokens = time_batches(model, optimizer, rows, make_batch)
+        seconds, tokens = time_batches(model, optimizer, warmup, rows, make_batch)
+        counted.add(tokens)
         results[name] = tokens / seconds
         print(f"  {name:<12} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
+    assert len(counted) == 1, f"the methods read different numbers of real tokens: {counted}"
     print(f"  speed-up (ours / exercise): {results['ours'] / results['exercise']:.1f}x")
     print(f"  of which batching alone (ours / exercise+cpu): {results['ours'] / results['exercise+cpu']:.1f}x, "
           f"CPU settings alone (exercise+cpu / exercise): {results['exercise+cpu'] / results['exercise']:.1f}x")

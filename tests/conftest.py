@@ -20,7 +20,7 @@ STAGES = REPO_ROOT / "stages"
 REAL_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
 
 # what a DVC end-to-end test copies; src/ is copied too because dvc.yaml lists its files as deps
-# (the code that runs is still the editable install, i.e. this checkout)
+# (the code that runs is this checkout's src/: script_env puts it first on PYTHONPATH)
 PIPELINE_FILES = ("dvc.yaml", "params.yaml")
 PIPELINE_DIRS = ("stages", "src/imdb_rnn")
 
@@ -34,6 +34,8 @@ def script_env(extra=None, progress=False):
     env.update(PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1", PYTHONWARNINGS="ignore")
     # `python` in dvc.yaml's commands must be this interpreter (the venv with the package installed)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # ...and `imdb_rnn` this checkout's code, whatever the venv's editable install or PYTHONPATH points at
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")]))
     if not progress:
         env["TQDM_DISABLE"] = "1"  # bars are cosmetic; they would clutter the one-line error checks
     env.update(extra or {})

@@ -5,19 +5,24 @@ import hashlib
 import json
 import math
 import runpy
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
-from conftest import assert_one_line_error, run_script
+from conftest import REPO_ROOT, assert_one_line_error, run_script
 
 from imdb_rnn.artifacts import save_npz
-from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin
+from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin, to_csv
 from imdb_rnn.model import RecurrentClassifier
-from imdb_rnn.checkpoint import save_checkpoint
+from imdb_rnn.checkpoint import load_checkpoint, save_checkpoint
 from imdb_rnn.config import ModelConfig
+from imdb_rnn.predict import Predictor
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
 VOCAB = ["<pad>", "<unk>", "good", "bad", "plot", "movie"]
@@ -84,7 +89,9 @@ def test_curves_are_thinned_and_keep_their_ends():
     roc = roc_points(labels, logits, 50)
     assert 2 <= len(roc) <= 50
     assert (roc[0]["fpr"], roc[0]["tpr"]) == (0.0, 0.0) and (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
-    assert all(0 <= r["threshold"] <= 1 for r in roc)
+    # thresholds are probabilities of the reviews' own logits (the first, +inf, is probability 1)
+    probabilities = set((1 / (1 + np.exp(-logits))).tolist())
+    assert roc[0]["threshold"] == 1.0 and all(r["threshold"] in probabilities for r in roc[1:])
     pr = precision_recall_points(labels, logits, 50)
     assert len(pr) <= 50
     recalls = [r["recall"] for r in pr]
@@ -150,9 +157,11 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     assert run_in_process(ws, monkeypatch) == 0
     metrics = json.loads((ws / "eval.json").read_text())
     assert metrics["arch"] == "gru" and metrics["reviews"] == 10
-    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
-        assert metrics[key] is None or 0 <= metrics[key] <= (math.inf if key == "log_loss" else 1)
-    assert sum(metrics["confusion"].values()) == 10
+    logits, labels = independent_logits(ws / "gru.pt", ws / "test.npz")
+    expected = classification_metrics(labels, logits)
+    assert metrics["accuracy"] == expected["accuracy"] and metrics["confusion"] == expected["confusion"]
+    for key in ("precision", "recall", "f1", "roc_auc", "log_loss"):
+        assert metrics[key] == pytest.approx(expected[key], abs=2e-6), key
     assert metrics["parameters"] == sum(p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters())
     assert metrics["train_seconds"] == 12.5
     assert metrics["reviews_per_second"] > 0 and metrics["inference_seconds"] >= 0
@@ -161,8 +170,7 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert len(rows) == 10 and set(rows[0]) == {"actual", "predicted"}
     assert [r["actual"] for r in rows] == ["neg", "pos"] * 5
-    predicted_pos = sum(r["predicted"] == "pos" for r in rows)
-    assert predicted_pos == metrics["confusion"]["tp"] + metrics["confusion"]["fp"]
+    assert [r["predicted"] for r in rows] == ["pos" if x > 0 else "neg" for x in logits]
     assert (ws / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
     assert (ws / "pr.csv").read_text().startswith("recall,precision,threshold\n")
 
@@ -174,28 +182,30 @@ def test_stage_survives_a_single_class_test_set(tmp_path, monkeypatch):
     assert metrics["roc_auc"] is None and metrics["single_class"] is True
 
 
-BAD_CHECKPOINTS = {
-    "other vocabulary": dict(vocab_sha256="0" * 64),
-    "other padding side": dict(tokenize=dict(TOKENIZE, pad_side="right")),
-    "other truncation side": dict(tokenize=dict(TOKENIZE, truncate_side="left")),
-    "longer reviews than the test data": dict(tokenize=dict(TOKENIZE, seq_len=TOKENIZE["seq_len"] + 1)),
-    "other cleaning": dict(clean=dict(CLEAN, punctuation="keep")),
-    "other architecture": dict(arch_name="lstm"),
-    "no training time": dict(metrics={}),
+BAD_CHECKPOINTS = {  # the change, and what the one-line error must say
+    "other vocabulary": (dict(vocab_sha256="0" * 64), "different vocabulary"),
+    "other padding side": (dict(tokenize=dict(TOKENIZE, pad_side="right")), "tokenize.pad_side='right' but the test data has 'left'"),
+    "other truncation side": (dict(tokenize=dict(TOKENIZE, truncate_side="left")), "tokenize.truncate_side='left'"),
+    "longer reviews than the test data": (dict(tokenize=dict(TOKENIZE, seq_len=TOKENIZE["seq_len"] + 1)),
+                                          "reads 9 tokens per review but the test data keeps only 8"),
+    "other cleaning": (dict(clean=dict(CLEAN, punctuation="keep")), "cleaned differently"),
+    "other architecture": (dict(arch_name="lstm"), "holds architecture 'lstm', not 'gru'"),
+    "no training time": (dict(metrics={}), "does not record its training time"),
 }
 
 
-@pytest.mark.parametrize("change", BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS.keys())
-def test_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, capsys, change):
+@pytest.mark.parametrize("change, says", BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS.keys())
+def test_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, capsys, change, says):
     ws = make_workspace(tmp_path, **change)
     assert run_in_process(ws, monkeypatch) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
     assert not (ws / "eval.json").exists()
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "not a checkpoint"])
-def test_bad_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, damage):
+@pytest.mark.parametrize("damage, says", [("missing", "is missing"), ("truncated", "is corrupt or truncated"),
+                                          ("not a checkpoint", "is corrupt or truncated")])
+def test_bad_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, damage, says):
     ws = make_workspace(tmp_path)
     checkpoint = ws / "gru.pt"
     if damage == "missing":
@@ -206,7 +216,7 @@ def test_bad_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, damage):
         checkpoint.write_text("hello")
     assert run_in_process(ws, monkeypatch) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "checkpoint" in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and f"checkpoint {checkpoint} {says}" in err, err
     assert not (ws / "eval.json").exists()
 
 
@@ -235,3 +245,82 @@ def test_stage_scores_the_whole_test_set_and_counts_reviews_without_a_known_word
     assert run_in_process(ws, monkeypatch) == 0
     metrics = json.loads((ws / "eval.json").read_text())
     assert metrics["reviews"] == 10 and metrics["reviews_without_known_words"] == 2
+
+
+# --- the stage on a model that has learned something -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def learned(tiny_data, tmp_path_factory):
+    """A workspace laid out as dvc.yaml expects, with a gru checkpoint that has learned the marker words.
+
+    The tokens come from the tiny pipeline (tiny_data); the model is trained by stages/train.py.
+    """
+    root = tmp_path_factory.mktemp("learned")
+    params = yaml.safe_load((tiny_data / "params.yaml").read_text())
+    params["gru"].update(epochs=10, patience=10, lr=0.03, batch_size=8, embed_dim=16, hidden_dim=16)
+    # small batches: the stage scores the test set in several batches, unlike a review scored alone
+    params["evaluate"].update(device="cpu", threads=1, batch_size=16)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "data").mkdir()
+    shutil.copytree(tiny_data / "data/tokens", root / "data/tokens")
+    data = tiny_data / "data"
+    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--valid", data / "split/valid.npz",
+                        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
+                        "--out", "data/models/gru.pt", "--metrics", "train.json", "--timing", "timing.json",
+                        "--live", "live", "--resume", "resume.pt", cwd=root)
+    assert result.returncode == 0, result.stderr
+    # the evaluate stage's command exactly as dvc.yaml runs it
+    command = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["cmd"]
+    argv = shlex.split(command.replace("${item.arch}", "gru"))
+    assert argv[:2] == ["python", "stages/evaluate.py"]
+    result = run_script(REPO_ROOT / argv[1], *argv[2:], cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def independent_logits(checkpoint, test_npz):
+    """The checkpoint's logit for each test review, read from test.npz without the project's batching:
+    the real tokens are the non-zero ids (padding is 0, <unk> 1), scored one review at a time."""
+    model, _ = load_checkpoint(checkpoint)
+    test = np.load(test_npz)
+    logits = []
+    with torch.no_grad():
+        for ids, length in zip(test["ids"], test["lengths"]):
+            tokens = ids[ids != 0]
+            assert len(tokens) == length
+            logits.append(model(torch.from_numpy(tokens[None].astype(np.int64)), torch.tensor([length])).item())
+    return np.array(logits, np.float32), test["labels"].astype(np.int64)
+
+
+def test_stage_scores_a_learned_model_as_its_logits_say(learned):
+    metrics = json.loads((learned / "metrics/eval/gru.json").read_text())
+    logits, labels = independent_logits(learned / "data/models/gru.pt", learned / "data/tokens/test.npz")
+    expected = classification_metrics(labels, logits)
+    assert metrics["reviews"] == len(labels) == 120
+    assert metrics["accuracy"] >= 0.9  # the marker words decide the label: a model that read them is right
+    assert metrics["accuracy"] == expected["accuracy"] and metrics["confusion"] == expected["confusion"]
+    for key in ("precision", "recall", "f1", "roc_auc", "log_loss"):
+        assert metrics[key] == pytest.approx(expected[key], abs=2e-6), key
+    with open(learned / "metrics/confusion/gru.csv") as f:
+        predicted = [row["predicted"] for row in csv.DictReader(f)]
+    assert predicted == ["pos" if x > 0 else "neg" for x in logits]
+
+
+def test_predictor_probabilities_equal_the_evaluate_stages(learned, tiny_data):
+    """README: float32 imdb-predict scores a raw review exactly as the evaluate stage scored its tokens."""
+    table = pq.read_table(tiny_data / "data/ingest/reviews.parquet").to_pandas()
+    table = table[table["split"] == "test"].set_index(["label", "id"])  # file numbers restart per label
+    test = np.load(learned / "data/tokens/test.npz")
+    labels = test["labels"].astype(np.int64)
+    texts = table.loc[[("pos" if y else "neg", i) for y, i in zip(labels, test["review_ids"])], "text"].tolist()
+    logits = Predictor.load(learned / "data/models/gru.pt").logits(texts)  # raw text, batches of 128
+    # scored alone, a review moves by float rounding only (a batch of one takes another kernel path)
+    np.testing.assert_allclose(logits, independent_logits(learned / "data/models/gru.pt", learned / "data/tokens/test.npz")[0], rtol=0, atol=1e-6)
+    # the stage (batches of 16) computed the very same numbers: its curves, recomputed from the
+    # Predictor's logits, are the stage's files byte for byte (probabilities to 6 decimals)
+    points = yaml.safe_load((learned / "params.yaml").read_text())["evaluate"]["curve_points"]
+    assert (learned / "metrics/roc/gru.csv").read_text() == to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"])
+    assert (learned / "metrics/precision_recall/gru.csv").read_text() == to_csv(
+        precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"])
+    assert json.loads((learned / "metrics/eval/gru.json").read_text())["log_loss"] == classification_metrics(labels, logits)["log_loss"]

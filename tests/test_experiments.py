@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 
+import torch
+
 ARCHITECTURES = ["rnn", "gru"]
 PRETRAINED = {"gru_w2v": "word2vec"}  # the same cell as gru, started from the word2vec stage's vectors
 
@@ -83,6 +85,48 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     hidden = [v for section in find_key(shown, "gru") if isinstance(section, dict) for v in find_key(section, "hidden_dim")]
     assert 12 in hidden
 
+    # README "Experiments", command by command, on a second experiment beside the first
+    stages = ran(dvc_repo.dvc("exp", "run", "-n", "narrow-gru", "-S", "gru.hidden_dim=6").stdout)
+    assert stages == {"train@gru", "evaluate@gru", "compare"}
+    gru_narrow = json.loads((root / "metrics/eval/gru.json").read_text())
+    # dvc metrics diff <exp-a> <exp-b>
+    between = json.loads(dvc_repo.dvc("metrics", "diff", "wider-gru", "narrow-gru", "--json").stdout)
+    between = {path.replace(os.sep, "/"): values for path, values in between.items()}
+    assert between["metrics/eval/gru.json"]["parameters"] == {
+        "old": gru_after["parameters"], "new": gru_narrow["parameters"], "diff": gru_narrow["parameters"] - gru_after["parameters"]}
+    assert not any("rnn" in path for path in between)
+
+    # dvc exp show --drop/--keep: test accuracy per architecture and the params varied, nothing else
+    table = dvc_repo.dvc("exp", "show", "--drop", ".*", "--keep",
+                         r"Experiment|Created|metrics/eval/.*:accuracy|gru\.(hidden_dim|lr)").stdout
+    header, *rows = [line.split() for line in table.splitlines() if line.strip() and not line.strip().startswith("─")]
+    accuracies = [f"metrics/eval/{arch}.json:accuracy" for arch in ["baseline"] + ARCHITECTURES + list(PRETRAINED)]
+    assert sorted(header) == sorted(["Experiment", "Created", *accuracies, "gru.hidden_dim", "gru.lr"])
+    shown = {word.strip("[]"): row for row in rows for word in row if word.startswith("[")}  # experiment -> its row
+    # both ran with the 1e-05 the first -S set (-S changes the workspace's params.yaml)
+    assert shown["wider-gru"][-2:] == ["12", "1e-05"] and shown["narrow-gru"][-2:] == ["6", "1e-05"]
+
+    # dvc exp apply <exp> && git commit -am "...": the workspace becomes that experiment, outputs included
+    dvc_repo.dvc("exp", "apply", "wider-gru")
+    dvc_repo.git("commit", "-q", "-am", "wider gru")
+    assert dvc_repo.params["gru"]["hidden_dim"] == 12
+    assert json.loads((root / "metrics/eval/gru.json").read_text()) == gru_after
+    assert torch.load(root / "data/models/gru.pt", weights_only=True)["model_config"]["hidden_dim"] == 12
+    assert dvc_repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+
+    # dvc metrics diff HEAD~1: the kept experiment against the commit before it
+    diff = json.loads(dvc_repo.dvc("metrics", "diff", "HEAD~1", "--json").stdout)
+    assert diff[os.path.join("metrics", "eval", "gru.json")]["parameters"] == changed["metrics/eval/gru.json"]["parameters"]
+
+    # dvc plots diff HEAD~1: learning curves, ROC and PR curves of both revisions in dvc_plots/index.html
+    dvc_repo.dvc("plots", "diff", "HEAD~1")
+    assert "HEAD~1" in (root / "dvc_plots/index.html").read_text()
+    plots = json.loads(dvc_repo.dvc("plots", "diff", "HEAD~1", "--json").stdout)
+    for name in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall", "metrics/confusion/gru.csv"):
+        assert [sorted(item["revisions"]) for item in plots["data"][name]] == [["HEAD~1", "workspace"]], name
+    # what it could not load are the files of the architectures this tiny pipeline does not train
+    missing = {error["source"] for error in plots["errors"]}
+    assert not any(f"/{arch}/" in path or f"/{arch}." in path for path in missing for arch in ARCHITECTURES + list(PRETRAINED))
 
 def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
     params = dvc_repo.params

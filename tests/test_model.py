@@ -125,3 +125,37 @@ def test_attention_weights_cover_real_tokens_only():
         assert (weights[row, :n] > 0).all()
         assert (weights[row, n:] == 0).all()
     assert small_model("rnn")(ids, lens, return_attention=True)[1] is None
+
+
+@pytest.mark.parametrize("cell, pooling", [("gru", "last"), ("gru", "max"), ("rnn", "last"), ("rnn", "mean"), ("gru", "attention")])
+def test_gru_rnn_and_attention_match_packed_sequence_reference(cell, pooling):
+    torch.manual_seed(2)
+    hidden = 6
+    model = RecurrentClassifier(VOCAB, embed_dim=5, hidden_dim=hidden, cell=cell, bidirectional=True,
+                                pooling=pooling, attention_dim=4).eval()
+    reference = getattr(nn, cell.upper())(5, hidden, bidirectional=True, batch_first=True)
+    forward, backward = model.layers[0]
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(reference, f"{name}_l0").copy_(getattr(forward, f"{name}_l0"))
+            getattr(reference, f"{name}_l0_reverse").copy_(getattr(backward, f"{name}_l0"))
+
+    lengths = torch.tensor([6, 2, 11, 1, 6, 9])
+    ids = torch.randint(1, VOCAB, (len(lengths), 11))
+    real = torch.arange(11)[None, :] < lengths[:, None]
+    ids[~real] = 0
+    with torch.no_grad():
+        packed = pack_padded_sequence(model.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+        outputs, h = reference(packed)
+        padded, _ = pad_packed_sequence(outputs, batch_first=True)  # [B, T, 2H], zeros after each review
+        if pooling == "last":
+            pooled = torch.cat([h[-2], h[-1]], dim=-1)
+        elif pooling == "max":
+            pooled = padded.masked_fill(~real[:, :, None], float("-inf")).max(1).values
+        elif pooling == "mean":
+            pooled = padded.sum(1) / lengths[:, None]
+        else:  # attention over the real steps only
+            scores = model.attention(padded).squeeze(-1).masked_fill(~real, float("-inf"))
+            pooled = torch.einsum("bt,btf->bf", torch.softmax(scores, dim=1), padded)
+        expected = model.head(pooled).squeeze(-1)
+        torch.testing.assert_close(model(ids, lengths), expected, rtol=0, atol=1e-5)

@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import torch
 import yaml
 
 from conftest import REPO_ROOT, TINY_PER_LABEL, TINY_UNSUP
@@ -70,7 +71,11 @@ def test_repro_data_and_train_stages(dvc_repo):
         assert checkpoints[arch].is_file()
         metrics = json.loads((root / f"metrics/train/{arch}.json").read_text())
         assert metrics["arch"] == arch and metrics["epochs_run"] == 1
-        assert (root / f"metrics/timing/{arch}.json").is_file()
+        timing = json.loads((root / f"metrics/timing/{arch}.json").read_text())
+        recorded = torch.load(checkpoints[arch], weights_only=True)["metrics"]  # what training measured
+        assert timing == {"arch": arch, **{key: recorded[key] for key in timing if key != "arch"}}
+        assert (timing["device"], timing["threads"], timing["processes"]) == ("cpu", 1, 1)  # tiny_params: one thread
+        assert set(timing) == {"arch", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "threads", "processes"}
     before = {a: digest(p) for a, p in checkpoints.items()}
 
     # nothing changed: nothing runs

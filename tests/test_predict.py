@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.ao.nn.quantized import dynamic as qdynamic
 
 from imdb_rnn import predict, predict_cli
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.predict import Predictor
 from imdb_rnn.text import UNK_ID
+from imdb_rnn.checkpoint import load_checkpoint
 
 from conftest import assert_one_line_error
 from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
@@ -171,6 +174,17 @@ def test_an_empty_review_through_the_console_script_prints_no_probability(models
         Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0]  # NaN: no probability
 
 
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_logits_of_odd_text_are_the_models_reading_of_unknown_tokens(models, kind):
+    """The library still scores such text as the pipeline reads it (the evaluate stage scores every test
+    review): one <unk> per word, or a single <unk> when no word is left."""
+    unknown = {"empty": 1, "punctuation": 1, "unknown words": 3, "emoji and other scripts": 3}[kind]
+    model, _ = load_checkpoint(models / "tiny.pt")
+    with torch.no_grad():
+        logit = model(torch.full((1, unknown), UNK_ID), torch.tensor([unknown])).item()
+    assert Predictor.load(models / "tiny.pt").logits([BAD_INPUTS[kind]])[0] == pytest.approx(logit, abs=1e-6)
+
+
 def test_text_without_known_words_reads_as_unknown_tokens_never_padding(models):
     predictor = Predictor.load(models / "tiny.pt")
     reviews, n_words = predictor.encode(list(BAD_INPUTS.values()))
@@ -285,7 +299,7 @@ def test_bad_checkpoint_never_prints_a_traceback_from_the_real_command(models, t
     (tmp_path / "cut.pt").write_bytes(raw[:1000])
     result = subprocess.run([str(IMDB_PREDICT), "--model", str(tmp_path / "cut.pt"), "hello"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert_one_line_error(result, "cut.pt", "corrupt or truncated")
 
 
 def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypatch):
@@ -396,3 +410,92 @@ def test_a_checkpoint_made_before_normalize_reads_text_as_it_was_trained(models,
     old, new = Predictor.load(tmp_path / "old.pt"), Predictor.load(models / "tiny.pt")
     typed = "A superb\u2019 film"  # the old cleaning keeps the curly apostrophe: "superb’" is not a known word
     assert old.encode([typed])[0].ids[0, 1] == UNK_ID and new.encode([typed])[0].ids[0, 1] != UNK_ID
+
+
+def model_kinds(model):
+    """(floating parameter dtypes, recurrent/linear module classes) of a model as it will run."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    kinds = {type(m) for m in model.modules() if isinstance(m, (nn.RNNBase, nn.Linear, qdynamic.LSTM, qdynamic.GRU, qdynamic.Linear))}
+    return dtypes, kinds
+
+
+@pytest.mark.parametrize("option, precision", [([], "float32"), (["--precision", "bfloat16"], "bfloat16"),
+                                               (["--quantize"], "int8"), (["--precision", "int8"], "int8")])
+def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, option, precision):
+    ran = []
+    apply = predict.apply_precision
+    monkeypatch.setattr(predict, "apply_precision", lambda model, p: ran.append(apply(model, p)) or ran[-1])
+    code, out, err = run("--model", models / "tiny.pt", "--json", *option, POSITIVE)
+    assert code == 0, err
+    (model,) = ran
+    dtypes, kinds = model_kinds(model)
+    expected = {
+        "float32": ({torch.float32}, {nn.LSTM, nn.Linear}),
+        "bfloat16": ({torch.bfloat16}, {nn.LSTM, nn.Linear}),
+        # int8: weights packed as int8 inside quantized modules; only the embedding stays float32
+        "int8": ({torch.float32}, {qdynamic.LSTM, qdynamic.Linear}),
+    }[precision]
+    assert (dtypes, kinds) == expected
+    if precision == "int8":
+        assert [name for name, _ in model.named_parameters()] == ["embedding.weight"]
+    reference = Predictor.load(models / "tiny.pt").probabilities([POSITIVE])[0]
+    # float32 is the checkpoint's arithmetic exactly; the others round differently
+    assert (json_lines(out)[0]["probability"] == round(float(reference), 6)) == (precision == "float32")
+
+
+def test_int8_quantizes_the_gru_and_attention_layers(models):
+    predictor = Predictor.load(models / "attention.pt", precision="int8")
+    _, kinds = model_kinds(predictor.model)
+    assert kinds == {qdynamic.GRU, qdynamic.Linear}
+    assert len(predictor.model.layers[0]) == 2  # both directions quantized, none left out
+    bf16 = Predictor.load(models / "attention.pt", precision="bfloat16")
+    assert model_kinds(bf16.model) == ({torch.bfloat16}, {nn.GRU, nn.Linear})
+    assert model_kinds(Predictor.load(models / "attention.pt").model) == ({torch.float32}, {nn.GRU, nn.Linear})
+
+
+def test_cleaned_text_is_read_as_it_is_and_raw_text_is_cleaned(models):
+    predictor = Predictor.load(models / "tiny.pt")
+    vocab = {word: i for i, word in enumerate(predictor.payload["vocab"])}
+    raw = ["SUPERB film!<br /><br />Awful"]
+    reviews, _ = predictor.encode(raw)  # cleaned as in training: lowercase, no <br />, no punctuation
+    assert reviews.ids[0, :4].tolist() == [vocab["superb"], vocab["film"], vocab["awful"], 0]
+    reviews, _ = predictor.encode(["Superb film"], cleaned=True)  # already clean: "Superb" is not a word we know
+    assert reviews.ids[0, :3].tolist() == [UNK_ID, vocab["film"], 0]
+    unknown_then_film = predictor.logits(["qqq film"])
+    assert predictor.logits(["Superb film"], cleaned=True) == unknown_then_film
+    assert predictor.probabilities(["Superb film"], cleaned=True) == torch.sigmoid(torch.from_numpy(unknown_then_film)).numpy()
+    assert predictor.logits(raw) == predictor.logits(["superb film awful"], cleaned=True)
+
+
+def test_right_padded_checkpoints_read_left_aligned_reviews(models):
+    model, payload = load_checkpoint(models / "tiny.pt")
+    left = Predictor(model, payload)
+    right = Predictor(model, dict(payload, tokenize=dict(payload["tokenize"], pad_side="right")))
+    texts = [POSITIVE, NEGATIVE, "superb"]
+    for predictor in (left, right):
+        reviews, _ = predictor.encode(texts)
+        assert reviews.lengths.tolist() == [11, 11, 1]
+        assert (reviews.ids[np.arange(48)[None, :] >= reviews.lengths[:, None]] == 0).all()  # padding after the words
+        assert (reviews.ids[np.arange(48)[None, :] < reviews.lengths[:, None]] > 0).all()
+    np.testing.assert_array_equal(left.encode(texts)[0].ids, right.encode(texts)[0].ids)
+
+
+def test_nothing_to_score_gives_empty_float_arrays(models):
+    predictor = Predictor.load(models / "tiny.pt")
+    for scores in (predictor.logits([]), predictor.probabilities([])):
+        assert scores.shape == (0,) and scores.dtype == np.float32
+
+
+def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusals(models):
+    model, _ = load_checkpoint(models / "tiny.pt")
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    for precision in ("bfloat16", "int8"):
+        assert predict.apply_precision(model, precision) is not model
+    state = model.state_dict()  # still the float32 model, weight for weight
+    assert all(state[name].dtype == torch.float32 and torch.equal(state[name], p) for name, p in before.items())
+    with pytest.raises(PipelineError) as refused:
+        predict.apply_precision(model, "fp8")
+    assert str(refused.value) == "unknown precision 'fp8': choose one of float32, bfloat16, int8"
+    with pytest.raises(PipelineError) as refused:  # any device but the CPU (meta stands in for a GPU here)
+        predict.apply_precision(model.to("meta"), "int8")
+    assert str(refused.value) == "int8 quantization runs on the CPU only: add --device cpu"

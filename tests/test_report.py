@@ -152,7 +152,13 @@ def test_render_handles_reviews_without_words_and_unknown_words(tmp_path):
     assert page.count('class="unk"') == 2
     render_png(right, wrong, tmp_path / "r.png")
     render_png([], [], tmp_path / "none.png")
-    assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "none.png").exists()
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    # no example at all: two section titles, each with its "None" note (7 lines), at full width
+    from matplotlib.image import imread
+    from imdb_rnn.report import LINE_PT, PNG_WIDTH_IN
+
+    height, width = imread(tmp_path / "none.png").shape[:2]
+    assert (height, width) == (int((7.0 * LINE_PT / 72 + 0.2) * 110), int(PNG_WIDTH_IN * 110))  # matplotlib truncates
 
 
 def test_pick_examples_most_confident_right_and_wrong_both_classes():

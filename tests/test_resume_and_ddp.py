@@ -3,15 +3,20 @@
 import json
 import os
 import re
+import runpy
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from conftest import STAGES, dvc_args, run_script, script_env, tiny_params, write_params
+from imdb_rnn.distributed import Context
+from imdb_rnn.train import Resume
 from synthetic import make_archive
 
 ARCH = "gru"
@@ -169,3 +174,69 @@ def test_a_worker_error_is_the_launchers_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr
+
+
+# --- which states are taken up ---------------------------------------------------------------
+
+
+def train_in_process(data, monkeypatch, capsys, *args):
+    """stages/train.py in this process (seconds saved on imports): (exit code, stdout)."""
+    monkeypatch.chdir(data)
+    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, args)])
+    code = 0
+    try:
+        runpy.run_path(str(STAGES / "train.py"), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_an_unfinished_state_of_other_parameters_or_data_is_not_resumed(data, monkeypatch, capsys):
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params[ARCH].update(epochs=2, patience=2)
+    write_params(data / "two.yaml", params)
+    params[ARCH]["lr"] /= 2
+    write_params(data / "other_lr.yaml", params)
+    args = [*train_args("foreign"), "--params", "two.yaml"]
+    train_in_process(data, monkeypatch, capsys, *args)
+    state_path = data / "out/foreign/resume.pt"
+    # the state as a run killed during epoch 2 leaves it (weights aside, which do not decide resuming)
+    state = torch.load(state_path, weights_only=True)
+    state.update(history=state["history"][:1], finished=False)
+    torch.save(state, data / "planted.pt")
+
+    def run_on_planted(*more):
+        shutil.copy(data / "planted.pt", state_path)
+        return train_in_process(data, monkeypatch, capsys, *args, *more)
+
+    # the planted state is resumable: same parameters, same data
+    out = run_on_planted()
+    assert "resuming after epoch 1 " in out and f"{ARCH} epoch 1:" not in out and f"{ARCH} epoch 2:" in out, out
+    # another learning rate, or other training reviews: trained from scratch
+    for other in (["--params", "other_lr.yaml"], ["--train", "data/split/valid.npz"]):
+        out = run_on_planted(*other)
+        assert "resuming" not in out and f"{ARCH} epoch 1:" in out, (other, out)
+
+
+def test_an_unreadable_state_trains_from_scratch(data, monkeypatch, capsys):
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params[ARCH].update(epochs=1, patience=1)
+    write_params(data / "one.yaml", params)
+    train_in_process(data, monkeypatch, capsys, *train_args("clean_start"), "--params", "one.yaml")
+    (data / "out/garbled").mkdir(parents=True)
+    (data / "out/garbled/resume.pt").write_bytes(b"not a training state")
+    out = train_in_process(data, monkeypatch, capsys, *train_args("garbled"), "--params", "one.yaml")
+    assert "out/garbled/resume.pt is unreadable: training from scratch" in out and f"{ARCH} epoch 1:" in out, out
+    # the same run as one that found no state at all
+    assert (data / "out/garbled/metrics.json").read_text() == (data / "out/clean_start/metrics.json").read_text()
+
+
+def test_a_state_is_resumed_only_by_its_own_fingerprint_and_process_count(tmp_path):
+    path = tmp_path / "state.pt"
+    Resume(path, "fingerprint A").save(Context(), {"torch_rng": [torch.get_rng_state()], "history": [], "finished": False})
+    assert Resume(path, "fingerprint A").load(Context())["history"] == []
+    assert Resume(path, "fingerprint B").load(Context()) is None  # other parameters, data or initial weights
+    # a state saved by one process is not resumed by four (their random states do not fit)
+    assert Resume(path, "fingerprint A").load(Context(rank=0, world_size=4)) is None

@@ -240,7 +240,10 @@ def test_queued_experiments_run_in_parallel(built, tmp_path):
         data = shown[name]
         assert data["params"]["params.yaml"]["data"][ARCH]["hidden_dim"] == size
         metrics = {path.replace(os.sep, "/"): value["data"] for path, value in data["metrics"].items()}
-        assert 0 <= metrics[f"metrics/eval/{ARCH}.json"]["accuracy"] <= 1
+        evaluated = metrics[f"metrics/eval/{ARCH}.json"]  # what this experiment's evaluate stage counted
+        confusion = evaluated["confusion"]
+        assert evaluated["reviews"] == 120 and confusion["tp"] + confusion["fn"] == 60 == confusion["tn"] + confusion["fp"]
+        assert evaluated["accuracy"] == round((confusion["tp"] + confusion["tn"]) / 120, 6)
         parameters[name] = metrics[f"metrics/train/{ARCH}.json"]["parameters"]
         assert metrics[f"metrics/eval/{ARCH}.json"]["parameters"] == parameters[name]
     assert parameters["narrow-gru"] < parameters["wide-gru"]

@@ -18,6 +18,11 @@ def exercise_labels(n_pos=1000, n_neg=1000):
 def test_the_exercise_cut_leaves_one_class_in_validation():
     labels = exercise_labels()
     assert set(labels[int(0.75 * len(labels)) :]) == {0}  # the bug this split exists to avoid
+    # the project's split of the same labels: a quarter of each class in validation, not the tail
+    train, valid = stratified_split(labels, 0.25, seed=42)
+    assert np.bincount(labels[valid], minlength=2).tolist() == [250, 250]
+    assert np.bincount(labels[train], minlength=2).tolist() == [750, 750]
+    assert not np.array_equal(np.sort(valid), np.arange(1500, 2000))
 
 
 @pytest.mark.parametrize("n_pos, n_neg, tolerance", [(1000, 1000, 0.01), (12500, 12500, 0.001), (30, 90, 0.03), (7, 5, 0.12)])

@@ -15,11 +15,12 @@ from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import ARCH_SCHEMA, TRAIN_SCHEMA, ModelConfig
-from imdb_rnn.inference import loss_and_accuracy, predict_logits
+from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check, read_params
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.train import fit
+from imdb_rnn.optim import make_optimizer
 from synthetic import review
 from tiny_model import configs
 
@@ -71,7 +72,8 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
     state, history, summary, timing = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
-    assert timing["tokens_per_second"] > 0
+    # every epoch reads each training review's real tokens once
+    assert [round(r["tokens_per_second"] * r["seconds"]) for r in history] == [train.tokens()] * len(history)
     # the returned state is the best epoch's, and it scores as reported
     model.load_state_dict(state)
     _, accuracy = loss_and_accuracy(predict_logits(model, valid, 64, "cpu"), valid.labels)
@@ -271,3 +273,20 @@ def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch,
     code, err = run_train_in_process(["--arch", "rnn"], monkeypatch, capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and fragments in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_accuracy_calls_positive_only_a_logit_above_zero():
+    # a logit of exactly 0 is a probability of 0.5: not positive, as predict.label_of says
+    assert accuracy([0.0, 0.5, -0.5, 3.0], [0, 1, 0, 1]) == 1.0
+    assert accuracy([0.0, 0.5], [1, 0]) == 0.0
+
+
+def test_optimizer_is_fused_adam_over_the_trainable_parameters_with_the_asked_decay():
+    model = ModelConfig.from_dict({**small_arch("gru"), "vocab_size": 30}).build()
+    model.embedding.weight.requires_grad_(False)  # a frozen embedding is not optimised
+    optimizer = make_optimizer(model, 0.01, 0.1)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"] is True
+    assert (optimizer.defaults["lr"], optimizer.defaults["weight_decay"]) == (0.01, 0.1)
+    (group,) = optimizer.param_groups
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters() if p is not model.embedding.weight}
+    assert make_optimizer(model, 0.01).defaults["weight_decay"] == 0.0

@@ -1,0 +1,38 @@
+"""What a benchmark ran on: CPU model, core count and the instruction sets the fast kernels use.
+
+Every benchmark prints this line first: its figures are only comparable on the same CPU features
+(AMX and AVX512-BF16 decide bfloat16 speed, AVX-512 the float32 kernels).
+"""
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe():
+    """One line: CPU model, cores, the features PyTorch detects, torch version and threads."""
+    features = {
+        "AMX": torch.cpu._is_amx_tile_supported(),
+        "AVX512-BF16": torch.cpu._is_avx512_bf16_supported(),
+        "AVX-512": torch.cpu._is_avx512_supported(),
+        "AVX2": torch.cpu._is_avx2_supported(),
+    }
+    listed = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in features.items())
+    return (f"cpu: {cpu_model()}, {os.cpu_count()} cores; {listed}; kernels: {torch.backends.cpu.get_cpu_capability()}; "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+if __name__ == "__main__":
+    print(describe())
