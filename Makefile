@@ -59,11 +59,10 @@ bench: install
 
 # mutation testing (not part of `make test` or CI; an hour or more on 2 cores): mutmut, pinned in
 # requirements-dev.txt, mutates the modules below and runs the in-process tests pyproject.toml
-# [tool.mutmut] selects; train.py and predict.py only in fit / the training step and the scoring path.
+# [tool.mutmut] selects; train.py and predict.py only in fit and the scoring path.
 # MUTANTS='imdb_rnn.split.*' runs a part; `mutmut results` / `mutmut show NAME` tell what survived.
 MUTANTS ?= 'imdb_rnn.model.*' 'imdb_rnn.batches.*' 'imdb_rnn.split.*' 'imdb_rnn.evaluate.*' \
-	'imdb_rnn.train.x_fit*' 'imdb_rnn.train.x_update*' 'imdb_rnn.train.x?EmbeddingAttack?*' \
-	'imdb_rnn.train.x_make_optimizer*' 'imdb_rnn.train.x_accuracy*' 'imdb_rnn.train.x_loss_and_accuracy*' \
+	'imdb_rnn.train.x_fit*' 'imdb_rnn.optim.*' 'imdb_rnn.adversarial.*' 'imdb_rnn.inference.*' \
 	'imdb_rnn.predict.x?Predictor?encode*' 'imdb_rnn.predict.x?Predictor?logits*' \
 	'imdb_rnn.predict.x?Predictor?probabilities*' 'imdb_rnn.predict.x_apply_precision*'
 mutation: $(STAMP)
