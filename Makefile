@@ -50,7 +50,7 @@ endif
 test: install
 	python -m pytest -q tests
 
-# speed figures (print ratios against a baseline measured in the same run); see README "Benchmarks"
+# speed figures (print ratios against a baseline measured in the same run); see docs/benchmarks.md
 bench: install
 	python benchmarks/bench_text.py --stages
 	python benchmarks/bench_train.py

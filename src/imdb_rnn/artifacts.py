@@ -36,8 +36,9 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-def load(path, what, loader, make="run the stage that makes it (dvc repro)", errors=(Exception,)):
-    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`) or unreadable.
+def load(path, what, loader, make="run the stage that makes it (dvc repro)", errors=(Exception,),
+         remake="rerun the stage that makes it"):
+    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`) or unreadable (fix: `remake`).
 
     The one place that turns a missing or damaged input into a message; every reader of a stage
     input goes through it. `errors` are the exceptions that mean "damaged" (any, by default: a
@@ -52,7 +53,7 @@ def load(path, what, loader, make="run the stage that makes it (dvc repro)", err
         raise
     except errors as err:
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise PipelineError(f"{what} {path} is unreadable ({reason}): rerun the stage that makes it")
+        raise PipelineError(f"{what} {path} is unreadable ({reason}): {remake}")
 
 
 def write_json(path, obj):

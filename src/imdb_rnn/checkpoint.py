@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import PipelineError, atomic_path
+from .artifacts import PipelineError, atomic_path, load
 from .config import ModelConfig
 from .params import retrain_hint
 
@@ -36,12 +36,8 @@ def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokeni
 def load_checkpoint(path, device="cpu"):
     """(model in eval mode on `device`, payload dict) of a checkpoint; every problem is a one-line PipelineError."""
     path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"checkpoint {path} is missing: train it first ({retrain_hint(path).replace(' -f', '')})")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # truncated zip, pickle errors, wrong file type...
-        raise PipelineError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): retrain it ({retrain_hint(path)})")
+    payload = load(path, "checkpoint", lambda p: torch.load(p, map_location=device, weights_only=True),
+                   make=f"train it first ({retrain_hint(path).replace(' -f', '')})", remake=f"retrain it ({retrain_hint(path)})")
     if not isinstance(payload, dict) or "format" not in payload:
         raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>.pt file")
     if payload["format"] != CHECKPOINT_FORMAT:

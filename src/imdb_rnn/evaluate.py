@@ -160,7 +160,7 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     metrics = {
         "arch": payload.get("arch"),
         **classification_metrics(labels, logits),
-        # the official test set is scored whole: these are read as one <unk> (README: Bad input)
+        # the official test set is scored whole: these are read as one <unk> (docs/bad-input.md)
         "reviews_without_known_words": int(without_known_words(reviews.ids).sum()),
         "parameters": count_parameters(model),
         "train_seconds": train_seconds,

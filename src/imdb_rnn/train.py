@@ -223,13 +223,6 @@ def train_architecture(name, params_path, paths, relaunch=None):
         return
     configure_cpu(config.threads)
     context = distributed.setup(pick_device(config.device).type)
-    try:
-        _train_and_save(name, paths, config, model_config, weights, meta, vocab, tokenize, train, valid, context)
-    finally:
-        distributed.shutdown(context)
-
-
-def _train_and_save(name, paths, config, model_config, weights, meta, vocab, tokenize, train, valid, context):
     seed_everything(config.seed)
     device = pick_device(config.device, context.local_rank)
     model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
@@ -254,6 +247,7 @@ def _train_and_save(name, paths, config, model_config, weights, meta, vocab, tok
     finally:
         if live:
             live.end()
+        distributed.shutdown(context)
     # DDP keeps every replica identical; the digest lets anyone check that from the logs
     print(f"{name}: rank {context.rank} of {context.world_size} ends with weights digest "
           f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
