@@ -142,7 +142,7 @@ def test_word2vec_vectors_become_the_embedding(tmp_path):
     [
         ("word2vec", {}, "missing.pt", ["missing.pt is missing", "dvc repro pretrain_embeddings"]),
         ("word2vec", {"embed_dim": 8}, "w2v.pt", ["embed_dim 16 (pretrain_embeddings.dim) but tiny has 8"]),
-        ("word2vec", {}, "garbage.pt", ["unreadable"]),
+        ("word2vec", {}, "garbage.pt", ["garbage.pt is corrupt or truncated"]),
         ("word2vec", {}, "lm.pt", ["not a word2vec file"]),
         ("lm", {"hidden_dim": 8}, "lm.pt", ["hidden_dim 16 (pretrain_lm.hidden_dim) but tiny has 8"]),
         ("lm", {"cell": "gru"}, "lm.pt", ["cell 'lstm' (pretrain_lm.cell) but tiny has 'gru'"]),

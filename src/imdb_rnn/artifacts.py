@@ -38,7 +38,7 @@ def atomic_path(path):
 
 def load(path, what, loader, make="run the stage that makes it (dvc repro)", errors=(Exception,),
          remake="rerun the stage that makes it"):
-    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`) or unreadable (fix: `remake`).
+    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`), or corrupt or truncated (fix: `remake`).
 
     The one place that turns a missing or damaged input into a message; every reader of a stage
     input goes through it. `errors` are the exceptions that mean "damaged" (any, by default: a
@@ -51,9 +51,8 @@ def load(path, what, loader, make="run the stage that makes it (dvc repro)", err
         return loader(path)
     except PipelineError:
         raise
-    except errors as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise PipelineError(f"{what} {path} is unreadable ({reason}): {remake}")
+    except errors as err:  # the exception's type says enough; some libraries' messages run to paragraphs
+        raise PipelineError(f"{what} {path} is corrupt or truncated ({type(err).__name__}): {remake}")
 
 
 def write_json(path, obj):
