@@ -57,7 +57,7 @@ bench: install
 	python benchmarks/bench_predict.py
 	python benchmarks/bench_ddp.py
 
-# mutation testing (not part of `make test` or CI; an hour or more on 2 cores): mutmut, pinned in
+# mutation testing (not part of `make test` or CI; 2-3 hours on 2 cores): mutmut, pinned in
 # requirements-dev.txt, mutates the modules below and runs the in-process tests pyproject.toml
 # [tool.mutmut] selects; train.py and predict.py only in fit and the scoring path.
 # MUTANTS='imdb_rnn.split.*' runs a part; `mutmut results` / `mutmut show NAME` tell what survived.

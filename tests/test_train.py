@@ -290,3 +290,21 @@ def test_optimizer_is_fused_adam_over_the_trainable_parameters_with_the_asked_de
     (group,) = optimizer.param_groups
     assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters() if p is not model.embedding.weight}
     assert make_optimizer(model, 0.01).defaults["weight_decay"] == 0.0
+
+
+def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_data, monkeypatch):
+    vocab, train, valid = marker_data
+    params = small_arch("gru", epochs=2, patience=2, weight_decay=0.01)
+    made, real = [], make_optimizer
+    monkeypatch.setattr("imdb_rnn.train.make_optimizer", lambda model, lr, decay=0.0: made.append((lr, decay)) or real(model, lr, decay))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model(model_config(params, len(vocab)))
+        _, history, _, timing = fit(model, train, valid, params, COMMON, torch.device("cpu"), name="gru")
+        runs.append([row["val_loss"] for row in history])
+    assert made == [(params["lr"], 0.01)] * 2
+    assert runs[0] == runs[1]  # train.seed decides the batches: the same seed, the same training
+    seconds = sum(row["seconds"] for row in history)
+    assert timing["train_seconds"] == round(seconds, 1)
+    assert timing["tokens_per_second"] == round(2 * train.tokens() / seconds, 1)
