@@ -300,8 +300,8 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = build_model(model_config(params, len(vocab)))
-        _, history, _, timing = fit(model, train, valid, params, COMMON, torch.device("cpu"), name="gru")
+        model_config, train_config = configs(params, len(vocab), COMMON)
+        _, history, _, timing = fit(model_config.build(), train, valid, train_config, torch.device("cpu"), name="gru")
         runs.append([row["val_loss"] for row in history])
     assert made == [(params["lr"], 0.01)] * 2
     assert runs[0] == runs[1]  # train.seed decides the batches: the same seed, the same training
