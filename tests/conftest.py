@@ -205,6 +205,17 @@ class DvcRepo:
     def params(self, value):
         write_params(self.root / "params.yaml", value)
 
+    def train_only(self, architectures, pretrained=None, **arch_changes):
+        """params.yaml trimmed to these architectures (no report), evaluated on one CPU thread; returns the params."""
+        params = self.params
+        params["architectures"], params["pretrained_architectures"] = list(architectures), dict(pretrained or {})
+        params["report"]["architectures"] = [a for a in params["report"]["architectures"] if a in architectures]
+        params["evaluate"].update(device="cpu", threads=1, batch_size=64)
+        for arch in [*architectures, *(pretrained or {})]:
+            params[arch].update(arch_changes)
+        self.params = params
+        return params
+
 
 def make_dvc_repo(tmp_path, archive):
     """A git repository with dvc.yaml, params.yaml, stages/ and src/imdb_rnn/ copied in and `dvc init` done.

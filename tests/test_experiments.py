@@ -33,14 +33,8 @@ def ran(output):
 
 
 def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
-    params = dvc_repo.params
-    params["architectures"] = ARCHITECTURES
-    params["pretrained_architectures"] = PRETRAINED
-    params["report"]["architectures"] = []  # no attention model among these two
+    params = dvc_repo.train_only(ARCHITECTURES, PRETRAINED, epochs=2, patience=2)  # no attention model: no report
     params["vocab"]["min_freq"] = 1
-    params["evaluate"].update(device="cpu", threads=1, batch_size=64)
-    for arch in ARCHITECTURES + list(PRETRAINED):
-        params[arch].update(epochs=2, patience=2)
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
     root = dvc_repo.root
@@ -129,9 +123,7 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     assert not any(f"/{arch}/" in path or f"/{arch}." in path for path in missing for arch in ARCHITECTURES + list(PRETRAINED))
 
 def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
-    params = dvc_repo.params
-    params["architectures"], params["pretrained_architectures"] = ["gru"], {}
-    dvc_repo.params = params
+    dvc_repo.train_only(["gru"])
     dvc_repo.commit("pipeline")
     result = dvc_repo.dvc("exp", "run", "-S", "gru.lr=fast", "train", check=False)
     assert result.returncode != 0

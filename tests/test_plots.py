@@ -38,13 +38,7 @@ def configured_template():
 @pytest.fixture(scope="module")
 def plots_repo(tmp_path_factory, tiny_archive):
     repo = make_dvc_repo(tmp_path_factory.mktemp("plots"), tiny_archive)
-    params = repo.params
-    params["architectures"] = [ARCH]
-    params["pretrained_architectures"] = {}
-    params["report"]["architectures"] = []
-    params["evaluate"].update(device="cpu", threads=1, batch_size=64)
-    params[ARCH].update(epochs=2, patience=2)  # two points on each learning curve
-    repo.params = params
+    repo.train_only([ARCH], epochs=2, patience=2)  # two points on each learning curve
     repo.commit("pipeline")
     repo.dvc("repro", f"evaluate@{ARCH}")
     return repo

@@ -33,12 +33,8 @@ LOCK_ERROR = re.compile(r"is busy, it is being blocked by|Unable to acquire lock
 def built(tmp_path_factory, tiny_archive):
     """conftest's dvc_repo with one architecture, `dvc repro` done and everything committed. Read-only."""
     repo = make_dvc_repo(tmp_path_factory.mktemp("scaling"), tiny_archive)
-    params = repo.params
-    params["architectures"] = [ARCH]
-    params["pretrained_architectures"] = {}
-    params["report"]["architectures"] = []
+    params = repo.train_only([ARCH])
     params["vocab"]["min_freq"] = 1
-    params["evaluate"].update(device="cpu", threads=1, batch_size=64)
     repo.params = params
     repo.commit("pipeline")  # dvclive wants a commit
     repo.dvc("repro")
