@@ -33,6 +33,7 @@ import yaml
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.ingest import read_reviews
+from imdb_rnn.params import read_params, stage_arguments
 from imdb_rnn.text import build_vocab, clean_texts, count_words, encode, pad, split_words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,8 @@ def bench_stages(args, params):
         print(f"the five data stages on {args.source} in {tmp} ({env_note}):", flush=True)
         total, peak = 0.0, 0.0
         for stage in DATA_STAGES:
-            seconds, mib, code, err = run_measured([sys.executable, str(ROOT / "stages" / f"{stage}.py")], tmp)
+            command = [sys.executable, str(ROOT / "stages" / f"{stage}.py"), *stage_arguments(ROOT / "dvc.yaml", stage)]
+            seconds, mib, code, err = run_measured(command, tmp)
             if code:
                 print(f"  {stage} failed ({code}): {err.strip().splitlines()[-1] if err.strip() else ''}")
                 return
@@ -176,7 +178,7 @@ def main():
     if not args.source.exists():
         print(f"skipped: no dataset at {args.source} (pass --source path/to/aclImdb_v1.tar.gz)")
         return
-    params = yaml.safe_load(args.params.read_text())
+    params = read_params(args.params)
     print(describe())
     bench_text(args, params)
     if args.stages:

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from machine import describe  # benchmarks/machine.py
@@ -44,6 +43,7 @@ from imdb_rnn.batches import Reviews, align_left, bucketed
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.optim import make_optimizer
+from imdb_rnn.params import read_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
@@ -129,7 +129,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    params = yaml.safe_load(args.params.read_text())
+    params = read_params(args.params)
     arch = arch_settings(ROOT / "params.yaml", args.arch)[0]
     threads = args.threads or params["train"]["threads"] or os.cpu_count()
     torch.set_num_threads(threads)

@@ -4,7 +4,6 @@ Everything here is generic so that any test file can use it; nothing touches the
 """
 
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -43,18 +42,15 @@ def script_env(extra=None, progress=False):
 
 
 def dvc_args(script, args=()):
-    """The arguments dvc.yaml's command gives stages/<script>.py (its paths), for `--arch` in args if any.
+    """dvc.yaml's arguments for stages/<script>.py, for the `--arch` in args if any (params.stage_arguments).
 
     Stage scripts take every path as a required flag, and dvc.yaml is the one place that names
     them: a test passes only what it changes (argparse keeps the last of a repeated flag).
     """
-    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    cmd = next(stage.get("do", stage)["cmd"] for stage in stages.values()
-               if f"stages/{script}.py" in stage.get("do", stage)["cmd"])
+    from imdb_rnn.params import stage_arguments
+
     args = [str(a) for a in args]
-    arch = args[args.index("--arch") + 1] if "--arch" in args else "ARCH"
-    words = shlex.split(cmd.replace("${item.arch}", arch).replace("${key}", arch))
-    return words[words.index(f"stages/{script}.py") + 1:]
+    return stage_arguments(REPO_ROOT / "dvc.yaml", script, args[args.index("--arch") + 1] if "--arch" in args else "ARCH")
 
 
 def run_script(script, *args, cwd, env=None, progress=False, timeout=300):

@@ -141,3 +141,16 @@ def stage_of(kind, arch, params_path="params.yaml"):
 def retrain_hint(path, arch=None):
     """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>.pt)."""
     return f"dvc repro -f {stage_of('train', arch or Path(path).stem)}"
+
+
+def stage_arguments(dvc_yaml, script, arch="ARCH"):
+    """The arguments dvc.yaml's command gives stages/<script>.py (its paths), for architecture `arch`.
+
+    For tests and benchmarks that run a stage outside DVC: dvc.yaml stays the one place that names paths.
+    """
+    import shlex
+
+    stages = parse_yaml(Path(dvc_yaml).read_text())["stages"]
+    cmd = next(stage.get("do", stage)["cmd"] for stage in stages.values() if f"stages/{script}.py" in stage.get("do", stage)["cmd"])
+    words = shlex.split(cmd.replace("${item.arch}", arch).replace("${key}", arch))
+    return words[words.index(f"stages/{script}.py") + 1:]
