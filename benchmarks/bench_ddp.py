@@ -51,13 +51,13 @@ def worker(args):
     reviews = Reviews.load(ROOT / "data/split/train.npz", meta["tokenize"], arch["seq_len"], "training split")
     idx = np.arange(min(args.limit, len(reviews)))
     train = Reviews(reviews.ids[idx], reviews.lengths[idx], reviews.labels[idx])
-    valid = Reviews(reviews.ids[idx[:256]], reviews.lengths[idx[:256]], reviews.labels[idx[:256]])
+    val = Reviews(reviews.ids[idx[:256]], reviews.lengths[idx[:256]], reviews.labels[idx[:256]])
     configure_cpu(0)
     context = distributed.setup("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(common["seed"])
     device = torch.device("cuda", context.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model = ModelConfig.from_dict({**arch, "vocab_size": meta["vocab_size"]}).build()
-    _, history, _, timing = fit(model, train, valid, TrainConfig.from_dict({**common, **arch}), device, name=args.arch, context=context)
+    _, history, _, timing = fit(model, train, val, TrainConfig.from_dict({**common, **arch}), device, name=args.arch, context=context)
     if context.is_main_process:
         # optimiser steps per epoch: bucketed() cuts each pool of bucket_pool batches, then ranks share them
         pool = arch["batch_size"] * common["bucket_pool"]

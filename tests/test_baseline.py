@@ -47,7 +47,7 @@ def inputs(tiny_data, tmp_path):
         "params": write_params(tmp_path / "params.yaml", params),
         "reviews": tiny_data / "data/clean/reviews.parquet",
         "train": tiny_data / "data/split/train.npz",
-        "valid": tiny_data / "data/split/valid.npz",
+        "val": tiny_data / "data/split/val.npz",
         "metrics": out / "eval/baseline.json",
         "timing": out / "timing/baseline.json",
         "roc": out / "roc/baseline.csv",
@@ -82,7 +82,7 @@ def parts(tiny_data):
     split = tiny_data / "data/split"
     return (
         select_rows(pool, load_npz(split / "train.npz"), "train.npz", "reviews"),
-        select_rows(pool, load_npz(split / "valid.npz"), "valid.npz", "reviews"),
+        select_rows(pool, load_npz(split / "val.npz"), "val.npz", "reviews"),
     )
 
 
@@ -110,7 +110,7 @@ def test_a_C_grid_that_is_empty_or_not_positive_is_refused(grid):
 
 
 def test_select_C_keeps_the_C_best_on_the_validation_labels(tiny_data):
-    train, valid = parts(tiny_data)
+    train, val = parts(tiny_data)
     # a tenth of the training labels flipped and no NB scaling: C then matters on the tiny data
     flip = np.random.default_rng(0).choice(len(train.labels), len(train.labels) // 10, replace=False)
     labels = train.labels.copy()
@@ -118,14 +118,14 @@ def test_select_C_keeps_the_C_best_on_the_validation_labels(tiny_data):
     noisy = Part(train.ids, train.texts, labels)
     settings = check_settings({**BASELINE, "nb_scaling": False, "min_df": 1, "C_grid": [100, 0.001, 0.01, 0.1, 1, 10]})
 
-    chosen = select_C(noisy, valid, settings)
+    chosen = select_C(noisy, val, settings)
     assert [row["C"] for row in chosen.grid] == sorted(settings["C_grid"])
     scores = {row["C"]: row["val_accuracy"] for row in chosen.grid}
     assert len(set(scores.values())) > 1, "the tiny data no longer makes C matter"
     assert chosen.C == best_C(scores) and chosen.val_accuracy == pytest.approx(scores[chosen.C], abs=1e-6)
 
     # the same fits scored against the opposite validation labels: complementary accuracies, another C
-    flipped = select_C(noisy, Part(valid.ids, valid.texts, 1 - valid.labels), settings)
+    flipped = select_C(noisy, Part(val.ids, val.texts, 1 - val.labels), settings)
     for row, other in zip(chosen.grid, flipped.grid):
         assert other["val_accuracy"] == pytest.approx(1 - row["val_accuracy"], abs=1e-6)
     assert flipped.C == best_C({c: 1 - a for c, a in scores.items()}) != chosen.C
@@ -175,9 +175,9 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
     pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", labels), tmp_path / "swapped.parquet")
     seen = []
 
-    def spy(train, valid, settings):
-        seen.append((train, valid))
-        return select_C(train, valid, settings)
+    def spy(train, val, settings):
+        seen.append((train, val))
+        return select_C(train, val, settings)
 
     monkeypatch.setattr("imdb_rnn.baseline.select_C", spy)
     other = {**inputs, "reviews": tmp_path / "swapped.parquet", "metrics": tmp_path / "swapped.json"}
@@ -191,8 +191,8 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
     assert (cheated["C"], cheated["val_accuracy"]) == (honest["C"], honest["val_accuracy"])
     assert cheated["accuracy"] == pytest.approx(1 - honest["accuracy"], abs=1e-6)
     # and select_C saw exactly the split's training and validation reviews, in the split's order
-    (train, valid), = seen
-    for part, name in ((train, "train"), (valid, "valid")):
+    (train, val), = seen
+    for part, name in ((train, "train"), (val, "val")):
         split = load_npz(inputs[name])
         np.testing.assert_array_equal(part.ids, split["review_ids"])
         np.testing.assert_array_equal(part.labels, split["labels"])
@@ -200,7 +200,7 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
 
 # --- refusals ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["reviews", "train", "valid"])
+@pytest.mark.parametrize("name", ["reviews", "train", "val"])
 def test_a_missing_input_is_a_one_line_error(stage, inputs, tmp_path, monkeypatch, capsys, name):
     missing = tmp_path / f"missing_{Path(inputs[name]).name}"
     result = run_in_process(stage, monkeypatch, capsys, {**inputs, name: missing})

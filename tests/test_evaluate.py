@@ -266,7 +266,7 @@ def learned(tiny_data, tmp_path_factory):
     (root / "data").mkdir()
     shutil.copytree(tiny_data / "data/tokens", root / "data/tokens")
     data = tiny_data / "data"
-    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--valid", data / "split/valid.npz",
+    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--val", data / "split/val.npz",
                         "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
                         "--out", "data/models/gru.pt", "--metrics", "train.json", "--timing", "timing.json",
                         "--live", "live", "--resume", "resume.pt", cwd=root)

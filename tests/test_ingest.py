@@ -135,7 +135,7 @@ def test_empty_files_dropped_and_counted(archive_factory):
 def test_invalid_utf8_replaced_and_counted(archive_factory):
     archive = archive_factory(per_label=2, unsup=0, extra={
         "aclImdb/train/neg/50_3.txt": b"caf\xe9 was bad \xff\xfe really",
-        "aclImdb/test/pos/51_8.txt": "fine caf\u00e9 \u2014 ok".encode(),  # valid multi-byte UTF-8
+        "aclImdb/test/pos/51_8.txt": "fine caf\u00e9 \u2014 ok".encode(),  # val multi-byte UTF-8
     })
     table, report = read_reviews(str(archive))
     texts = dict(zip(table["id"].to_pylist(), table["text"].to_pylist()))

@@ -60,11 +60,11 @@ def test_repro_data_and_train_stages(dvc_repo):
     assert {"wonderful", "awful", "the"} <= set(vocab)
 
     split = json.loads((root / "metrics/split.json").read_text())
-    n_valid = round(TINY_PER_LABEL * params["split"]["val_fraction"])
-    assert split["valid"] == {"reviews": 2 * n_valid, "pos": n_valid, "neg": n_valid, "pos_fraction": 0.5}
-    assert split["train"]["reviews"] == labelled - 2 * n_valid and split["balanced"]
-    train, valid = np.load(root / "data/split/train.npz"), np.load(root / "data/split/valid.npz")
-    assert not set(train["review_ids"] * 2 + train["labels"]) & set(valid["review_ids"] * 2 + valid["labels"])
+    n_val = round(TINY_PER_LABEL * params["split"]["val_fraction"])
+    assert split["val"] == {"reviews": 2 * n_val, "pos": n_val, "neg": n_val, "pos_fraction": 0.5}
+    assert split["train"]["reviews"] == labelled - 2 * n_val and split["balanced"]
+    train, val = np.load(root / "data/split/train.npz"), np.load(root / "data/split/val.npz")
+    assert not set(train["review_ids"] * 2 + train["labels"]) & set(val["review_ids"] * 2 + val["labels"])
 
     checkpoints = {a: root / f"data/models/{a}.pt" for a in archs}
     for arch in archs:

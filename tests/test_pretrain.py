@@ -105,13 +105,13 @@ def test_classifier_from_the_language_model_generalises_to_words_only_the_lm_saw
     """
     lm, _ = language_model
     payload = save_lm(tmp_path / "lm.pt", lm)
-    train, valid = labelled(SEEN, 200, seed=1), labelled(UNSEEN, 200, seed=2)
+    train, val = labelled(SEEN, 200, seed=1), labelled(UNSEEN, 200, seed=2)
     accuracy = {}
     for kind in ("none", "lm"):
         model_config, train_config = configs(ARCH, len(VOCAB), COMMON)
         torch.manual_seed(0)
         model = initialise(model_config.build(), kind, payload, freeze_embeddings=False)
-        _, history, _, _ = fit(model, train, valid, train_config, torch.device("cpu"), name=kind)
+        _, history, _, _ = fit(model, train, val, train_config, torch.device("cpu"), name=kind)
         accuracy[kind] = max(row["val_accuracy"] for row in history)
     assert accuracy["lm"] >= 0.8, accuracy
     assert accuracy["lm"] >= accuracy["none"] + 0.2, accuracy

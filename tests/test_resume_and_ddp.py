@@ -215,7 +215,7 @@ def test_an_unfinished_state_of_other_parameters_or_data_is_not_resumed(data, mo
     out = run_on_planted()
     assert "resuming after epoch 1 " in out and f"{ARCH} epoch 1:" not in out and f"{ARCH} epoch 2:" in out, out
     # another learning rate, or other training reviews: trained from scratch
-    for other in (["--params", "other_lr.yaml"], ["--train", "data/split/valid.npz"]):
+    for other in (["--params", "other_lr.yaml"], ["--train", "data/split/val.npz"]):
         out = run_on_planted(*other)
         assert "resuming" not in out and f"{ARCH} epoch 1:" in out, (other, out)
 

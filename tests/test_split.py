@@ -19,30 +19,30 @@ def test_the_exercise_cut_leaves_one_class_in_validation():
     labels = exercise_labels()
     assert set(labels[int(0.75 * len(labels)) :]) == {0}  # the bug this split exists to avoid
     # the project's split of the same labels: a quarter of each class in validation, not the tail
-    train, valid = stratified_split(labels, 0.25, seed=42)
-    assert np.bincount(labels[valid], minlength=2).tolist() == [250, 250]
+    train, val = stratified_split(labels, 0.25, seed=42)
+    assert np.bincount(labels[val], minlength=2).tolist() == [250, 250]
     assert np.bincount(labels[train], minlength=2).tolist() == [750, 750]
-    assert not np.array_equal(np.sort(valid), np.arange(1500, 2000))
+    assert not np.array_equal(np.sort(val), np.arange(1500, 2000))
 
 
 @pytest.mark.parametrize("n_pos, n_neg, tolerance", [(1000, 1000, 0.01), (12500, 12500, 0.001), (30, 90, 0.03), (7, 5, 0.12)])
 def test_stratified_partition(n_pos, n_neg, tolerance):
     labels = exercise_labels(n_pos, n_neg)
-    train, valid = stratified_split(labels, 0.25, seed=42)
-    assert len(np.intersect1d(train, valid)) == 0
-    assert np.array_equal(np.sort(np.concatenate([train, valid])), np.arange(len(labels)))
+    train, val = stratified_split(labels, 0.25, seed=42)
+    assert len(np.intersect1d(train, val)) == 0
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(labels)))
     for cls, n in ((1, n_pos), (0, n_neg)):
-        assert (labels[valid] == cls).sum() == round(n * 0.25)
-    assert set(labels[valid]) == {0, 1} and set(labels[train]) == {0, 1}
+        assert (labels[val] == cls).sum() == round(n * 0.25)
+    assert set(labels[val]) == {0, 1} and set(labels[train]) == {0, 1}
     # the same class balance on both sides, up to rounding
-    assert abs(labels[train].mean() - labels[valid].mean()) <= tolerance
+    assert abs(labels[train].mean() - labels[val].mean()) <= tolerance
 
 
 def test_balanced_data_gives_balanced_parts():
-    train, valid = stratified_split(exercise_labels(12500, 12500), 0.25, seed=42)
+    train, val = stratified_split(exercise_labels(12500, 12500), 0.25, seed=42)
     labels = exercise_labels(12500, 12500)
-    assert (len(train), len(valid)) == (18750, 6250)
-    assert labels[train].mean() == labels[valid].mean() == 0.5
+    assert (len(train), len(val)) == (18750, 6250)
+    assert labels[train].mean() == labels[val].mean() == 0.5
 
 
 def test_seeded():
@@ -55,8 +55,8 @@ def test_seeded():
 
 def test_shuffled():
     labels = exercise_labels()
-    train, valid = stratified_split(labels, 0.25, seed=42)
-    for part in (train, valid):
+    train, val = stratified_split(labels, 0.25, seed=42)
+    for part in (train, val):
         assert not np.array_equal(part, np.sort(part))
         # the classes are interleaved, not one block after the other
         first_half = labels[part[: len(part) // 2]]
@@ -77,10 +77,10 @@ def test_stage_on_exercise_ordered_data(tmp_path):
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "split.json").read_text())
-    assert report["valid"] == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
+    assert report["val"] == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
     assert report["train"] == {"reviews": 300, "pos": 150, "neg": 150, "pos_fraction": 0.5}
     assert report["balanced"]
-    parts = {name: dict(np.load(tmp_path / f"split/{name}.npz")) for name in ("train", "valid")}
+    parts = {name: dict(np.load(tmp_path / f"split/{name}.npz")) for name in ("train", "val")}
     for part in parts.values():
         assert set(part) == set(data)
         # every row moved whole: ids, label and review id still belong together
@@ -91,7 +91,7 @@ def test_stage_on_exercise_ordered_data(tmp_path):
     # same params, same split
     again = run_script("split", "--train", "tokens.npz", "--out-dir", "again", "--report", "again.json", cwd=tmp_path)
     assert again.returncode == 0
-    assert (tmp_path / "split/valid.npz").read_bytes() == (tmp_path / "again/valid.npz").read_bytes()
+    assert (tmp_path / "split/val.npz").read_bytes() == (tmp_path / "again/val.npz").read_bytes()
 
 
 def test_stage_rejects_one_class(tmp_path):
@@ -128,8 +128,8 @@ def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_p
     assert (summary["test"]["no_words"], summary["test"]["no_known_words"]) == (1, 1)
     report = json.loads((tmp_path / "metrics/split.json").read_text())
     assert report["dropped_without_known_words"] == 3
-    assert report["train"]["reviews"] + report["valid"]["reviews"] == 40
-    kept = {(int(r), int(y)) for name in ("train", "valid")
+    assert report["train"]["reviews"] + report["val"]["reviews"] == 40
+    kept = {(int(r), int(y)) for name in ("train", "val")
             for r, y in zip(*(np.load(tmp_path / f"data/split/{name}.npz")[k] for k in ("review_ids", "labels")))}
     assert not kept & {(900, 1), (901, 0), (902, 0)}
     assert len(np.load(tmp_path / "data/tokens/test.npz")["labels"]) == 41  # the official test set stays whole

@@ -44,11 +44,11 @@ def marker_reviews(n, seed):
 @pytest.fixture(scope="module")
 def marker_data():
     train_texts, train_labels = marker_reviews(400, seed=1)
-    valid_texts, valid_labels = marker_reviews(200, seed=2)
+    val_texts, val_labels = marker_reviews(200, seed=2)
     words, _ = split_words(clean_texts(train_texts, CLEAN))
     vocab = build_vocab(count_words(words), 1000, 1)
     sets = []
-    for texts, labels in ((train_texts, train_labels), (valid_texts, valid_labels)):
+    for texts, labels in ((train_texts, train_labels), (val_texts, val_labels)):
         ids, kept, _ = tokenize(texts, vocab, CLEAN, TOKENIZE)
         sets.append(Reviews(align_left(ids, kept, TOKENIZE["pad_side"]), kept, labels))
     return vocab, sets[0], sets[1]
@@ -65,35 +65,35 @@ def small_arch(arch, **change):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     params = small_arch(arch)
     torch.manual_seed(0)
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    state, history, summary, timing = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    state, history, summary, timing = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
     # every epoch reads each training review's real tokens once
     assert [round(r["tokens_per_second"] * r["seconds"]) for r in history] == [train.tokens()] * len(history)
     # the returned state is the best epoch's, and it scores as reported
     model.load_state_dict(state)
-    _, accuracy = loss_and_accuracy(predict_logits(model, valid, 64, "cpu"), valid.labels)
+    _, accuracy = loss_and_accuracy(predict_logits(model, val, 64, "cpu"), val.labels)
     assert accuracy == pytest.approx(summary["val_accuracy"], abs=1e-6)
 
 
 def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     params = small_arch("gru", epochs=10, patience=2)
     val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
     monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    _, history, summary, _ = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
+    _, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
     assert [r["val_loss"] for r in history] == [0.5, 0.4, 0.45, 0.41]
     assert (summary["best_epoch"], summary["epochs_run"], summary["val_loss"]) == (2, 4, 0.4)
     assert "no better validation loss for 2 epochs, stopping early" in capsys.readouterr().out
 
 
 def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     params = small_arch("lstm", epochs=2)
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
     calls = {"n": 0}
@@ -107,12 +107,12 @@ def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
 
     monkeypatch.setattr(RecurrentClassifier, "forward", poisoned)
     with pytest.raises(PipelineError, match=r"lstm: loss became nan at epoch 2, batch 3: lower lstm\.lr"):
-        fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="lstm")
+        fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="lstm")
 
 
 @pytest.mark.parametrize("freeze", [False, True])
 def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data, freeze):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     torch.manual_seed(0)
     model = ModelConfig.from_dict({**small_arch("bilstm"), "vocab_size": len(vocab)}).build().train()
     model.embedding.weight.requires_grad_(not freeze)
@@ -147,17 +147,17 @@ def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data
 
 @pytest.mark.parametrize("arch", ["bilstm", "rnn"])
 def test_adversarial_training_learns_and_leaves_no_hook(arch, marker_data, capsys):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     params = small_arch(arch, adversarial_eps=0.05)
     torch.manual_seed(0)
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    state, history, summary, _ = fit(model, train, valid, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    state, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
     assert not model.embedding._forward_hooks
     # and it is not the plain run: the attack changed the training
     torch.manual_seed(0)
     plain = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    _, plain_history, _, _ = fit(plain, train, valid, configs(dict(params, adversarial_eps=0.0), len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    _, plain_history, _, _ = fit(plain, train, val, configs(dict(params, adversarial_eps=0.0), len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert history[0]["val_loss"] != plain_history[0]["val_loss"]
 
 
@@ -175,7 +175,7 @@ def train_args(tiny_data, folder, arch="rnn", out="run"):
     data = tiny_data / "data"
     return [
         "--arch", arch, "--params", folder / "params.yaml",
-        "--train", data / "split/train.npz", "--valid", data / "split/valid.npz",
+        "--train", data / "split/train.npz", "--val", data / "split/val.npz",
         "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
         "--out", folder / out / "model.pt", "--metrics", folder / out / "metrics.json",
         "--timing", folder / out / "timing.json", "--live", folder / out / "live",
@@ -293,7 +293,7 @@ def test_optimizer_is_fused_adam_over_the_trainable_parameters_with_the_asked_de
 
 
 def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_data, monkeypatch):
-    vocab, train, valid = marker_data
+    vocab, train, val = marker_data
     params = small_arch("gru", epochs=2, patience=2, weight_decay=0.01)
     made, real = [], make_optimizer
     monkeypatch.setattr("imdb_rnn.train.make_optimizer", lambda model, lr, decay=0.0: made.append((lr, decay)) or real(model, lr, decay))
@@ -301,7 +301,7 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
     for _ in range(2):
         torch.manual_seed(0)
         model_config, train_config = configs(params, len(vocab), COMMON)
-        _, history, _, timing = fit(model_config.build(), train, valid, train_config, torch.device("cpu"), name="gru")
+        _, history, _, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="gru")
         runs.append([row["val_loss"] for row in history])
     assert made == [(params["lr"], 0.01)] * 2
     assert runs[0] == runs[1]  # train.seed decides the batches: the same seed, the same training

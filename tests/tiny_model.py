@@ -51,9 +51,9 @@ def train_tiny(path, arch_name="tiny", **arch_kwargs):
     texts, labels = synthetic_reviews(240, seed=1)
     words, _ = split_words(clean_texts(texts, CLEAN))
     vocab = build_vocab(count_words(words), max_size=200, min_freq=1)
-    train, valid = encode(texts[:200], labels[:200], vocab), encode(texts[200:], labels[200:], vocab)
+    train, val = encode(texts[:200], labels[:200], vocab), encode(texts[200:], labels[200:], vocab)
     model_config, train_config = configs(arch_params(**arch_kwargs), len(vocab))
-    state, _, summary, timing = fit(model_config.build(), train, valid, train_config, torch.device("cpu"), name=arch_name)
+    state, _, summary, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name=arch_name)
     save_checkpoint(
         path,
         arch_name=arch_name,

@@ -131,6 +131,8 @@ def run_main(main):
     """Run a stage or command `main`: a PipelineError is one line on stderr and exit 1; an interrupt
     (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either."""
     signal.signal(signal.SIGTERM, _interrupt)
+    # a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return main()
     except PipelineError as err:

@@ -91,14 +91,14 @@ def select_rows(pool, split_arrays, split_path, reviews_path):
     return Part(pool.ids[rows], [pool.texts[i] for i in rows], pool.labels[rows])
 
 
-def check_parts(train, valid, test, paths):
+def check_parts(train, val, test, paths):
     """Refuse splits that overlap or hold one class only: the fit or the choice of C would mean nothing."""
-    shared = set(zip(train.ids.tolist(), train.labels.tolist())) & set(zip(valid.ids.tolist(), valid.labels.tolist()))
+    shared = set(zip(train.ids.tolist(), train.labels.tolist())) & set(zip(val.ids.tolist(), val.labels.tolist()))
     if shared:
         raise PipelineError(
-            f"{paths['train']} and {paths['valid']} share {len(shared)} reviews: the split is stale, rerun dvc repro"
+            f"{paths['train']} and {paths['val']} share {len(shared)} reviews: the split is stale, rerun dvc repro"
         )
-    for part, name in ((train, paths['train']), (valid, paths['valid'])):
+    for part, name in ((train, paths['train']), (val, paths['val'])):
         if len(np.unique(part.labels)) < 2:
             raise PipelineError(f"{name} holds {len(part.labels)} reviews of one class only: rerun dvc repro split")
     if not test.texts:
@@ -183,8 +183,8 @@ class Selection:
     final_fit_seconds: float  # fitting the chosen C alone
 
 
-def select_C(train, valid, settings):
-    """Fit on `train` for every C of settings['C_grid'], keep the model most accurate on `valid`.
+def select_C(train, val, settings):
+    """Fit on `train` for every C of settings['C_grid'], keep the model most accurate on `val`.
 
     Takes the training and validation Parts only: the test reviews cannot influence the choice.
     """
@@ -192,7 +192,7 @@ def select_C(train, valid, settings):
     featuriser = Featuriser(settings["ngram_max"], settings["min_df"], settings["binary"], settings["nb_scaling"])
     train_features = featuriser.fit_transform(train.texts, train.labels)
     train_seconds = time.perf_counter() - start
-    valid_features = featuriser.transform(valid.texts)
+    val_features = featuriser.transform(val.texts)
     models, scores, grid = {}, {}, []
     for C in settings["C_grid"]:
         start = time.perf_counter()
@@ -200,7 +200,7 @@ def select_C(train, valid, settings):
         seconds = time.perf_counter() - start
         train_seconds += seconds
         models[C] = (model, seconds)
-        scores[C] = accuracy(model.decision_function(valid_features), valid.labels)
+        scores[C] = accuracy(model.decision_function(val_features), val.labels)
         grid.append({"C": C, "val_accuracy": round(scores[C], 6), "converged": converged, "fit_seconds": round(seconds, 2)})
     chosen = best_C(scores)
     model, seconds = models[chosen]
@@ -227,21 +227,21 @@ NAME = "baseline"  # its row in the leaderboard
 def fit_baseline(params_path, paths):
     """The baseline stage: an NBSVM on the same split, C chosen on validation, scored on the test reviews.
 
-    `paths` maps reviews, train, valid, metrics, timing, roc, pr to files, as dvc.yaml names them.
+    `paths` maps reviews, train, val, metrics, timing, roc, pr to files, as dvc.yaml names them.
     """
 
     settings = check_settings(load_section(params_path, NAME, SCHEMA))
     train_arrays = load_npz(paths['train'], "training split")
-    valid_arrays = load_npz(paths['valid'], "validation split")
+    val_arrays = load_npz(paths['val'], "validation split")
     table = read_table(paths['reviews'], columns=["id", "split", "label", "text"])
     pool = part_of_split(table, "train")
     train = select_rows(pool, train_arrays, paths['train'], paths['reviews'])
-    valid = select_rows(pool, valid_arrays, paths['valid'], paths['reviews'])
+    val = select_rows(pool, val_arrays, paths['val'], paths['reviews'])
     test = part_of_split(table, "test")
-    del table, pool, train_arrays, valid_arrays
-    check_parts(train, valid, test, {"train": paths['train'], "valid": paths['valid'], "reviews": paths['reviews']})
+    del table, pool, train_arrays, val_arrays
+    check_parts(train, val, test, {"train": paths['train'], "val": paths['val'], "reviews": paths['reviews']})
 
-    chosen = select_C(train, valid, settings)  # the test reviews play no part in the choice
+    chosen = select_C(train, val, settings)  # the test reviews play no part in the choice
     logits, seconds = score(chosen, test)
     metrics = {
         "arch": NAME,

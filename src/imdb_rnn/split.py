@@ -15,7 +15,7 @@ SCHEMA = {
 
 
 def stratified_split(labels, val_fraction, seed):
-    """Return (train_idx, valid_idx): each class is shuffled and split in the same proportion.
+    """Return (train_idx, val_idx): each class is shuffled and split in the same proportion.
 
     The exercise cut its array at 75% after reading all positive reviews first, so its validation
     set was all negative; splitting each class separately keeps both parts balanced. Raises
@@ -26,25 +26,25 @@ def stratified_split(labels, val_fraction, seed):
     if len(classes) < 2:
         raise PipelineError("the training reviews hold only one class: they need both pos and neg")
     rng = np.random.default_rng(seed)
-    train, valid = [], []
+    train, val = [], []
     for cls in classes:
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        n_valid = int(round(len(idx) * val_fraction))
-        if n_valid in (0, len(idx)):
+        n_val = int(round(len(idx) * val_fraction))
+        if n_val in (0, len(idx)):
             name = {0: "neg", 1: "pos"}.get(int(cls), str(cls))
             needed = math.ceil(0.5 / min(val_fraction, 1 - val_fraction))
             raise PipelineError(
                 f"only {len(idx)} training review(s) of class {name}: split.val_fraction={val_fraction} leaves "
-                f"{'validation' if n_valid == 0 else 'training'} without any; a stratified split needs at least "
+                f"{'validation' if n_val == 0 else 'training'} without any; a stratified split needs at least "
                 f"{needed} per class (use more reviews)"
             )
-        valid.append(idx[:n_valid])
-        train.append(idx[n_valid:])
-    train, valid = np.concatenate(train), np.concatenate(valid)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    train, val = np.concatenate(train), np.concatenate(val)
     rng.shuffle(train)
-    rng.shuffle(valid)
-    return train, valid
+    rng.shuffle(val)
+    return train, val
 
 
 def split_reviews(params_path, paths):
@@ -59,9 +59,9 @@ def split_reviews(params_path, paths):
     empty = without_known_words(data["ids"])
     data = {k: v[~empty] for k, v in data.items()}
     labels = data["labels"]
-    train_idx, valid_idx = stratified_split(labels, params["val_fraction"], params["seed"])
+    train_idx, val_idx = stratified_split(labels, params["val_fraction"], params["seed"])
     report = {}
-    for name, idx in (("train", train_idx), ("valid", valid_idx)):
+    for name, idx in (("train", train_idx), ("val", val_idx)):
         save_npz(f"{paths['out_dir']}/{name}.npz", **{k: v[idx] for k, v in data.items()})
         report[name] = {
             "reviews": int(len(idx)),
@@ -69,7 +69,7 @@ def split_reviews(params_path, paths):
             "neg": int(len(idx) - labels[idx].sum()),
             "pos_fraction": round(float(labels[idx].mean()), 4),
         }
-    report["balanced"] = abs(report["train"]["pos_fraction"] - report["valid"]["pos_fraction"]) < 0.01
+    report["balanced"] = abs(report["train"]["pos_fraction"] - report["val"]["pos_fraction"]) < 0.01
     report["dropped_without_known_words"] = int(empty.sum())
     write_json(paths['report'], report)
     print(f"split: {report}")

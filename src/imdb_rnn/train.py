@@ -30,10 +30,10 @@ from .runtime import configure_cpu, pick_device, seed_everything
 from .text import read_vocab
 
 
-def fit(model, train, valid, config, device, log=None, name="model", resume=None, context=None):
+def fit(model, train, val, config, device, log=None, name="model", resume=None, context=None):
     """Train with early stopping on validation loss; return (best state dict, history, summary, timing).
 
-    `train` and `valid` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
+    `train` and `val` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
     whole training state after every epoch and, when a matching unfinished state is there at the
     start, continues after its last finished epoch with the same batches, dropout masks and weights
     as a run that was never interrupted. `context` (from distributed.setup) splits each epoch's
@@ -86,7 +86,7 @@ def fit(model, train, valid, config, device, log=None, name="model", resume=None
         train_seconds += epoch_seconds
         train_tokens += epoch_tokens
         # every rank holds the same weights, so every rank scores the same validation set alike
-        val_loss, val_acc = loss_and_accuracy(predict_logits(model, valid, config.eval_batch_size, device), valid.labels)
+        val_loss, val_acc = loss_and_accuracy(predict_logits(model, val, config.eval_batch_size, device), val.labels)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / seen,
@@ -194,7 +194,7 @@ def fingerprint(*parts):
 def train_architecture(name, params_path, paths, relaunch=None):
     """The train stage: train architecture `name` as params.yaml says and write its outputs.
 
-    `paths` maps train, valid, meta, vocab (inputs), pretrained (the pretraining output, for a
+    `paths` maps train, val, meta, vocab (inputs), pretrained (the pretraining output, for a
     pretrained architecture) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
     names them. Everything is checked before any training: parameters, inputs and the pretraining
     output's fit. With train.processes N > 1, `relaunch` (script, argv; by default this process's
@@ -216,7 +216,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
         check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, paths["pretrained"])
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
     train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
-    valid = Reviews.load(paths["valid"], meta["tokenize"], tokenize["seq_len"], "validation split")
+    val = Reviews.load(paths["val"], meta["tokenize"], tokenize["seq_len"], "validation split")
 
     if config.processes > 1 and not distributed.in_worker():
         distributed.launch(config.processes, *(relaunch or (sys.argv[0], sys.argv[1:])))
@@ -227,7 +227,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
     device = pick_device(config.device, context.local_rank)
     model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
     start = fingerprint(config.as_dict(), model_config.as_dict(), context.world_size, train.ids, train.lengths,
-                        train.labels, valid.ids, valid.labels, *model.state_dict().values())
+                        train.labels, val.ids, val.labels, *model.state_dict().values())
     resume = Resume(paths["resume"], start)
 
     from dvclive import Live
@@ -242,7 +242,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
             live.next_step()
 
     try:
-        state, history, summary, timing = fit(model, train, valid, config, device, log=log, name=name,
+        state, history, summary, timing = fit(model, train, val, config, device, log=log, name=name,
                                               resume=resume, context=context)
     finally:
         if live:
