@@ -1,4 +1,4 @@
-"""Perturbation terms on the word embeddings: adversarial training (the virtual adversarial term joins it)."""
+"""Perturbation terms on the word embeddings: adversarial training (Goodfellow et al., 2015; Miyato et al., 2017)."""
 
 
 class EmbeddingAttack:
