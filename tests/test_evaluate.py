@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -155,6 +156,8 @@ def run_in_process(ws, monkeypatch):
 
 def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     ws = make_workspace(tmp_path)
+    clock = iter([100.0, 102.5])  # the stage's two readings around the scoring: 2.5 s for 10 reviews
+    monkeypatch.setattr("imdb_rnn.evaluate.time", SimpleNamespace(perf_counter=lambda: next(clock)))
     assert run_in_process(ws, monkeypatch) == 0
     metrics = json.loads((ws / "eval.json").read_text())
     assert metrics["arch"] == "gru" and metrics["reviews"] == 10
@@ -165,7 +168,7 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
         assert metrics[key] == pytest.approx(expected[key], abs=2e-6), key
     assert metrics["parameters"] == sum(p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters())
     assert metrics["train_seconds"] == 12.5
-    assert metrics["reviews_per_second"] > 0 and metrics["inference_seconds"] >= 0
+    assert (metrics["inference_seconds"], metrics["reviews_per_second"]) == (2.5, 4.0)
 
     with open(ws / "confusion.csv") as f:
         rows = list(csv.DictReader(f))
