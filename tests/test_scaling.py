@@ -333,3 +333,11 @@ def test_temp_and_queued_experiments_read_the_relative_source(built, tmp_path):
     for name in ("temp-run", "queued-run"):
         ingest = shown[name]["metrics"]["metrics/ingest.json"]["data"]
         assert ingest["source"] == source and ingest["reviews"] == 2 * 2 * TINY_PER_LABEL + TINY_UNSUP
+
+
+def test_a_registered_model_is_fetched_by_name(built, tmp_path):
+    """README: a version tag in DVC's registry format, then `dvc artifacts get . <arch>` (dvc.yaml's artifacts)."""
+    repo = copy_repo(built, tmp_path)
+    repo.git("tag", "-a", f"{ARCH}@v1.0.0", "-m", f"Registering artifact {ARCH} version 1.0.0")
+    repo.dvc("artifacts", "get", ".", ARCH, "-o", tmp_path / "fetched.pt")
+    assert (tmp_path / "fetched.pt").read_bytes() == (repo.root / f"data/models/{ARCH}.pt").read_bytes()
