@@ -54,6 +54,11 @@ def label_of(probability):
     return "pos" if probability > 0.5 else "neg"
 
 
+def unscorable_reason(n_words):
+    """Why a review with no vocabulary word gets no probability, given its word count after cleaning."""
+    return "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
+
+
 def apply_precision(model, precision):
     """Return the model to run: float32 as trained, bfloat16 weights, or int8 dynamic quantization.
 
@@ -129,40 +134,34 @@ class Predictor:
         ids = align_left(ids, kept, tok["pad_side"])
         return Reviews(ids, kept, np.zeros(len(kept), np.float32)), n_words
 
-    def _score(self, texts, cleaned):
-        reviews, _ = self.encode(texts, cleaned)
-        with torch.inference_mode():
-            return reviews, predict_logits(self.model, reviews, self.batch_size, self.device)
-
     def logits(self, texts, cleaned=False):
         """The model's logit for each review, in the order given (> 0: positive), as the evaluate
         stage computes it: a review with no vocabulary word is read as one <unk>."""
         texts = list(texts)
         if not texts:
             return np.zeros(0, np.float32)
-        return self._score(texts, cleaned)[1]
+        reviews, _ = self.encode(texts, cleaned)
+        with torch.inference_mode():
+            return predict_logits(self.model, reviews, self.batch_size, self.device)
 
     def probabilities(self, texts, cleaned=False):
         """Probability that each review is positive, in the order given; NaN for a review with no
         word in the vocabulary (text.without_known_words), which gives the model nothing to judge."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, np.float32)
-        reviews, logits = self._score(texts, cleaned)
-        probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
-        probs[without_known_words(reviews.ids)] = np.nan
-        return probs
+        return self.score(texts, cleaned)[0]
 
-    def unscorable(self, texts, cleaned=False):
-        """For each review, why it gets no probability (no words after cleaning, or none the model
-        knows), or None when it can be scored."""
+    def score(self, texts, cleaned=False):
+        """(probabilities as `probabilities` gives them, and for each review why it got NaN: no words
+        after cleaning, or none the model knows; None where it was scored), from one pass over the text."""
         texts = list(texts)
         if not texts:
-            return []
+            return np.zeros(0, np.float32), []
         reviews, n_words = self.encode(texts, cleaned)
+        with torch.inference_mode():
+            logits = predict_logits(self.model, reviews, self.batch_size, self.device)
+        probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
         empty = without_known_words(reviews.ids)
-        return [None if not e else "no words left after cleaning" if n == 0 else
-                f"none of its {n} word(s) is in the model's vocabulary" for e, n in zip(empty, n_words)]
+        probs[empty] = np.nan
+        return probs, [unscorable_reason(n) if e else None for e, n in zip(empty, n_words)]
 
     def explain(self, texts, cleaned=False):
         """An Explanation per review: probability and the attention weight of every word read."""

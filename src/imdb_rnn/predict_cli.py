@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .artifacts import PipelineError, run_main
-from .predict import DEFAULT_BATCH_SIZE, PRECISIONS, Predictor, label_of, resolve_checkpoint
+from .predict import DEFAULT_BATCH_SIZE, PRECISIONS, Predictor, label_of, resolve_checkpoint, unscorable_reason
 from .runtime import configure_cpu, pick_device
 
 
@@ -195,15 +195,20 @@ def main(argv=None):
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size)
 
     readable = [item for item in items if not item.error]
-    for item, reason in zip(readable, predictor.unscorable([item.text for item in readable])):
-        item.error = reason and f"{reason}: nothing to score ({preview(item.text, 30)!r})"
-    good = [item for item in items if not item.error]
-    texts = [item.text for item in good]
-    if args.explain:
+    texts = [item.text for item in readable]
+    if args.explain:  # one pass over the text: an explanation says which words the model knew
         explanations = predictor.explain(texts)
         probs = [e.probability for e in explanations]
+        reasons = [None if e.known.any() else unscorable_reason(e.n_words) for e in explanations]
     else:
-        explanations, probs = None, predictor.probabilities(texts)
+        explanations = None
+        probs, reasons = predictor.score(texts)
+    for item, reason in zip(readable, reasons):
+        item.error = reason and f"{reason}: nothing to score ({preview(item.text, 30)!r})"
+    kept = [i for i, reason in enumerate(reasons) if reason is None]
+    good = [readable[i] for i in kept]
+    probs = [probs[i] for i in kept]
+    explanations = [explanations[i] for i in kept] if explanations is not None else None
 
     out = sys.stdout
     if args.json:
