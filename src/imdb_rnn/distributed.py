@@ -118,10 +118,6 @@ def wrap(model, context, device):
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def unwrap(model):
-    return getattr(model, "module", model)
-
-
 def shard(batches, context):
     """This rank's share of an epoch's batches: every rank gets the same number (DDP steps in lockstep)."""
     if not context.active:
