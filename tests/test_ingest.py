@@ -81,7 +81,7 @@ def test_archive_and_folder_give_the_same_table(tmp_path, tiny_archive):
     from_parent, _ = read_reviews(str(folder))  # the folder holding aclImdb/
     from_folder, report_folder = read_reviews(str(folder / "aclImdb"))  # aclImdb/ itself
     assert from_archive.schema == TABLE_SCHEMA
-    assert from_archive.column_names == ["id", "split", "label", "rating", "text"]
+    assert from_archive.column_names == ["id", "split", "label", "rating", "text", "movie", "text_hash"]
     assert from_archive.equals(from_parent) and from_archive.equals(from_folder)
     assert {k: v for k, v in report.items() if k != "source"} == {
         k: v for k, v in report_folder.items() if k != "source"
@@ -105,7 +105,8 @@ def test_rows_carry_split_label_rating_and_text(archive_factory):
     })
     table, report = read_reviews(str(archive))
     # ids repeat across folders (train/pos/0_9.txt and train/neg/0_3.txt): a row is (split, label, id)
-    rows = {(r["split"], r["label"], r["id"]): r for r in table.to_pylist()}
+    rows = {(r["split"], r["label"], r["id"]): {k: r[k] for k in ("id", "split", "label", "rating", "text")}
+            for r in table.to_pylist()}
     assert rows[("train", "pos", 12345)] == {"id": 12345, "split": "train", "label": "pos", "rating": 9, "text": "A fine film."}
     assert rows[("test", "neg", 777)] == {"id": 777, "split": "test", "label": "neg", "rating": 2, "text": "Dull."}
     # unlabelled reviews live under train/unsup/ in aclImdb but form their own split
@@ -343,3 +344,51 @@ def test_invalid_data_stage_params(tmp_path, stage, section, change, fragments):
 def test_missing_stage_input(tmp_path):
     write_params(tmp_path / "params.yaml", repo_params())
     assert_one_line_error(run_script("clean", cwd=tmp_path), "data/ingest/reviews.parquet is missing", "dvc repro")
+
+
+def test_each_review_carries_its_movie_from_the_urls_files(tiny_archive):
+    from synthetic import movie_of
+
+    table, report = read_reviews(str(tiny_archive))
+    for row in table.to_pylist():
+        folder = "unsup" if row["split"] == "unsup" else row["split"]
+        assert row["movie"] == movie_of(folder, row["id"])
+    assert report["labelled_reviews_without_movie"] == 0
+    assert set(report["movie_files"].values()) == {"ok"} and len(report["movie_files"]) == 5
+    # 60 reviews per label, 4 per label per movie: 15 movies per split, none shared
+    assert report["movies"] == {"train": TINY_PER_LABEL // 4, "test": TINY_PER_LABEL // 4}
+
+
+@pytest.mark.parametrize("extra, status", [
+    ({"aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0000001/usercomments\n"}, "1 lines for 8 review files"),
+    ({}, "missing"),
+])
+def test_a_missing_or_misfitting_urls_file_is_named_and_its_reviews_get_no_movie(archive_factory, capsys, extra, status):
+    archive = archive_factory(per_label=8, unsup=0, urls=bool(extra), extra=extra)
+    table, report = read_reviews(str(archive))
+    assert report["movie_files"]["train/urls_pos.txt"] == status
+    rows = table.to_pylist()
+    assert all(r["movie"] is None for r in rows if (r["split"], r["label"]) == ("train", "pos"))
+    unaffected = [r for r in rows if (r["split"], r["label"]) != ("train", "pos")]
+    assert all(r["movie"] for r in unaffected) if extra else all(r["movie"] is None for r in unaffected)
+    assert report["labelled_reviews_without_movie"] == (8 if extra else 32)
+    warning = [line for line in capsys.readouterr().err.splitlines() if "no movie" in line]
+    assert len(warning) == 1 and "train/urls_pos.txt" in warning[0] and "group_by" in warning[0]
+
+
+def test_exact_duplicates_are_counted_within_and_across_splits(archive_factory):
+    same, other = b"Exactly the same words in both.", b"Another copy, another place."
+    archive = archive_factory(per_label=4, unsup=0, urls=False, extra={
+        "aclImdb/train/pos/100_9.txt": same, "aclImdb/train/neg/100_2.txt": same, "aclImdb/train/pos/101_8.txt": same,
+        "aclImdb/test/pos/100_9.txt": same, "aclImdb/test/neg/101_1.txt": other, "aclImdb/test/neg/102_1.txt": other,
+        "aclImdb/train/unsup/100_0.txt": other, "aclImdb/train/unsup/101_0.txt": b"Only here.",
+    })
+    table, report = read_reviews(str(archive))
+    assert report["duplicates"] == {
+        "extra_copies_in_train": 2,  # three copies of `same`
+        "extra_copies_in_test": 1,  # two of `other`
+        "test_reviews_in_train": 1,  # test/pos/100 is `same`
+        "unsup_reviews_in_test": 1,  # unsup/100 is `other`
+    }
+    hashes = {r["text"]: r["text_hash"] for r in table.to_pylist()}
+    assert len(set(hashes.values())) == len(hashes)  # different texts, different hashes

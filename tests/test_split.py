@@ -7,7 +7,8 @@ import pytest
 
 from conftest import assert_one_line_error, repo_params, run_script, tiny_params, write_params
 from imdb_rnn.artifacts import PipelineError, save_npz
-from imdb_rnn.split import stratified_split
+from conftest import TINY_PER_LABEL
+from imdb_rnn.split import groups_of, split_indices, stratified_split
 
 
 def exercise_labels(n_pos=1000, n_neg=1000):
@@ -71,14 +72,16 @@ def test_stage_on_exercise_ordered_data(tmp_path):
         "lengths": np.full(n, 5, np.int32),
         "labels": labels,
         "review_ids": np.arange(n, dtype=np.int32),
+        "movies": np.array([f"tt{i // 4}" for i in range(n)]),
+        "text_hashes": np.arange(n, dtype=np.int64),
     }
     save_npz(tmp_path / "tokens.npz", **data)
-    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 42}})
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 42, "group_by": "review"}})
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "split.json").read_text())
-    assert report["val"] == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
-    assert report["train"] == {"reviews": 300, "pos": 150, "neg": 150, "pos_fraction": 0.5}
+    assert {k: report["val"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
+    assert {k: report["train"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {"reviews": 300, "pos": 150, "neg": 150, "pos_fraction": 0.5}
     assert report["balanced"]
     parts = {name: dict(np.load(tmp_path / f"split/{name}.npz")) for name in ("train", "val")}
     for part in parts.values():
@@ -96,7 +99,7 @@ def test_stage_on_exercise_ordered_data(tmp_path):
 
 def test_stage_rejects_one_class(tmp_path):
     save_npz(tmp_path / "tokens.npz", ids=np.full((10, 3), 2, np.int32), lengths=np.full(10, 3, np.int32),
-             labels=np.zeros(10, np.int8))
+             labels=np.zeros(10, np.int8), movies=np.array(["tt1"] * 10), text_hashes=np.arange(10))
     write_params(tmp_path / "params.yaml", {"split": repo_params()["split"]})
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert_one_line_error(result, "only one class")
@@ -133,3 +136,78 @@ def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_p
             for r, y in zip(*(np.load(tmp_path / f"data/split/{name}.npz")[k] for k in ("review_ids", "labels")))}
     assert not kept & {(900, 1), (901, 0), (902, 0)}
     assert len(np.load(tmp_path / "data/tokens/test.npz")["labels"]) == 41  # the official test set stays whole
+
+
+def grouped_data(n_movies=1000, seed=0):
+    """Training arrays shaped like aclImdb's: movies of 1-30 reviews with a movie-dependent share of positives,
+    and some exact duplicate texts, a few of them across movies."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 31, n_movies)
+    movies = np.repeat([f"tt{m:07d}" for m in range(n_movies)], sizes)
+    share = np.repeat(rng.uniform(0.1, 0.9, n_movies), sizes)
+    labels = (rng.uniform(size=len(movies)) < share).astype(np.int8)
+    hashes = np.arange(len(movies), dtype=np.int64)
+    copies = rng.choice(len(movies), 60, replace=False)
+    hashes[copies[:30]] = hashes[copies[30:]]  # 30 texts twice, mostly in two different movies
+    return {"labels": labels, "movies": movies, "text_hashes": hashes}
+
+
+@pytest.mark.parametrize("group_by", ["review", "movie"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_both_groupings_are_stratified_deterministic_and_keep_duplicates_together(group_by, seed):
+    data = grouped_data(seed=seed)
+    train, val = split_indices(data, 0.25, seed, group_by)
+    labels, movies, hashes = data["labels"], data["movies"], data["text_hashes"]
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(labels)))
+    assert abs(len(val) / len(labels) - 0.25) < 0.01
+    assert abs(labels[train].mean() - labels[val].mean()) < 0.01  # stratified within 1 point
+    assert not np.intersect1d(hashes[train], hashes[val]).size  # every copy of a text on one side
+    shared_movies = np.intersect1d(movies[train], movies[val]).size
+    if group_by == "movie":
+        assert shared_movies == 0
+    else:
+        assert shared_movies > 100  # a split over reviews spreads most movies over both sides
+    again = split_indices(data, 0.25, seed, group_by)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
+    other = split_indices(data, 0.25, seed + 10, group_by)
+    assert not np.array_equal(np.sort(other[1]), np.sort(val))
+
+
+def test_a_text_shared_by_two_movies_joins_them_into_one_group():
+    hashes = np.array([1, 2, 3, 3, 4])
+    movies = np.array(["a", "a", "b", "c", "c"])
+    by_review = groups_of(hashes)
+    assert by_review[2] == by_review[3] and len(set(by_review)) == 4
+    by_movie = groups_of(hashes, movies)
+    assert by_movie[0] == by_movie[1] and by_movie[2] == by_movie[3] == by_movie[4] and by_movie[0] != by_movie[2]
+
+
+def test_group_by_movie_without_movies_is_a_one_line_error(tmp_path):
+    data = {"ids": np.full((40, 3), 2, np.int32), "lengths": np.full(40, 3, np.int32),
+            "labels": np.arange(40) % 2, "movies": np.array(["tt1"] * 30 + [""] * 10), "text_hashes": np.arange(40)}
+    save_npz(tmp_path / "tokens.npz", **data)
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 0, "group_by": "movie"}})
+    result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
+    assert_one_line_error(result, "split.group_by is movie but 10 training review(s) have no movie")
+    assert "split.group_by: review" in result.stderr
+    assert not (tmp_path / "split").exists()
+
+
+def test_an_unknown_group_by_is_refused(tmp_path):
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 0, "group_by": "film"}})
+    result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
+    assert_one_line_error(result, "split.group_by")
+
+
+def test_the_split_stage_by_movie_on_the_tiny_archive(tmp_path, tiny_archive):
+    params = tiny_params(tiny_archive)
+    params["split"]["group_by"] = "movie"
+    write_params(tmp_path / "params.yaml", params)
+    for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
+        result = run_script(stage, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics/split.json").read_text())
+    assert report["group_by"] == "movie"
+    assert report["movie_overlap"] == {"movies_on_both_sides": 0, "val_reviews_of_a_training_movie": 0.0}
+    assert report["train"]["movies"] + report["val"]["movies"] == TINY_PER_LABEL // 4
+    assert report["balanced"] and report["duplicates"]["texts_on_both_sides"] == 0

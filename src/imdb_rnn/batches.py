@@ -42,6 +42,12 @@ class Reviews:
         missing = {"ids", "lengths", "labels"} - set(data)
         if missing:
             raise PipelineError(f"{what} {path} lacks {sorted(missing)}: rerun the tokenize stage (dvc repro)")
+        return cls.from_arrays(data, tokenize_settings, max_len)
+
+    @classmethod
+    def from_arrays(cls, data, tokenize_settings, max_len):
+        """From the arrays the tokenize stage writes (ids [N, seq_len] padded as tokenize_settings say,
+        lengths [N], labels [N]), read up to max_len tokens per review."""
         ids = align_left(data["ids"], data["lengths"], tokenize_settings["pad_side"])
         ids, lengths = cut(ids, data["lengths"], max_len, tokenize_settings["truncate_side"])
         return cls(ids, lengths, data["labels"])

@@ -10,6 +10,9 @@ from .artifacts import PipelineError
 from .model import CELLS, POOLINGS, RecurrentClassifier
 from .params import Param, check, read_architectures, read_params
 
+# early stopping's measure on the validation split, and whether higher is better
+MONITORS = {"val_loss": False, "val_accuracy": True}
+
 # an architecture: arch_defaults, overridden by its own section
 ARCH_SCHEMA = {
     "cell": Param(str, choices=tuple(CELLS)),
@@ -26,7 +29,8 @@ ARCH_SCHEMA = {
     "grad_clip": Param((int, float), min=0),  # 0 = no clipping
     "batch_size": Param(int, min=1, max=65536),
     "epochs": Param(int, min=1, max=1000),
-    "patience": Param(int, min=1, max=1000),  # epochs without a better validation loss before stopping
+    "monitor": Param(str, choices=MONITORS),  # what picks the best epoch and stops training
+    "patience": Param(int, min=1, max=1000),  # epochs without a better monitored value before stopping
     "seq_len": Param(int, min=1, max=100_000),  # tokens read per review (at most tokenize.seq_len)
     "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
     # adversarial training: size of the embedding perturbation, relative to each review's embedding norm (0 = off)
@@ -84,6 +88,7 @@ class TrainConfig:
     seq_len: int
     freeze_embeddings: bool
     adversarial_eps: float
+    monitor: str = "val_loss"
     pretrained: str = "none"  # none, word2vec or lm (params.yaml: pretrained_architectures)
     seed: int = 42
     device: str = "auto"

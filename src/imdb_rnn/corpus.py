@@ -115,6 +115,9 @@ def build_vocabulary(params_path, paths):
 def tokenize_reviews(params_path, paths):
     """The tokenize stage: every labelled review as vocabulary ids, padded or truncated to seq_len.
 
+    Each review also keeps its label, rating, id, movie ("" if unknown) and text hash; the test
+    reviews a flag `in_train` for a text that is also a training review's.
+
     `paths` maps reviews, vocab, out_dir to files, as dvc.yaml names them.
     """
 
@@ -141,6 +144,9 @@ def tokenize_reviews(params_path, paths):
             labels=(part["label"].to_numpy(zero_copy_only=False) == "pos").astype(np.int8),
             ratings=part["rating"].to_numpy().astype(np.int8),
             review_ids=part["id"].to_numpy().astype(np.int32),
+            # for the split's grouping and duplicate checks; "" where ingest found no movie
+            movies=np.asarray(pc.fill_null(part["movie"], "").to_pylist(), dtype=str),
+            text_hashes=part["text_hash"].to_numpy(),
         )
         summary[split] = {
             "reviews": part.num_rows,
@@ -151,6 +157,9 @@ def tokenize_reviews(params_path, paths):
             "no_known_words": int(without_known_words(matrix).sum()),
         }
 
+    # evaluate reports accuracy on the test reviews whose text is not also a training review's
+    arrays["test"]["in_train"] = np.isin(arrays["test"]["text_hashes"], arrays["train"]["text_hashes"])
+    summary["test"]["in_train"] = int(arrays["test"]["in_train"].sum())
     meta = {
         "clean": json.loads(clean_meta),
         "tokenize": settings,

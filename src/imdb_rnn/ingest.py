@@ -16,6 +16,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -35,6 +36,9 @@ SCHEMA = {
 # aclImdb/{train,test}/{pos,neg,unsup}/ID_RATING.txt
 MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 REVIEW_FOLDER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/[^/]+$")
+# aclImdb/{train,test}/urls_{pos,neg,unsup}.txt: line i is the IMDb page of review i's movie
+URLS = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
+MOVIE_ID = re.compile(r"/title/(tt\d+)")
 REQUIRED = [("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg")]
 LOCAL_HINT = "set ingest.source in params.yaml to a local aclImdb_v1.tar.gz or an extracted aclImdb/ folder"
 
@@ -45,6 +49,8 @@ TABLE_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("rating", pa.int8()),  # 1-4 or 7-10 from the file name; null for the unlabelled reviews
         ("text", pa.string()),
+        ("movie", pa.string()),  # IMDb title id (tt...) from urls_*.txt; null where that file is missing or does not fit
+        ("text_hash", pa.int64()),  # of the text as read: equal texts, equal hashes (duplicates)
     ]
 )
 
@@ -119,10 +125,11 @@ def _skipped(name):
     return MEMBER.search(name) is None and REVIEW_FOLDER.search(name) is not None
 
 
-def _iter_archive(path, skipped):
+def _iter_archive(path, skipped, urls):
     """Yield (split, label, id, rating, bytes, name) for each review in a .tar.gz, in one streaming pass.
 
-    Files in review folders whose names are not reviews are appended to `skipped`."""
+    Files in review folders whose names are not reviews are appended to `skipped`; the lines of
+    each urls_*.txt go into `urls` under (split, label)."""
     try:
         with open(path, "rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
@@ -133,6 +140,8 @@ def _iter_archive(path, skipped):
                     m = MEMBER.search(member.name)
                     if m and member.isfile():
                         yield m[1], m[2], int(m[3]), int(m[4]), tar.extractfile(member).read(), member.name
+                    elif member.isfile() and (u := URLS.search(member.name)):
+                        urls[(u[1], u[2])] = tar.extractfile(member).read().decode("utf-8", "replace").splitlines()
                     elif member.isfile() and _skipped(member.name):
                         skipped.append(member.name)
             # tar stops at its end-of-archive marker, or silently at a header cut short: reading
@@ -145,10 +154,12 @@ def _iter_archive(path, skipped):
         )
 
 
-def _iter_folder(path, skipped):
+def _iter_folder(path, skipped, urls):
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
     for split in ("train", "test"):
         for label in ("pos", "neg", "unsup"):
+            if (root / split / f"urls_{label}.txt").is_file():
+                urls[(split, label)] = (root / split / f"urls_{label}.txt").read_text("utf-8", "replace").splitlines()
             folder = root / split / label
             if not folder.is_dir():
                 continue
@@ -189,20 +200,71 @@ def resolve_source(source, cwd=None):
     )
 
 
+def _movies(urls, folder_ids, files):
+    """(movie per review, status per folder) from the urls_*.txt lines; None where a file is missing or does not fit.
+
+    `folder_ids` maps (split, label) folders to the review ids read there (the files' numbers),
+    `files` to the number of review files there (empty ones too). A file fits when it has one line per review file in its folder (empty reviews included).
+    """
+    movies, status = {}, {}
+    for key, ids in folder_ids.items():
+        lines = urls.get(key)
+        name = f"{key[0]}/urls_{key[1]}.txt"
+        if lines is None:
+            status[name] = "missing"
+        elif len(lines) != files[key] or max(ids, default=-1) >= len(lines):
+            status[name] = f"{len(lines)} lines for {files[key]} review files"
+        else:
+            status[name] = "ok"
+            for review_id in ids:
+                found = MOVIE_ID.search(lines[review_id])
+                movies[(*key, review_id)] = found[1] if found else lines[review_id].strip() or None
+    return movies, status
+
+
+def text_hashes(texts):
+    """A 64-bit hash per text (BLAKE2b): equal texts get equal hashes, so duplicates are equal values."""
+    return [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little", signed=True) for t in texts]
+
+
+def duplicate_counts(split, hashes):
+    """Exact duplicate texts within and across the official splits (numpy arrays of split names and hashes).
+
+    Returns a dict: extra copies inside train and inside test (copies beyond the first), test reviews
+    whose text is also a training review's, and unlabelled reviews whose text is also a test review's.
+    """
+    part = {name: hashes[split == name] for name in ("train", "test", "unsup")}
+    return {
+        "extra_copies_in_train": int(len(part["train"]) - len(np.unique(part["train"]))),
+        "extra_copies_in_test": int(len(part["test"]) - len(np.unique(part["test"]))),
+        "test_reviews_in_train": int(np.isin(part["test"], part["train"]).sum()),
+        "unsup_reviews_in_test": int(np.isin(part["unsup"], part["test"]).sum()),
+    }
+
+
 def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
-    """Return (table, report) for the dataset at `source`: a URL, a .tar.gz, or an aclImdb folder."""
+    """Return (table, report) for the dataset at `source`: a URL, a .tar.gz, or an aclImdb folder.
+
+    Each review carries its movie (from urls_*.txt, null where the file is missing or its line count
+    does not fit; the report says which) and a hash of its text. Raises PipelineError when the
+    source is missing, corrupt, or not an aclImdb dataset.
+    """
     path = download(source, download_dir, md5) if is_url(source) else resolve_source(source)
-    skipped = []
-    reviews = _iter_folder(path, skipped) if path.is_dir() else _iter_archive(path, skipped)
+    skipped, urls = [], {}
+    reviews = _iter_folder(path, skipped, urls) if path.is_dir() else _iter_archive(path, skipped, urls)
 
     decode = _Decoder()
-    columns = {name: [] for name in TABLE_SCHEMA.names}
+    columns = {name: [] for name in TABLE_SCHEMA.names if name not in ("movie", "text_hash")}
+    folders, folder_ids, files = [], {}, Counter()
     counts, empty = Counter(), Counter()
     for split, label, review_id, rating, raw, name in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2, disable=None):
+        files[(split, label)] += 1
         text = decode(raw, name)
         if not text.strip():
             empty[f"{split}/{label}"] += 1
             continue
+        folder_ids.setdefault((split, label), []).append(review_id)
+        folders.append((split, label, review_id))
         if label == "unsup":  # aclImdb keeps the unlabelled reviews under train/unsup, rated 0: no rating
             split, label, rating = "unsup", "none", None
         counts[(split, label)] += 1
@@ -218,9 +280,15 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
             f"{source} is not an aclImdb dataset: no reviews under {', '.join(missing)}; point ingest.source "
             "at aclImdb_v1.tar.gz or the extracted aclImdb/ folder"
         )
+    movie_of, movie_status = _movies(urls, folder_ids, files)
+    columns["movie"] = [movie_of.get(key) for key in folders]
+    columns["text_hash"] = text_hashes(columns["text"])
     table = pa.table(columns, schema=TABLE_SCHEMA)
     # the archive's member order is not part of the data: sort so the table is the same from any source
     table = table.sort_by([("split", "ascending"), ("label", "ascending"), ("id", "ascending")])
+    split_names = table["split"].to_numpy(zero_copy_only=False)
+    labelled = split_names != "unsup"
+    without_movie = int(table["movie"].is_null().to_numpy(zero_copy_only=False)[labelled].sum())
     report = {
         "source": str(source),
         "reviews": table.num_rows,
@@ -233,6 +301,11 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
         # files in review folders not named ID_RATING.txt (e.g. .DS_Store, notes.txt): not reviews, not read
         "files_skipped": len(skipped),
         "files_skipped_named": skipped[:MAX_NAMED],
+        "movie_files": dict(sorted(movie_status.items())),
+        "labelled_reviews_without_movie": without_movie,
+        "movies": {s: len(set(table.filter(pa.array(split_names == s))["movie"].drop_null().to_pylist()))
+                   for s in ("train", "test")},
+        "duplicates": duplicate_counts(split_names, table["text_hash"].to_numpy()),
     }
     if decode.bad_files:
         print(f"ingest: warning: {len(decode.bad_files)} file(s) hold invalid UTF-8, replaced by U+FFFD: "
@@ -241,6 +314,10 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
     if skipped:
         print(f"ingest: warning: {len(skipped)} file(s) in review folders are not named ID_RATING.txt and were skipped: "
               f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
+    if without_movie:
+        bad = [f"{name} {state}" for name, state in sorted(movie_status.items()) if state != "ok" and "unsup" not in name]
+        print(f"ingest: warning: {without_movie} labelled review(s) have no movie ({'; '.join(bad)}): "
+              "split.group_by: movie will refuse them (metrics/ingest.json: movie_files)", file=sys.stderr)
     return table, report
 
 

@@ -7,7 +7,6 @@ writes every output.
 import copy
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from .adversarial import EmbeddingAttack
 from .artifacts import PipelineError, atomic_path, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
-from .config import ModelConfig, arch_settings
+from .config import ModelConfig, MONITORS, arch_settings
 from .inference import count_parameters, loss_and_accuracy, predict_logits
 from .optim import make_optimizer, optimizer_step
 from .pretrained import check_pretrained, initialise, load_pretrained
@@ -31,7 +30,10 @@ from .text import read_vocab
 
 
 def fit(model, train, val, config, device, log=None, name="model", resume=None, context=None):
-    """Train with early stopping on validation loss; return (best state dict, history, summary, timing).
+    """Train with early stopping on config.monitor; return (best state dict, history, summary, timing).
+
+    The best epoch is the first with the lowest validation loss (monitor val_loss) or the highest
+    validation accuracy (val_accuracy); training stops after config.patience epochs without a better one.
 
     `train` and `val` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
     whole training state after every epoch and, when a matching unfinished state is there at the
@@ -46,7 +48,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
     attack = EmbeddingAttack(model.embedding, config.adversarial_eps) if config.adversarial_eps else None
-    best = {"val_loss": math.inf}
+    higher_is_better = MONITORS[config.monitor]
+    best = None
     best_state, history, stale = None, [], 0
     train_seconds, train_tokens = 0.0, 0
     saved = resume.load(context) if resume else None
@@ -105,7 +108,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
                 f"val loss {val_loss:.4f} acc {val_acc:.4f} | {epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
                 flush=True,
             )
-        if val_loss < best["val_loss"]:
+        if best is None or (row[config.monitor] > best[config.monitor] if higher_is_better
+                            else row[config.monitor] < best[config.monitor]):
             best, stale = row, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
@@ -123,7 +127,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             })
         if stop:
             if context.is_main_process:
-                print(f"{name}: no better validation loss for {stale} epochs, stopping early", flush=True)
+                print(f"{name}: no better {config.monitor} for {stale} epochs, stopping early", flush=True)
             break
     if attack:
         attack.remove()

@@ -1,0 +1,51 @@
+"""tools/split_stopping_study.py: the stopping rules replayed on a full history, and a tiny study end to end."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, run_script
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from split_stopping_study import replay  # noqa: E402
+
+
+def history(*pairs):
+    return [{"epoch": i, "val_loss": loss, "val_accuracy": acc} for i, (loss, acc) in enumerate(pairs, 1)]
+
+
+def test_replay_keeps_the_epoch_each_rule_would_keep_and_stops_where_it_would_stop():
+    # the grouped-split case the study exists for: loss bottoms out at epoch 2, accuracy still rises
+    h = history((0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860))
+    assert replay(h, "val_loss", 2) == (2, 4)  # stops after two epochs without a lower loss
+    assert replay(h, "val_accuracy", 2) == (4, 5)  # never two epochs without a higher accuracy before the end
+    assert replay(h, "val_accuracy", 1) == (1, 2)
+    assert replay(h, "val_loss", 10) == (2, 5)
+    # ties keep the earlier epoch
+    assert replay(history((0.3, 0.9), (0.3, 0.9)), "val_accuracy", 5) == (1, 2)
+
+
+def test_a_tiny_study_runs_resumes_and_summarises(tiny_data, tmp_path):
+    out = tmp_path / "study"
+    args = ("--data", tiny_data / "data", "--params", tiny_data / "params.yaml", "--out", out,
+            "--models", "baseline", "gru", "--seeds", "1", "2", "--threads", "1")
+    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert runs == sorted(f"{g}-{m}-{s}.json" for g in ("review", "movie") for m in ("baseline", "gru") for s in (1, 2))
+    run = json.loads((out / "runs/movie-gru-1.json").read_text())
+    assert run["split"]["movie_overlap"]["movies_on_both_sides"] == 0
+    assert len(run["history"]) == 1 and set(run["rules"]) == {"val_loss", "val_accuracy"}
+    for rule in run["rules"].values():
+        assert 0 <= rule["test_accuracy"] <= 1 and rule["epoch"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {f"{g}/{m}" for g in ("review", "movie") for m in ("val_loss", "val_accuracy")}
+    cell = summary["movie/val_loss"]
+    assert cell["runs"] == 4 and set(cell["models"]) == {"baseline", "gru"}
+    assert "| movie | val_loss | gru | 2 |" in (out / "summary.md").read_text()
+    # a finished run is not run again
+    (out / "runs/review-gru-1.json").write_text(json.dumps({**run, "seed": 99}))
+    again = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert json.loads((out / "runs/review-gru-1.json").read_text())["seed"] == 99
