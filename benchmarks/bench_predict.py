@@ -87,7 +87,7 @@ def csv_ints(text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="data/models/bilstm.pt", help="checkpoint; a random model when it does not exist")
+    parser.add_argument("--model", default="data/models/bilstm/seed42.pt", help="checkpoint; a random model when it does not exist")
     parser.add_argument("--arch", default="bilstm", help="params.yaml section of the random model")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--vocab", default="data/vocab/vocab.txt")
@@ -171,7 +171,7 @@ def main():
             sample = " (on a sample: rerun without --limit to check the whole test set)" if args.limit else ""
             print(f"accuracy: every precision within {args.max_drop} points of float32{sample}")
     elif not real:
-        print("accuracy: not checked (random model); train data/models/bilstm.pt and rerun")
+        print("accuracy: not checked (random model); train data/models/bilstm/seed42.pt and rerun")
     if args.out:
         write_json(args.out, {"model": what, "reviews": len(texts), "source": source, "results": results})
     return 1 if failed else 0

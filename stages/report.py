@@ -8,14 +8,16 @@ import pyarrow.compute as pc
 
 from imdb_rnn.artifacts import PipelineError, run_main
 from imdb_rnn.ingest import read_table
-from imdb_rnn.predict import Predictor
+from imdb_rnn.predict import Predictor, best_seed_checkpoint
 from imdb_rnn.report import build_examples, write_report
 from imdb_rnn.runtime import configure_cpu
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="an attention-pooling checkpoint")
+    parser.add_argument("--arch", help="an attention-pooling architecture: its seed with the best validation accuracy is shown")
+    parser.add_argument("--model", help="an attention-pooling checkpoint (instead of --arch)")
+    parser.add_argument("--models-dir", default="data/models", help="where --arch looks (default data/models)")
     parser.add_argument("--reviews", required=True, help="cleaned reviews (the clean stage)")
     parser.add_argument("--html", required=True)
     parser.add_argument("--png", required=True)
@@ -23,10 +25,13 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="0 = every core")
     args = parser.parse_args()
+    if not (args.arch or args.model):
+        raise PipelineError("name the model: --arch NAME (its best seed) or --model PATH")
     if args.examples < 1 or args.batch_size < 1:
         raise PipelineError("--examples and --batch-size must be at least 1")
 
     configure_cpu(args.threads)
+    args.model = args.model or best_seed_checkpoint(args.arch, args.models_dir)
     predictor = Predictor.load(args.model, batch_size=args.batch_size)
     if not predictor.has_attention:
         raise PipelineError(f"{args.model} is a '{predictor.arch}' model without attention pooling: the report needs one")

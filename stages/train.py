@@ -1,8 +1,8 @@
-"""Stage train: train one architecture (arch_defaults and its own params.yaml section) and keep the best checkpoint."""
+"""Stage train: train one architecture (arch_defaults and its own params.yaml section) with one seed and keep the best checkpoint."""
 
 from imdb_rnn.artifacts import stage_main
 from imdb_rnn.train import train_architecture
 
 if __name__ == "__main__":
     stage_main(__doc__, train_architecture, paths=("train", "val", "meta", "vocab", "out", "metrics", "timing", "live", "resume"),
-               optional=("pretrained",), arch=True)
+               optional=("pretrained",), arch=True, seed=True)

@@ -101,7 +101,7 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["tokenize"]["seq_len"] = seq_len
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
     params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
-    for arch in params["architectures"] + list(params["pretrained_architectures"]):
+    for arch in params["architectures"] + [a for names in params["pretrained_architectures"].values() for a in names]:
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
         if "attention_dim" in section:
@@ -201,10 +201,14 @@ class DvcRepo:
     def params(self, value):
         write_params(self.root / "params.yaml", value)
 
-    def train_only(self, architectures, pretrained=None, **arch_changes):
-        """params.yaml trimmed to these architectures (no report), evaluated on one CPU thread; returns the params."""
+    def train_only(self, architectures, pretrained=None, seeds=None, **arch_changes):
+        """params.yaml trimmed to these architectures ({name: word2vec or lm} for `pretrained`; no report) and
+        `seeds` (default: as they are), evaluated on one CPU thread; returns the params."""
         params = self.params
-        params["architectures"], params["pretrained_architectures"] = list(architectures), dict(pretrained or {})
+        params["architectures"] = list(architectures)
+        params["pretrained_architectures"] = {kind: [n for n, k in (pretrained or {}).items() if k == kind] for kind in ("word2vec", "lm")}
+        if seeds is not None:
+            params["seeds"] = list(seeds)
         params["report"]["architectures"] = [a for a in params["report"]["architectures"] if a in architectures]
         params["evaluate"].update(device="cpu", threads=1, batch_size=64)
         for arch in [*architectures, *(pretrained or {})]:

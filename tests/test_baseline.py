@@ -16,7 +16,7 @@ from conftest import assert_one_line_error, run_script, write_params
 
 from imdb_rnn.artifacts import PipelineError, load_npz, read_json, save_npz
 from imdb_rnn.baseline import Part, best_C, check_settings, log_count_ratio, part_of_split, select_C, select_rows
-from imdb_rnn.compare import load_row
+from imdb_rnn.compare import load_run
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "baseline.py"
 # the section params.yaml is meant to carry; small C values are kept so that the choice matters on tiny data
@@ -50,6 +50,7 @@ def inputs(tiny_data, tmp_path):
         "val": tiny_data / "data/split/val.npz",
         "metrics": out / "eval/baseline.json",
         "timing": out / "timing/baseline.json",
+        "predictions": out / "predictions/baseline.npz",
         "roc": out / "roc/baseline.csv",
         "pr": out / "precision_recall/baseline.csv",
     }
@@ -149,8 +150,10 @@ def test_stage_scores_the_test_reviews_in_the_leaderboard_format(inputs):
     assert confusion["tp"] + confusion["fn"] == 60 and confusion["tn"] + confusion["fp"] == 60
 
     # the leaderboard reads it like any architecture
-    row = load_row("baseline", inputs["metrics"].parent, inputs["timing"].parent)
-    assert row["arch"] == "baseline" and row["accuracy"] == metrics["accuracy"]
+    row = load_run("baseline", None, {"eval_dir": inputs["metrics"].parent, "timing_dir": inputs["timing"].parent,
+                                       "predictions_dir": inputs["predictions"].parent})
+    assert row["arch"] == "baseline" and row["accuracy"] == metrics["accuracy"] == row["correct"].mean()
+    assert metrics["test_reviews_in_train"] == 0 and metrics["accuracy_unseen"] == metrics["accuracy"]
     assert row["train_tokens_per_second"] is None and row["train_seconds"] == metrics["train_seconds"]
     assert row["inference_reviews_per_second"] == metrics["reviews_per_second"]
     timing = read_json(inputs["timing"])

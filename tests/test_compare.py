@@ -1,43 +1,65 @@
-"""Compare: the leaderboard's order and format, the picture, and a missing evaluation."""
+"""Compare: the leaderboard's statistics, order and format, the picture, and missing or stale inputs."""
 
 import json
 import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from imdb_rnn.artifacts import PipelineError
-from imdb_rnn.compare import format_duration, leaderboard, load_row, to_markdown
+from imdb_rnn.artifacts import PipelineError, save_npz
+from imdb_rnn.compare import format_duration, load_run
+from imdb_rnn.significance import accuracy_interval, mcnemar_exact, paired_difference
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "compare.py"
+N = 2000  # test reviews
+STATS = {"bootstrap_resamples": 1000, "confidence": 0.95, "alpha": 0.05, "seed": 0}
 
-RESULTS = {  # arch: (accuracy, f1, roc_auc, parameters, train_seconds, tokens/s, reviews/s, val curve)
-    "rnn": (0.70, 0.69, 0.77, 2_503_401, 45.25, 120_000.4, 9_000.6, [0.60, 0.65, 0.70]),
-    "gru": (0.88, 0.87, 0.95, 3_300_000, 725.0, 50_000.0, 3_000.0, [0.80, 0.86]),
-    "lstm": (0.86, 0.86, None, 3_400_000, 4_000.0, 40_000.0, 2_500.0, [0.79, 0.84, 0.85]),
-    "gru_w2v": (0.89, 0.88, 0.96, 3_300_000, 700.0, 51_000.0, 3_000.0, [0.85, 0.89]),
-    "baseline": (0.90, 0.90, 0.97, 346_134, 11.0, None, 3_100.0, None),  # the n-gram model: no curves
+# arch: {seed: (test accuracy, validation accuracy)}, plus what does not vary by seed
+RUNS = {
+    "rnn": {42: (0.700, 0.71), 7: (0.720, 0.70)},
+    "gru": {42: (0.880, 0.85), 7: (0.860, 0.87)},  # seed 7 has the better validation accuracy, seed 42 the better test
+    "lstm": {42: (0.870, 0.86), 7: (0.875, 0.86)},
+    "gru_w2v": {42: (0.890, 0.90), 7: (0.885, 0.89)},
+    "baseline": {None: (0.900, 0.91)},  # the n-gram model: one fit, no seeds, no curves
 }
-PRETRAINED = {"rnn": "none", "gru": "none", "lstm": "none", "gru_w2v": "word2vec", "baseline": "n-grams"}
+OTHER = {  # arch: (f1, roc_auc, parameters, train_seconds, tokens/s, reviews/s)
+    "rnn": (0.69, 0.77, 2_503_401, 45.25, 120_000.4, 9_000.6), "gru": (0.87, 0.95, 3_300_000, 725.0, 50_000.0, 3_000.0),
+    "lstm": (0.86, None, 3_400_000, 4_000.0, 40_000.0, 2_500.0), "gru_w2v": (0.88, 0.96, 3_300_000, 700.0, 51_000.0, 3_000.0),
+    "baseline": (0.90, 0.97, 346_134, 11.0, None, 3_100.0),
+}
+LABELS = np.random.default_rng(1).integers(0, 2, N).astype(np.int8)
 
 
-def write_inputs(root, names=RESULTS):
-    for name in names:
-        acc, f1, auc, params, seconds, tps, rps, curve = RESULTS[name]
-        evaluation = {"arch": name, "accuracy": acc, "f1": f1, "roc_auc": auc, "parameters": params,
-                      "reviews_per_second": rps, "train_seconds": seconds}
-        (root / "eval").mkdir(parents=True, exist_ok=True)
-        (root / "eval" / f"{name}.json").write_text(json.dumps(evaluation))
-        (root / "timing").mkdir(parents=True, exist_ok=True)
-        (root / "timing" / f"{name}.json").write_text(json.dumps({"train_seconds": seconds, "tokens_per_second": tps}))
-        if curve:
-            tsv = root / "live" / name / "plots" / "metrics" / "val" / "accuracy.tsv"
-            tsv.parent.mkdir(parents=True, exist_ok=True)
-            tsv.write_text("step\taccuracy\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(curve)))
-    params = {"architectures": ["rnn", "gru", "lstm"], "pretrained_architectures": {"gru_w2v": "word2vec"},
-              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {}}
+def logits_with_accuracy(accuracy, seed):
+    """Logits right on exactly round(accuracy * N) of the reviews, which ones drawn by `seed`."""
+    right = np.zeros(N, bool)
+    right[np.random.default_rng(seed).permutation(N)[:round(accuracy * N)]] = True
+    sign = np.where(LABELS == 1, 1.0, -1.0)
+    return np.where(right, sign, -sign).astype(np.float32)
+
+
+def write_inputs(root, runs=RUNS, seeds=(42, 7)):
+    for n, (name, per_seed) in enumerate(runs.items()):
+        f1, auc, params, seconds, tps, rps = OTHER[name]
+        for seed, (acc, val) in per_seed.items():
+            where = name if seed is None else f"{name}/seed{seed}"
+            evaluation = {"arch": name, "seed": seed, "accuracy": acc, "val_accuracy": val, "accuracy_unseen": acc - 0.001,
+                          "f1": f1, "roc_auc": auc, "parameters": params, "reviews_per_second": rps, "train_seconds": seconds}
+            for folder, content in (("eval", evaluation), ("timing", {"train_seconds": seconds, "tokens_per_second": tps})):
+                (root / folder / where).parent.mkdir(parents=True, exist_ok=True)
+                (root / folder / f"{where}.json").write_text(json.dumps(content))
+            (root / "predictions" / where).parent.mkdir(parents=True, exist_ok=True)
+            save_npz(root / "predictions" / f"{where}.npz", logits=logits_with_accuracy(acc, 100 * n + (seed or 0)), labels=LABELS)
+            if seed is not None:
+                tsv = root / "live" / name / f"seed{seed}" / "plots" / "metrics" / "val" / "accuracy.tsv"
+                tsv.parent.mkdir(parents=True, exist_ok=True)
+                tsv.write_text(f"step\taccuracy\n0\t{val - 0.05}\n1\t{val}\n")
+    params = {"seeds": list(seeds), "architectures": ["rnn", "gru", "lstm"],
+              "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
+              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {}, "compare": STATS}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -45,6 +67,7 @@ def run_in_process(root, monkeypatch):
     monkeypatch.setattr(sys, "argv", [
         str(STAGE), "--params", str(root / "params.yaml"), "--eval-dir", str(root / "eval"),
         "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"), "--models-dir", "data/models",
+        "--predictions-dir", str(root / "predictions"),
         "--markdown", str(root / "leaderboard.md"), "--json", str(root / "leaderboard.json"),
         "--figure", str(root / "compare.png"),
     ])
@@ -55,30 +78,73 @@ def run_in_process(root, monkeypatch):
     return 0
 
 
-def test_leaderboard_sorts_by_accuracy_then_f1():
-    rows = [
-        {"arch": "a", "accuracy": 0.80, "f1": 0.70},
-        {"arch": "b", "accuracy": 0.90, "f1": 0.90},
-        {"arch": "c", "accuracy": 0.80, "f1": 0.75},
-    ]
-    board = leaderboard(rows)
-    assert [r["arch"] for r in board] == ["b", "c", "a"]
-    assert [r["rank"] for r in board] == [1, 2, 3]
+def test_mcnemar_exact_matches_the_binomial_computed_by_hand():
+    a = np.array([1, 1, 1, 1, 0, 0, 1, 0, 1, 1], bool)
+    b = np.array([1, 0, 1, 1, 1, 1, 1, 1, 1, 0], bool)
+    # discordant: a alone right on 2 reviews, b alone on 3: p = 2 * P(X <= 2), X ~ Binomial(5, 1/2) = 2 * 16/32
+    assert mcnemar_exact(a, b) == pytest.approx(1.0)
+    b2 = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1], bool)  # a alone right on 4, b alone on 0: 2 * (1/2)^4
+    assert mcnemar_exact(a, b2) == pytest.approx(2 * 0.5 ** 4)
+    assert mcnemar_exact(a, a) == 1.0  # two models that agree on every review
+    with pytest.raises(ValueError, match="different review sets"):
+        mcnemar_exact(a, a[:5])
 
 
-def test_markdown_table_is_formatted(tmp_path):
+def test_intervals_cover_the_accuracy_and_vanish_for_identical_models():
+    correct = np.zeros(10_000, bool)
+    correct[:9000] = True
+    low, high = accuracy_interval(correct, 1000, 0.95, seed=0)
+    half_width = 1.96 * np.sqrt(0.9 * 0.1 / 10_000)  # the normal approximation, 0.0059
+    assert low < 0.9 < high and (high - low) / 2 == pytest.approx(half_width, rel=0.1)
+    assert accuracy_interval(correct, 1000, 0.95, seed=0) == (low, high)  # seeded
+    assert paired_difference(correct, correct, 1000, 0.95, seed=0) == (0.0, 0.0, 0.0)
+    assert accuracy_interval(np.ones(50, bool), 1000, 0.95, seed=0) == (1.0, 1.0)
+    # a paired difference is narrower than the two separate intervals suggest when the models agree on most reviews
+    other = correct.copy()
+    other[9000:9100] = True  # right on 100 more reviews, the same 9,000 otherwise
+    difference, d_low, d_high = paired_difference(other, correct, 1000, 0.95, seed=0)
+    assert difference == pytest.approx(0.01) and 0 < d_low < 0.01 < d_high and d_high - d_low < high - low
+
+
+def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired_test(tmp_path, monkeypatch):
     write_inputs(tmp_path)
-    board = leaderboard([load_row(n, tmp_path / "eval", tmp_path / "timing", PRETRAINED[n]) for n in RESULTS])
-    lines = to_markdown(board).splitlines()
-    assert lines[2] == ("| rank | architecture | initial weights | test accuracy | F1 | ROC AUC | parameters | "
-                        "training time | training tokens/s | inference reviews/s |")
-    assert lines[3] == "|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
-    assert lines[4] == "| 1 | baseline | n-grams | 0.9000 | 0.9000 | 0.9700 | 346,134 | 11.0s | n/a | 3,100 |"
-    assert lines[5] == "| 2 | gru_w2v | word2vec | 0.8900 | 0.8800 | 0.9600 | 3,300,000 | 11m 40s | 51,000 | 3,000 |"
-    assert lines[6] == "| 3 | gru | none | 0.8800 | 0.8700 | 0.9500 | 3,300,000 | 12m 05s | 50,000 | 3,000 |"
-    assert lines[7] == "| 4 | lstm | none | 0.8600 | 0.8600 | n/a | 3,400,000 | 1h 06m | 40,000 | 2,500 |"
-    assert lines[8] == "| 5 | rnn | none | 0.7000 | 0.6900 | 0.7700 | 2,503,401 | 45.2s | 120,000 | 9,001 |"
-    assert len(lines) == 9
+    assert run_in_process(tmp_path, monkeypatch) == 0
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert board["sorted_by"] == "accuracy" and board["seeds"] == [42, 7]
+    rows = {r["arch"]: r for r in board["rows"]}
+    assert [r["arch"] for r in board["rows"]] == ["baseline", "gru_w2v", "lstm", "gru", "rnn"]
+    gru = rows["gru"]
+    # seed 7 wins on validation, so its test accuracy (0.86, not seed 42's 0.88) is the row's
+    assert (gru["seed"], gru["accuracy"], gru["val_accuracy"]) == (7, 0.86, 0.87)
+    assert gru["checkpoint"] == "data/models/gru/seed7.pt"  # imdb-predict's and the report's model
+    assert gru["accuracy_per_seed"] == {"42": 0.88, "7": 0.86}
+    assert gru["accuracy_mean"] == pytest.approx(0.87) and gru["accuracy_sd"] == pytest.approx(np.std([0.88, 0.86], ddof=1))
+    assert gru["val_minus_test"] == pytest.approx(0.01)
+    low, high = gru["accuracy_ci"]
+    assert low < 0.86 < high and high - low < 0.04
+    top = rows["baseline"]
+    assert top["rank"] == 1 and top["p_value_vs_top"] is None and top["seed"] is None and top["checkpoint"] is None
+    # 2,000 reviews: 0.885 against 0.900 is inside the noise, 0.86 against 0.90 is not
+    assert rows["gru_w2v"]["same_as_top"] is True and rows["gru_w2v"]["p_value_vs_top"] >= 0.05
+    assert gru["same_as_top"] is False and gru["p_value_vs_top"] < 0.001
+    d_low, d_high = gru["difference_to_top_ci"]
+    assert gru["difference_to_top"] == pytest.approx(-0.04) and d_low < -0.04 < d_high < 0
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    line = next(l for l in markdown.splitlines() if l.startswith("| 4 |"))
+    assert line.startswith(f"| 4 | gru | none | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 [")
+    assert "| +0.0100 |" in line  # validation − test
+    assert next(l for l in markdown.splitlines() if l.startswith("| 2 |")).count(" ≈ |") == 1
+    png = (tmp_path / "compare.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_one_seed_gives_no_spread(tmp_path, monkeypatch):
+    runs = {name: {s: v for s, v in per_seed.items() if s in (42, None)} for name, per_seed in RUNS.items()}
+    write_inputs(tmp_path, runs, seeds=(42,))
+    assert run_in_process(tmp_path, monkeypatch) == 0
+    gru = next(r for r in json.loads((tmp_path / "leaderboard.json").read_text())["rows"] if r["arch"] == "gru")
+    assert (gru["seed"], gru["accuracy_sd"]) == (42, None)
+    assert "| 0.8800 (1 seed) |" in (tmp_path / "leaderboard.md").read_text()
 
 
 def test_format_duration():
@@ -88,28 +154,13 @@ def test_format_duration():
     assert format_duration(7260) == "2h 01m"
 
 
-def test_stage_writes_leaderboard_and_picture(tmp_path, monkeypatch):
-    write_inputs(tmp_path)
-    assert run_in_process(tmp_path, monkeypatch) == 0
-    board = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert board["sorted_by"] == "accuracy"
-    assert [r["arch"] for r in board["rows"]] == ["baseline", "gru_w2v", "gru", "lstm", "rnn"]
-    assert board["rows"][2] == {
-        "rank": 3, "arch": "gru", "pretrained": "none", "accuracy": 0.88, "f1": 0.87, "roc_auc": 0.95, "parameters": 3_300_000,
-        "train_seconds": 725.0, "train_tokens_per_second": 50_000.0, "inference_reviews_per_second": 3_000.0,
-        "checkpoint": "data/models/gru.pt",  # imdb-predict's default model is the best row's checkpoint
-    }
-    assert board["rows"][0]["checkpoint"] is None  # the n-gram baseline has none
-    assert (tmp_path / "leaderboard.md").read_text().startswith("# Leaderboard")
-    png = (tmp_path / "compare.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-
-
-@pytest.mark.parametrize("missing, stage", [("eval/gru.json", "evaluate@gru"), ("timing/lstm.json", "train@lstm"),
-                                            ("live/rnn/plots/metrics/val/accuracy.tsv", "train@rnn"),
+@pytest.mark.parametrize("missing, stage", [("eval/gru/seed7.json", "evaluate@gru-7"), ("timing/lstm/seed42.json", "train@lstm-42"),
+                                            ("live/rnn/seed42/plots/metrics/val/accuracy.tsv", "train@rnn-42"),
+                                            ("predictions/gru_w2v/seed7.npz", "evaluate_word2vec@gru_w2v-7"),
                                             ("eval/baseline.json", "baseline")])
 def test_missing_input_names_the_stage_to_run(tmp_path, monkeypatch, capsys, missing, stage):
     write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)  # stage names come from ./params.yaml
     (tmp_path / missing).unlink()
     assert run_in_process(tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err
@@ -117,6 +168,25 @@ def test_missing_input_names_the_stage_to_run(tmp_path, monkeypatch, capsys, mis
     assert not (tmp_path / "leaderboard.md").exists() and not (tmp_path / "compare.png").exists()
 
 
-def test_load_row_reports_missing_evaluation(tmp_path):
-    with pytest.raises(PipelineError, match="evaluate@gru"):
-        load_row("gru", tmp_path / "eval", tmp_path / "timing")
+def test_predictions_on_another_test_set_are_refused(tmp_path, monkeypatch, capsys):
+    write_inputs(tmp_path)
+    save_npz(tmp_path / "predictions/lstm/seed42.npz", logits=np.zeros(N, np.float32), labels=1 - LABELS)
+    save_npz(tmp_path / "predictions/lstm/seed7.npz", logits=np.zeros(N, np.float32), labels=1 - LABELS)
+    assert run_in_process(tmp_path, monkeypatch) == 1
+    assert "scored on different test sets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds, fragment", [([], "non-empty list"), ([42, 42], "names a seed twice")])
+def test_a_bad_seed_list_is_one_line(tmp_path, monkeypatch, capsys, seeds, fragment):
+    write_inputs(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": seeds}))
+    assert run_in_process(tmp_path, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+
+
+def test_load_run_reports_missing_evaluation(tmp_path):
+    paths = {"eval_dir": tmp_path / "eval", "timing_dir": tmp_path / "timing", "predictions_dir": tmp_path / "p"}
+    with pytest.raises(PipelineError, match="evaluate@gru-42"):
+        load_run("gru", 42, paths)

@@ -102,7 +102,7 @@ def test_curves_are_thinned_and_keep_their_ends():
 
 # --- the stage ---------------------------------------------------------------------------
 
-def make_workspace(tmp_path, n=10, labels=None, **checkpoint_changes):
+def make_workspace(tmp_path, n=10, labels=None, in_train=None, **checkpoint_changes):
     """test.npz, meta.json, params.yaml and a tiny GRU checkpoint, consistent unless changed."""
     rng = np.random.default_rng(1)
     seq_len = TOKENIZE["seq_len"]
@@ -111,7 +111,8 @@ def make_workspace(tmp_path, n=10, labels=None, **checkpoint_changes):
     for row, length in enumerate(lengths):
         ids[row, seq_len - length :] = rng.integers(2, len(VOCAB), length)  # left padding
     labels = np.array([i % 2 for i in range(n)] if labels is None else labels, np.int8)
-    save_npz(tmp_path / "test.npz", ids=ids, lengths=lengths, labels=labels)
+    in_train = np.zeros(n, bool) if in_train is None else np.asarray(in_train, bool)
+    save_npz(tmp_path / "test.npz", ids=ids, lengths=lengths, labels=labels, in_train=in_train)
     meta = {"clean": CLEAN, "tokenize": TOKENIZE, "vocab_size": len(VOCAB), "vocab_sha256": VOCAB_SHA}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     params = {"evaluate": {"batch_size": 4, "device": "cpu", "threads": 1, "curve_points": 50}}
@@ -129,7 +130,7 @@ def make_workspace(tmp_path, n=10, labels=None, **checkpoint_changes):
         clean=CLEAN,
         tokenize=dict(TOKENIZE),
         vocab_sha256=VOCAB_SHA,
-        metrics={"train_seconds": 12.5, "tokens_per_second": 1000.0},
+        metrics={"train_seconds": 12.5, "tokens_per_second": 1000.0, "seed": 7, "val_accuracy": 0.75},
     )
     checkpoint.update(checkpoint_changes)
     save_checkpoint(tmp_path / "gru.pt", **checkpoint)
@@ -140,7 +141,7 @@ def stage_args(ws):
     return [
         "--arch", "gru", "--params", str(ws / "params.yaml"), "--checkpoint", str(ws / "gru.pt"),
         "--test", str(ws / "test.npz"), "--meta", str(ws / "meta.json"), "--metrics", str(ws / "eval.json"),
-        "--roc", str(ws / "roc.csv"), "--pr", str(ws / "pr.csv"), "--confusion", str(ws / "confusion.csv"),
+        "--predictions", str(ws / "predictions.npz"), "--roc", str(ws / "roc.csv"), "--pr", str(ws / "pr.csv"), "--confusion", str(ws / "confusion.csv"),
     ]
 
 
@@ -169,6 +170,10 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     assert metrics["parameters"] == sum(p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters())
     assert metrics["train_seconds"] == 12.5
     assert (metrics["inference_seconds"], metrics["reviews_per_second"]) == (2.5, 4.0)
+    assert (metrics["seed"], metrics["val_accuracy"]) == (7, 0.75)  # the checkpoint's, for compare's choice of seed
+    predictions = np.load(ws / "predictions.npz")
+    np.testing.assert_allclose(predictions["logits"], logits, atol=1e-6)
+    np.testing.assert_array_equal(predictions["labels"], labels)
 
     with open(ws / "confusion.csv") as f:
         rows = list(csv.DictReader(f))
@@ -177,6 +182,18 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     assert [r["predicted"] for r in rows] == ["pos" if x > 0 else "neg" for x in logits]
     assert (ws / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
     assert (ws / "pr.csv").read_text().startswith("recall,precision,threshold\n")
+
+
+def test_accuracy_unseen_leaves_out_the_test_reviews_whose_text_is_a_training_review(tmp_path, monkeypatch):
+    in_train = [True, True, True, False, False, False, False, False, False, False]
+    ws = make_workspace(tmp_path, in_train=in_train)
+    assert run_in_process(ws, monkeypatch) == 0
+    metrics = json.loads((ws / "eval.json").read_text())
+    logits, labels = independent_logits(ws / "gru.pt", ws / "test.npz")
+    right = (logits > 0) == (labels > 0.5)
+    assert metrics["test_reviews_in_train"] == 3
+    assert metrics["accuracy_unseen"] == pytest.approx(right[3:].mean(), abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(right.mean(), abs=1e-6)  # the official test set is scored whole
 
 
 def test_stage_survives_a_single_class_test_set(tmp_path, monkeypatch):
@@ -271,12 +288,12 @@ def learned(tiny_data, tmp_path_factory):
     data = tiny_data / "data"
     result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--val", data / "split/val.npz",
                         "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
-                        "--out", "data/models/gru.pt", "--metrics", "train.json", "--timing", "timing.json",
+                        "--out", "data/models/gru/seed42.pt", "--metrics", "train.json", "--timing", "timing.json",
                         "--live", "live", "--resume", "resume.pt", cwd=root)
     assert result.returncode == 0, result.stderr
     # the evaluate stage's command exactly as dvc.yaml runs it
     command = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["cmd"]
-    argv = shlex.split(command.replace("${item.arch}", "gru"))
+    argv = shlex.split(command.replace("${item.arch}", "gru").replace("${item.seed}", "42"))
     assert argv[:2] == ["python", "stages/evaluate.py"]
     result = run_script(REPO_ROOT / argv[1], *argv[2:], cwd=root)
     assert result.returncode == 0, result.stderr
@@ -298,15 +315,15 @@ def independent_logits(checkpoint, test_npz):
 
 
 def test_stage_scores_a_learned_model_as_its_logits_say(learned):
-    metrics = json.loads((learned / "metrics/eval/gru.json").read_text())
-    logits, labels = independent_logits(learned / "data/models/gru.pt", learned / "data/tokens/test.npz")
+    metrics = json.loads((learned / "metrics/eval/gru/seed42.json").read_text())
+    logits, labels = independent_logits(learned / "data/models/gru/seed42.pt", learned / "data/tokens/test.npz")
     expected = classification_metrics(labels, logits)
     assert metrics["reviews"] == len(labels) == 120
     assert metrics["accuracy"] >= 0.9  # the marker words decide the label: a model that read them is right
     assert metrics["accuracy"] == expected["accuracy"] and metrics["confusion"] == expected["confusion"]
     for key in ("precision", "recall", "f1", "roc_auc", "log_loss"):
         assert metrics[key] == pytest.approx(expected[key], abs=2e-6), key
-    with open(learned / "metrics/confusion/gru.csv") as f:
+    with open(learned / "metrics/confusion/gru/seed42.csv") as f:
         predicted = [row["predicted"] for row in csv.DictReader(f)]
     assert predicted == ["pos" if x > 0 else "neg" for x in logits]
 
@@ -318,13 +335,13 @@ def test_predictor_probabilities_equal_the_evaluate_stages(learned, tiny_data):
     test = np.load(learned / "data/tokens/test.npz")
     labels = test["labels"].astype(np.int64)
     texts = table.loc[[("pos" if y else "neg", i) for y, i in zip(labels, test["review_ids"])], "text"].tolist()
-    logits = Predictor.load(learned / "data/models/gru.pt").logits(texts)  # raw text, batches of 128
+    logits = Predictor.load(learned / "data/models/gru/seed42.pt").logits(texts)  # raw text, batches of 128
     # scored alone, a review moves by float rounding only (a batch of one takes another kernel path)
-    np.testing.assert_allclose(logits, independent_logits(learned / "data/models/gru.pt", learned / "data/tokens/test.npz")[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logits, independent_logits(learned / "data/models/gru/seed42.pt", learned / "data/tokens/test.npz")[0], rtol=0, atol=1e-6)
     # the stage (batches of 16) computed the very same numbers: its curves, recomputed from the
     # Predictor's logits, are the stage's files byte for byte (probabilities to 6 decimals)
     points = yaml.safe_load((learned / "params.yaml").read_text())["evaluate"]["curve_points"]
-    assert (learned / "metrics/roc/gru.csv").read_text() == to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"])
-    assert (learned / "metrics/precision_recall/gru.csv").read_text() == to_csv(
+    assert (learned / "metrics/roc/gru/seed42.csv").read_text() == to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"])
+    assert (learned / "metrics/precision_recall/gru/seed42.csv").read_text() == to_csv(
         precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"])
-    assert json.loads((learned / "metrics/eval/gru.json").read_text())["log_loss"] == classification_metrics(labels, logits)["log_loss"]
+    assert json.loads((learned / "metrics/eval/gru/seed42.json").read_text())["log_loss"] == classification_metrics(labels, logits)["log_loss"]

@@ -12,6 +12,7 @@ import torch
 
 ARCHITECTURES = ["rnn", "gru"]
 PRETRAINED = {"gru_w2v": "word2vec"}  # the same cell as gru, started from the word2vec stage's vectors
+SEEDS = [42, 7]
 
 
 def sha256(path):
@@ -33,41 +34,46 @@ def ran(output):
 
 
 def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
-    params = dvc_repo.train_only(ARCHITECTURES, PRETRAINED, epochs=2, patience=2)  # no attention model: no report
+    params = dvc_repo.train_only(ARCHITECTURES, PRETRAINED, SEEDS, epochs=2, patience=2)  # no attention model: no report
     params["vocab"]["min_freq"] = 1
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
     root = dvc_repo.root
 
     stages = ran(dvc_repo.dvc("repro").stdout)
-    matrix = {f"{kind}@{arch}" for kind in ("train", "evaluate") for arch in ARCHITECTURES}
-    matrix |= {f"{kind}_pretrained@{arch}" for kind in ("train", "evaluate") for arch in PRETRAINED}
+    matrix = {f"{kind}@{arch}-{seed}" for kind in ("train", "evaluate") for arch in ARCHITECTURES for seed in SEEDS}
+    matrix |= {f"{kind}_word2vec@{arch}-{seed}" for kind in ("train", "evaluate") for arch in PRETRAINED for seed in SEEDS}
     data = {"ingest", "clean", "vocab", "tokenize", "split", "pretrain_embeddings", "pretrain_lm", "baseline"}
     assert stages == data | {"compare"} | matrix
     board = json.loads((root / "metrics/leaderboard.json").read_text())
     assert sorted(row["arch"] for row in board["rows"]) == sorted(ARCHITECTURES + list(PRETRAINED) + ["baseline"])
     assert {row["arch"]: row["pretrained"] for row in board["rows"]}["gru_w2v"] == "word2vec"
+    for row in board["rows"]:  # every row has its interval, spread over both seeds and its test against the top row
+        assert row["accuracy_ci"][0] <= row["accuracy"] <= row["accuracy_ci"][1]
+        assert row["arch"] == "baseline" or (sorted(row["accuracy_per_seed"]) == ["42", "7"] and row["accuracy_sd"] is not None)
+        assert (row["rank"] == 1) == (row["p_value_vs_top"] is None)
     assert (root / "metrics/compare.png").read_bytes().startswith(b"\x89PNG")
     for arch in ARCHITECTURES:
         for kind in ("eval", "roc", "precision_recall", "confusion"):
-            assert list((root / "metrics" / kind).glob(f"{arch}.*"))
+            assert sorted(p.stem for p in (root / "metrics" / kind / arch).glob("seed*.*")) == ["seed42", "seed7"]
     dvc_repo.commit("baseline")
 
-    rnn_checkpoint = root / "data/models/rnn.pt"
+    rnn_checkpoint = root / "data/models/rnn/seed42.pt"
     rnn_before = (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns)
-    gru_before = json.loads((root / "metrics/eval/gru.json").read_text())
+    gru_before = json.loads((root / "metrics/eval/gru/seed42.json").read_text())
+    gru_stages = {f"{kind}@gru-{seed}" for kind in ("train", "evaluate") for seed in SEEDS} | {"compare"}
 
     # DVC writes 0.00001 as `lr: 1e-05`, a string to YAML 1.1 readers: the stage must read it as the number
     stages = ran(dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12", "-S", "gru.lr=0.00001").stdout)
-    assert stages == {"train@gru", "evaluate@gru", "compare"}
+    assert stages == gru_stages
     assert "lr: 1e-05" in (root / "params.yaml").read_text()
     assert (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns) == rnn_before  # gru_w2v did not rerun either
 
-    gru_after = json.loads((root / "metrics/eval/gru.json").read_text())
+    gru_after = json.loads((root / "metrics/eval/gru/seed42.json").read_text())
     assert gru_after["parameters"] > gru_before["parameters"]
     diff = json.loads(dvc_repo.dvc("metrics", "diff", "--json").stdout)
     changed = {path.replace(os.sep, "/"): values for path, values in diff.items()}
-    assert changed["metrics/eval/gru.json"]["parameters"] == {
+    assert changed["metrics/eval/gru/seed42.json"]["parameters"] == {
         "old": gru_before["parameters"],
         "new": gru_after["parameters"],
         "diff": gru_after["parameters"] - gru_before["parameters"],
@@ -81,20 +87,21 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     # README "Experiments", command by command, on a second experiment beside the first
     stages = ran(dvc_repo.dvc("exp", "run", "-n", "narrow-gru", "-S", "gru.hidden_dim=6").stdout)
-    assert stages == {"train@gru", "evaluate@gru", "compare"}
-    gru_narrow = json.loads((root / "metrics/eval/gru.json").read_text())
+    assert stages == gru_stages
+    gru_narrow = json.loads((root / "metrics/eval/gru/seed42.json").read_text())
     # dvc metrics diff <exp-a> <exp-b>
     between = json.loads(dvc_repo.dvc("metrics", "diff", "wider-gru", "narrow-gru", "--json").stdout)
     between = {path.replace(os.sep, "/"): values for path, values in between.items()}
-    assert between["metrics/eval/gru.json"]["parameters"] == {
+    assert between["metrics/eval/gru/seed42.json"]["parameters"] == {
         "old": gru_after["parameters"], "new": gru_narrow["parameters"], "diff": gru_narrow["parameters"] - gru_after["parameters"]}
     assert not any("rnn" in path for path in between)
 
     # dvc exp show --drop/--keep: test accuracy per architecture and the params varied, nothing else
     table = dvc_repo.dvc("exp", "show", "--drop", ".*", "--keep",
-                         r"Experiment|Created|metrics/eval/.*:accuracy|gru\.(hidden_dim|lr)").stdout
+                         r"Experiment|Created|metrics/eval/.*:accuracy$|gru\.(hidden_dim|lr)").stdout
     header, *rows = [line.split() for line in table.splitlines() if line.strip() and not line.strip().startswith("─")]
-    accuracies = [f"metrics/eval/{arch}.json:accuracy" for arch in ["baseline"] + ARCHITECTURES + list(PRETRAINED)]
+    accuracies = ["metrics/eval/baseline.json:accuracy"] + [
+        f"metrics/eval/{arch}/seed{seed}.json:accuracy" for arch in ARCHITECTURES + list(PRETRAINED) for seed in SEEDS]
     assert sorted(header) == sorted(["Experiment", "Created", *accuracies, "gru.hidden_dim", "gru.lr"])
     shown = {word.strip("[]"): row for row in rows for word in row if word.startswith("[")}  # experiment -> its row
     # both ran with the 1e-05 the first -S set (-S changes the workspace's params.yaml)
@@ -104,19 +111,19 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     dvc_repo.dvc("exp", "apply", "wider-gru")
     dvc_repo.git("commit", "-q", "-am", "wider gru")
     assert dvc_repo.params["gru"]["hidden_dim"] == 12
-    assert json.loads((root / "metrics/eval/gru.json").read_text()) == gru_after
-    assert torch.load(root / "data/models/gru.pt", weights_only=True)["model_config"]["hidden_dim"] == 12
+    assert json.loads((root / "metrics/eval/gru/seed42.json").read_text()) == gru_after
+    assert torch.load(root / "data/models/gru/seed42.pt", weights_only=True)["model_config"]["hidden_dim"] == 12
     assert dvc_repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
     # dvc metrics diff HEAD~1: the kept experiment against the commit before it
     diff = json.loads(dvc_repo.dvc("metrics", "diff", "HEAD~1", "--json").stdout)
-    assert diff[os.path.join("metrics", "eval", "gru.json")]["parameters"] == changed["metrics/eval/gru.json"]["parameters"]
+    assert diff[os.path.join("metrics", "eval", "gru", "seed42.json")]["parameters"] == changed["metrics/eval/gru/seed42.json"]["parameters"]
 
     # dvc plots diff HEAD~1: learning curves, ROC and PR curves of both revisions in dvc_plots/index.html
     dvc_repo.dvc("plots", "diff", "HEAD~1")
     assert "HEAD~1" in (root / "dvc_plots/index.html").read_text()
     plots = json.loads(dvc_repo.dvc("plots", "diff", "HEAD~1", "--json").stdout)
-    for name in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall", "metrics/confusion/gru.csv"):
+    for name in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall", "metrics/confusion/gru/seed42.csv"):
         assert [sorted(item["revisions"]) for item in plots["data"][name]] == [["HEAD~1", "workspace"]], name
     # what it could not load are the files of the architectures this tiny pipeline does not train
     missing = {error["source"] for error in plots["errors"]}
@@ -130,3 +137,15 @@ def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
     ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
     assert ours == ["error: parameter gru.lr must be float, got 'fast'"], result.stderr
     assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
+
+
+def test_a_bad_seed_list_under_dvc_is_one_error_line(dvc_repo):
+    dvc_repo.train_only(["gru"])
+    dvc_repo.commit("pipeline")
+    for seeds, says in (("[42,abc]", "seeds in params.yaml must be a non-empty list of integers >= 0, got [42, 'abc']"),
+                        ("[42,-1]", "got [42, -1]"), ("[42,42]", "names a seed twice: [42, 42]")):
+        result = dvc_repo.dvc("exp", "run", "-S", f"seeds={seeds}", "train", check=False)
+        assert result.returncode != 0
+        ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+        assert len(ours) == 1 and says in ours[0], result.stdout + result.stderr
+        assert "Traceback" not in result.stderr

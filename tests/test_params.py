@@ -8,7 +8,7 @@ from dvc.utils.serialize import load_yaml
 
 from conftest import REPO_ROOT, assert_one_line_error, run_script
 from imdb_rnn.artifacts import PipelineError
-from imdb_rnn.params import read_architectures, read_params, stage_of
+from imdb_rnn.params import best_by_validation, read_architectures, read_params, read_seeds, stage_of
 from imdb_rnn.config import arch_settings
 
 
@@ -88,11 +88,37 @@ def test_a_malformed_params_file_is_one_line(tmp_path):
 def test_architectures_are_the_two_lists(params_file):
     params = read_params(params_file)
     names = read_architectures(params_file)
-    assert list(names) == params["architectures"] + list(params["pretrained_architectures"])
+    pretrained = params["pretrained_architectures"]
+    assert list(names) == params["architectures"] + pretrained["word2vec"] + pretrained["lm"]
     assert "pretrain_lm" not in names and "pretrain_embeddings" not in names  # sections with a cell, not models
     assert names["bilstm_w2v_adv"] == "word2vec" and names["lstm_lm"] == "lm" and names["gru"] == "none"
-    assert stage_of("train", "bilstm_w2v_adv", params_file) == "train_pretrained@bilstm_w2v_adv"
-    assert stage_of("evaluate", "gru", params_file) == "evaluate@gru"
+    assert stage_of("train", "bilstm_w2v_adv", 7, params_file) == "train_word2vec@bilstm_w2v_adv-7"
+    assert stage_of("evaluate", "lstm_lm", 7, params_file) == "evaluate_lm@lstm_lm-7"
+    assert stage_of("evaluate", "gru", params_path=params_file) == "evaluate@gru-42"  # the first seed
     apply_overrides(params_file, ["architectures=[gru,nosuch]"])
     with pytest.raises(PipelineError, match="'nosuch' is listed .* but has no section"):
         read_architectures(params_file)
+
+
+@pytest.mark.parametrize("seeds, fragment", [
+    ("[]", "non-empty list of integers"), ("[42,abc]", "non-empty list of integers"), ("[1.5]", "non-empty list of integers"),
+    ("[-1]", "non-empty list of integers"), ("[42,7,42]", "names a seed twice: [42, 7, 42]"), ("42", "non-empty list"),
+])
+def test_a_bad_seed_list_is_a_one_line_error_before_any_work(params_file, seeds, fragment):
+    apply_overrides(params_file, [f"seeds={seeds}"])
+    with pytest.raises(PipelineError, match="parameter seeds") as err:
+        arch_settings(params_file, "gru", 42)
+    assert fragment in str(err.value)
+
+
+def test_each_seed_trains_with_its_own_seed(params_file):
+    apply_overrides(params_file, ["seeds=[42,7,11]"])
+    assert read_seeds(params_file) == [42, 7, 11]
+    assert arch_settings(params_file, "gru", 7)[1].seed == 7
+    assert arch_settings(params_file, "gru")[1].seed == 42  # no seed given: the first
+
+
+def test_the_best_seed_is_chosen_by_validation_and_ties_go_to_the_first_listed():
+    assert best_by_validation({42: 0.88, 7: 0.89, 11: 0.87}) == 7
+    assert best_by_validation({42: 0.88, 7: 0.88}) == 42
+    assert best_by_validation({7: 0.88, 42: 0.88}) == 7

@@ -27,12 +27,13 @@ def test_repro_data_and_train_stages(dvc_repo):
     repo = dvc_repo
     params = repo.params
     params["architectures"] = archs = ARCHS
+    params["seeds"] = seeds = [42, 7]
     repo.params = params
     repo.commit("tiny pipeline")
 
-    # `train` names the whole matrix group: it and everything upstream, nothing downstream
+    # `train` names the whole matrix group (every architecture and seed): it and everything upstream, nothing downstream
     first = repo.dvc("repro", "train")
-    expected = {"ingest", "clean", "vocab", "tokenize", "split"} | {f"train@{a}" for a in archs}
+    expected = {"ingest", "clean", "vocab", "tokenize", "split"} | {f"train@{a}-{s}" for a in archs for s in seeds}
     assert expected <= ran_stages(first.stdout), first.stdout
 
     root = repo.root
@@ -61,36 +62,45 @@ def test_repro_data_and_train_stages(dvc_repo):
 
     split = json.loads((root / "metrics/split.json").read_text())
     n_val = round(TINY_PER_LABEL * params["split"]["val_fraction"])
-    assert split["val"] == {"reviews": 2 * n_val, "pos": n_val, "neg": n_val, "pos_fraction": 0.5}
+    assert {k: split["val"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {
+        "reviews": 2 * n_val, "pos": n_val, "neg": n_val, "pos_fraction": 0.5}
     assert split["train"]["reviews"] == labelled - 2 * n_val and split["balanced"]
     train, val = np.load(root / "data/split/train.npz"), np.load(root / "data/split/val.npz")
     assert not set(train["review_ids"] * 2 + train["labels"]) & set(val["review_ids"] * 2 + val["labels"])
 
-    checkpoints = {a: root / f"data/models/{a}.pt" for a in archs}
-    for arch in archs:
-        assert checkpoints[arch].is_file()
-        metrics = json.loads((root / f"metrics/train/{arch}.json").read_text())
-        assert metrics["arch"] == arch and metrics["epochs_run"] == 1
-        timing = json.loads((root / f"metrics/timing/{arch}.json").read_text())
-        recorded = torch.load(checkpoints[arch], weights_only=True)["metrics"]  # what training measured
+    checkpoints = {(a, s): root / f"data/models/{a}/seed{s}.pt" for a in archs for s in seeds}
+    for (arch, seed), path in checkpoints.items():
+        assert path.is_file()
+        metrics = json.loads((root / f"metrics/train/{arch}/seed{seed}.json").read_text())
+        assert (metrics["arch"], metrics["seed"], metrics["epochs_run"]) == (arch, seed, 1)
+        timing = json.loads((root / f"metrics/timing/{arch}/seed{seed}.json").read_text())
+        recorded = torch.load(path, weights_only=True)["metrics"]  # what training measured
         assert timing == {"arch": arch, **{key: recorded[key] for key in timing if key != "arch"}}
         assert (timing["device"], timing["threads"], timing["processes"]) == ("cpu", 1, 1)  # tiny_params: one thread
-        assert set(timing) == {"arch", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "threads", "processes"}
-    before = {a: digest(p) for a, p in checkpoints.items()}
+        assert set(timing) == {"arch", "seed", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "threads", "processes"}
+    for arch in archs:  # another seed, another model
+        assert digest(checkpoints[(arch, 42)]) != digest(checkpoints[(arch, 7)])
+    before = {key: digest(p) for key, p in checkpoints.items()}
 
     # nothing changed: nothing runs
     second = repo.dvc("repro", "train")
     assert not ran_stages(second.stdout), second.stdout
 
-    # one architecture's parameter changed: that architecture alone retrains
+    # one architecture's parameter changed: that architecture alone retrains, with every seed
     params["rnn"]["hidden_dim"] += 2
     repo.params = params
     third = repo.dvc("repro", "train")
-    assert ran_stages(third.stdout) == {"train@rnn"}, third.stdout
-    after = {a: digest(p) for a, p in checkpoints.items()}
-    assert after["rnn"] != before["rnn"]
-    assert all(after[a] == before[a] for a in archs if a != "rnn")
+    assert ran_stages(third.stdout) == {"train@rnn-42", "train@rnn-7"}, third.stdout
+    after = {key: digest(p) for key, p in checkpoints.items()}
+    assert all((after[key] != before[key]) == (key[0] == "rnn") for key in checkpoints)
     assert repo.dvc("status", "train").stdout.strip().endswith("Data and pipelines are up to date.")
+
+    # one seed changed: only that seed's stages run, the other seed's models stay as they were
+    params["seeds"] = [42, 8]
+    repo.params = params
+    fourth = repo.dvc("repro", "train")
+    assert ran_stages(fourth.stdout) == {f"train@{a}-8" for a in archs}, fourth.stdout
+    assert all(digest(checkpoints[(a, 42)]) == after[(a, 42)] for a in archs)
 
 
 def imported_modules(script):
@@ -125,19 +135,20 @@ def test_plots_and_model_registry_follow_the_architecture_lists():
     """dvc.yaml lists every architecture's curves and checkpoint by hand (DVC's top-level plots and
     artifacts take no matrix): they must name exactly what params.yaml trains, in its order."""
     from imdb_rnn.config import arch_settings
-    from imdb_rnn.params import BASELINE, read_architectures, read_params
+    from imdb_rnn.params import BASELINE, read_architectures, read_params, read_seeds
 
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     names = list(read_architectures(REPO_ROOT / "params.yaml"))
     plots = {key: spec for plot in pipeline["plots"] if isinstance(plot, dict) for key, spec in plot.items()}
     curves = {"val_accuracy": "val/accuracy", "val_loss": "val/loss", "train_loss": "train/loss"}
+    seed = read_seeds(REPO_ROOT / "params.yaml")[0]  # DVC takes no matrix here: they name the first seed's files
     for plot, metric in curves.items():
-        assert list(plots[plot]["y"]) == [f"metrics/live/{n}/plots/metrics/{metric}.tsv" for n in names], plot
+        assert list(plots[plot]["y"]) == [f"metrics/live/{n}/seed{seed}/plots/metrics/{metric}.tsv" for n in names], plot
     for plot, folder in (("roc", "roc"), ("precision_recall", "precision_recall")):
-        assert list(plots[plot]["y"]) == [f"metrics/{folder}/{n}.csv" for n in names + [BASELINE]], plot
+        assert list(plots[plot]["y"]) == [f"metrics/{folder}/{n}/seed{seed}.csv" for n in names] + [f"metrics/{folder}/{BASELINE}.csv"], plot
     artifacts = pipeline["artifacts"]
     assert list(artifacts) == names
-    assert all(a == {**a, "path": f"data/models/{n}.pt", "type": "model"} for n, a in artifacts.items())
+    assert all(a == {**a, "path": f"data/models/{n}/seed{seed}.pt", "type": "model"} for n, a in artifacts.items())
     reported = read_params(REPO_ROOT / "params.yaml")["report"]["architectures"]
     assert all(n in names and arch_settings(REPO_ROOT / "params.yaml", n)[0]["pooling"] == "attention" for n in reported)
     assert [p for p in pipeline["plots"] if isinstance(p, str)] == [f"metrics/report/{n}.png" for n in reported]

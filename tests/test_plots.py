@@ -40,7 +40,7 @@ def plots_repo(tmp_path_factory, tiny_archive):
     repo = make_dvc_repo(tmp_path_factory.mktemp("plots"), tiny_archive)
     repo.train_only([ARCH], epochs=2, patience=2)  # two points on each learning curve
     repo.commit("pipeline")
-    repo.dvc("repro", f"evaluate@{ARCH}")
+    repo.dvc("repro", f"evaluate@{ARCH}-42")
     return repo
 
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("models")
     train_tiny(tmp / "tiny.pt", "tiny")
     train_tiny(tmp / "attention.pt", "attention", pooling="attention", cell="gru")
+    (tmp / "attention").mkdir()
+    shutil.copy(tmp / "attention.pt", tmp / "attention" / "seed42.pt")  # where --arch attention looks (dvc.yaml's layout)
     return tmp
 
 
@@ -263,9 +266,9 @@ def test_missing_checkpoint(models, run, tmp_path):
     code, _, err = run("--arch", "bilsm", "--models-dir", tmp_path, POSITIVE)
     one_line_error(code, err, "unknown architecture 'bilsm'", "bilstm_w2v_adv")
     code, _, err = run("--arch", "bilstm_w2v_adv", "--models-dir", tmp_path, POSITIVE)
-    one_line_error(code, err, "bilstm_w2v_adv.pt is missing", "dvc repro train_pretrained@bilstm_w2v_adv")
-    code, _, err = run("--arch", "gru", "--models-dir", tmp_path, POSITIVE)
-    one_line_error(code, err, "gru.pt is missing", "dvc repro train@gru)")
+    one_line_error(code, err, "bilstm_w2v_adv/seed42.pt is missing", "dvc repro train_word2vec@bilstm_w2v_adv-42")
+    code, _, err = run("--arch", "gru", "--models-dir", tmp_path, "--seed", "7", POSITIVE)
+    one_line_error(code, err, "gru/seed7.pt is missing", "dvc repro train@gru-7)")
 
 
 def test_truncated_and_foreign_checkpoints(models, run, tmp_path):
@@ -313,7 +316,9 @@ def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypat
     (tmp_path / "data" / "models").mkdir(parents=True)
     (tmp_path / "data" / "models" / "tiny.pt").write_bytes((models / "tiny.pt").read_bytes())
     # the n-gram baseline may top the board, but it has no checkpoint: the best recurrent model is used
-    rows = [{"arch": "baseline", "accuracy": 1.0}, {"arch": "tiny", "accuracy": 1.0}, {"arch": "attention", "accuracy": 0.9}]
+    rows = [{"arch": "baseline", "accuracy": 1.0, "checkpoint": None},
+            {"arch": "tiny", "accuracy": 1.0, "checkpoint": "data/models/tiny.pt"},
+            {"arch": "attention", "accuracy": 0.9, "checkpoint": "data/models/attention/seed42.pt"}]
     for board in ({"sorted_by": "accuracy", "rows": rows}, rows):  # the compare stage's file, or bare rows
         (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps(board))
         code, out, err = run(POSITIVE, "--json")
@@ -354,6 +359,22 @@ def test_explain_json_gives_every_word_read_and_its_weight(models, run):
 def test_explain_on_a_model_without_attention_is_a_one_line_error(models, run):
     code, _, err = run("--model", models / "tiny.pt", "--explain", POSITIVE)
     one_line_error(code, err, "attention", "tiny")
+
+
+def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_named(models, run, tmp_path):
+    payload = torch.load(models / "tiny.pt", weights_only=True)
+    (tmp_path / "tiny").mkdir()
+    for seed, val, bias in ((42, 0.80, 0.0), (7, 0.90, 10.0), (11, 0.85, -10.0)):  # the bias tells the three apart
+        state = {**payload["state_dict"], "head.bias": payload["state_dict"]["head.bias"] + bias}
+        torch.save({**payload, "state_dict": state, "metrics": {**payload["metrics"], "val_accuracy": val}},
+                   tmp_path / "tiny" / f"seed{seed}.pt")
+    probability = {}
+    for extra in ([], ["--seed", "42"], ["--seed", "11"]):
+        code, out, err = run("--arch", "tiny", "--models-dir", tmp_path, "--json", *extra, "the movie")
+        assert code == 0, err
+        probability[tuple(extra)] = json_lines(out)[0]["probability"]
+    assert probability[()] > 0.99  # seed 7, the best on validation, with its +10 bias
+    assert probability[("--seed", "11")] < 0.01 < probability[("--seed", "42")] < 0.99
 
 
 def test_explain_defaults_to_the_attention_checkpoint(models, run):

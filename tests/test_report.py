@@ -176,7 +176,7 @@ def test_pick_examples_most_confident_right_and_wrong_both_classes():
 def test_dvc_repro_runs_the_report_stage(dvc_repo):
     dvc_repo.commit()
     first = dvc_repo.dvc("repro", "report", timeout=900)
-    assert "Running stage 'report@attention'" in first.stdout and "Running stage 'train@attention'" in first.stdout
+    assert "Running stage 'report@attention'" in first.stdout and "Running stage 'train@attention-42'" in first.stdout
     out = dvc_repo.root / "metrics" / "report"
     assert len(review_blocks((out / "attention.html").read_text(encoding="utf-8"))) >= 6
     assert (out / "attention.png").stat().st_size > 20_000

@@ -197,12 +197,12 @@ def test_pushed_results_pull_into_a_clone_that_is_up_to_date(built, tmp_path):
     DvcRepo(tmp_path).git("clone", "-q", repo.root, "clone")
     clone = DvcRepo(tmp_path / "clone")
     clone.dvc("config", "--local", "core.site_cache_dir", str(tmp_path / "clone_site_cache"))
-    assert not (clone.root / f"data/models/{ARCH}.pt").exists()
+    assert not (clone.root / f"data/models/{ARCH}/seed42.pt").exists()
     clone.dvc("pull")
 
     assert status(clone) == {}
     assert ran(clone.dvc("repro").stdout) == set()
-    for path in (f"data/models/{ARCH}.pt", f"data/resume/{ARCH}.pt", "data/split/train.npz"):
+    for path in (f"data/models/{ARCH}/seed42.pt", f"data/resume/{ARCH}/seed42.pt", "data/split/train.npz"):
         assert (clone.root / path).read_bytes() == (repo.root / path).read_bytes(), path
 
 
@@ -227,7 +227,7 @@ def test_queued_experiments_run_in_parallel(built, tmp_path):
         stop_queue(repo)
     assert most_running == 2, "the two experiments never ran at the same time"
     for name in hidden:  # each ran in its own temporary workspace, reusing the cached data stages
-        assert ran(logs[name]) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}, logs[name]
+        assert ran(logs[name]) == {f"train@{ARCH}-42", f"evaluate@{ARCH}-42", "compare"}, logs[name]
 
     shown = experiments(json.loads(repo.dvc("exp", "show", "--json").stdout))
     parameters = {}
@@ -236,12 +236,12 @@ def test_queued_experiments_run_in_parallel(built, tmp_path):
         data = shown[name]
         assert data["params"]["params.yaml"]["data"][ARCH]["hidden_dim"] == size
         metrics = {path.replace(os.sep, "/"): value["data"] for path, value in data["metrics"].items()}
-        evaluated = metrics[f"metrics/eval/{ARCH}.json"]  # what this experiment's evaluate stage counted
+        evaluated = metrics[f"metrics/eval/{ARCH}/seed42.json"]  # what this experiment's evaluate stage counted
         confusion = evaluated["confusion"]
         assert evaluated["reviews"] == 120 and confusion["tp"] + confusion["fn"] == 60 == confusion["tn"] + confusion["fp"]
         assert evaluated["accuracy"] == round((confusion["tp"] + confusion["tn"]) / 120, 6)
-        parameters[name] = metrics[f"metrics/train/{ARCH}.json"]["parameters"]
-        assert metrics[f"metrics/eval/{ARCH}.json"]["parameters"] == parameters[name]
+        parameters[name] = metrics[f"metrics/train/{ARCH}/seed42.json"]["parameters"]
+        assert metrics[f"metrics/eval/{ARCH}/seed42.json"]["parameters"] == parameters[name]
     assert parameters["narrow-gru"] < parameters["wide-gru"]
     assert status(repo) == {}  # the workspace itself was never touched
 
@@ -263,7 +263,7 @@ def test_second_repro_in_the_same_workspace_fails_on_the_lock(built, tmp_path):
     finally:
         if first.poll() is None:
             first.kill()
-    assert ran(log.read_text()) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}
+    assert ran(log.read_text()) == {f"train@{ARCH}-42", f"evaluate@{ARCH}-42", "compare"}
     assert status(repo) == {}
 
 
@@ -294,17 +294,17 @@ def test_killed_repro_records_nothing_and_the_next_repro_resumes(built, tmp_path
 
     assert (repo.root / "dvc.lock").read_bytes() == lock_before  # nothing recorded as done
     changed = status(repo)
-    assert f"train@{ARCH}" in changed, changed
-    assert not (repo.root / f"data/models/{ARCH}.pt").exists()  # DVC removed the old one; none written
-    assert (repo.root / f"data/resume/{ARCH}.pt").exists()  # persist: true keeps the state
+    assert f"train@{ARCH}-42" in changed, changed
+    assert not (repo.root / f"data/models/{ARCH}/seed42.pt").exists()  # DVC removed the old one; none written
+    assert (repo.root / f"data/resume/{ARCH}/seed42.pt").exists()  # persist: true keeps the state
 
     # nothing to clean up: DVC drops the dead process's rwlock entries itself, with a warning
     again = repo.dvc("repro")
     assert "had been killed. Auto removed it from the lock file" in again.stdout + again.stderr
     resumed = re.search(rf"{ARCH}: resuming after epoch (\d+)", again.stdout)
     assert resumed and 1 <= int(resumed.group(1)) < LONG_EPOCHS, again.stdout
-    assert ran(again.stdout) == {f"train@{ARCH}", f"evaluate@{ARCH}", "compare"}
-    assert json.loads((repo.root / f"metrics/train/{ARCH}.json").read_text())["epochs_run"] == LONG_EPOCHS
+    assert ran(again.stdout) == {f"train@{ARCH}-42", f"evaluate@{ARCH}-42", "compare"}
+    assert json.loads((repo.root / f"metrics/train/{ARCH}/seed42.json").read_text())["epochs_run"] == LONG_EPOCHS
     assert status(repo) == {}
 
 
@@ -340,4 +340,4 @@ def test_a_registered_model_is_fetched_by_name(built, tmp_path):
     repo = copy_repo(built, tmp_path)
     repo.git("tag", "-a", f"{ARCH}@v1.0.0", "-m", f"Registering artifact {ARCH} version 1.0.0")
     repo.dvc("artifacts", "get", ".", ARCH, "-o", tmp_path / "fetched.pt")
-    assert (tmp_path / "fetched.pt").read_bytes() == (repo.root / f"data/models/{ARCH}.pt").read_bytes()
+    assert (tmp_path / "fetched.pt").read_bytes() == (repo.root / f"data/models/{ARCH}/seed42.pt").read_bytes()

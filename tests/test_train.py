@@ -30,7 +30,8 @@ PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
 CLEAN = PARAMS["clean"]
 TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
-COMMON = check("train", {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA)
+COMMON = {**check("train", {"device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA),
+          "seed": 0}
 
 
 def marker_reviews(n, seed):
@@ -89,7 +90,24 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
     _, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
     assert [r["val_loss"] for r in history] == [0.5, 0.4, 0.45, 0.41]
     assert (summary["best_epoch"], summary["epochs_run"], summary["val_loss"]) == (2, 4, 0.4)
-    assert "no better validation loss for 2 epochs, stopping early" in capsys.readouterr().out
+    assert "no better val_loss for 2 epochs, stopping early" in capsys.readouterr().out
+
+
+def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(marker_data, monkeypatch, capsys):
+    """The grouped-split case: validation loss bottoms out at epoch 2 while accuracy still rises."""
+    vocab, train, val = marker_data
+    scores = iter([(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)])
+    monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: next(scores))
+    results = {}
+    for monitor in ("val_loss", "val_accuracy"):
+        torch.manual_seed(0)
+        params = small_arch("gru", epochs=10, patience=2, monitor=monitor)
+        model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
+        state, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
+        results[monitor] = (summary["best_epoch"], summary["epochs_run"], summary["val_accuracy"])
+        scores = iter([(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)])
+    assert results == {"val_loss": (2, 4, 0.85), "val_accuracy": (4, 6, 0.864)}
+    assert "no better val_accuracy for 2 epochs, stopping early" in capsys.readouterr().out
 
 
 def test_non_finite_loss_stops_with_epoch_and_batch(marker_data, monkeypatch):
@@ -214,6 +232,16 @@ def test_same_seed_same_metrics(two_trainings):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_another_seed_trains_another_model_and_says_so(two_trainings, tiny_data):
+    folder = two_trainings
+    result = run_script("train", *train_args(tiny_data, folder, out="seed7"), "--seed", "7", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    a, seven = (torch.load(folder / run / "model.pt", weights_only=True) for run in ("a", "seed7"))
+    assert (a["metrics"]["seed"], seven["metrics"]["seed"]) == (42, 7)  # dvc.yaml's default for tests: the first seed
+    assert json.loads((folder / "seed7/metrics.json").read_text())["seed"] == 7
+    assert not torch.equal(a["state_dict"]["embedding.weight"], seven["state_dict"]["embedding.weight"])
+
+
 def test_stage_checkpoint_loads(two_trainings, tiny_data):
     model, payload = load_checkpoint(two_trainings / "a/model.pt")
     metrics = json.loads((two_trainings / "a/metrics.json").read_text())
@@ -260,8 +288,9 @@ def test_unknown_architecture(tmp_path):
         ("rnn", {"hiden_dim": 8}, "unknown parameter rnn.hiden_dim"),
         ("rnn", {"cell": "transformer"}, "rnn.cell must be one of rnn, lstm, gru"),
         ("rnn", {"pooling": "attention"}, "rnn.attention_dim is missing"),
+        ("rnn", {"monitor": "val_f1"}, "rnn.monitor must be one of val_loss, val_accuracy"),
         ("train", {"device": "tpu"}, "train.device must be one of auto, cpu, cuda"),
-        ("train", {"seed": -1}, "train.seed must be >= 0"),
+        ("train", {"seed": 0}, "unknown parameter train.seed"),  # the seeds are params.yaml's `seeds` now
     ],
 )
 def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch, capsys, section, change, fragments):
@@ -304,7 +333,7 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
         _, history, _, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="gru")
         runs.append([row["val_loss"] for row in history])
     assert made == [(params["lr"], 0.01)] * 2
-    assert runs[0] == runs[1]  # train.seed decides the batches: the same seed, the same training
+    assert runs[0] == runs[1]  # the seed decides the batches: the same seed, the same training
     seconds = sum(row["seconds"] for row in history)
     assert timing["train_seconds"] == round(seconds, 1)
     assert timing["tokens_per_second"] == round(2 * train.tokens() / seconds, 1)

@@ -105,16 +105,26 @@ def _fail(line, code):
     sys.exit(code)
 
 
-def stage_main(description, run, paths, optional=(), arch=False):
+def _seed(text):
+    """--seed's type: an integer >= 0, or one error line (argparse would print its usage too)."""
+    if not text.isdigit():
+        raise PipelineError(f"seed {text!r} is not an integer >= 0: params.yaml's seeds must be a list of them, e.g. seeds: [42, 7, 11]")
+    return int(text)
+
+
+def stage_main(description, run, paths, optional=(), arch=False, seed=False):
     """A stage script's whole main(): every path a required flag (dvc.yaml names them all), --params
-    (params.yaml by default), --arch when `arch`; then one call, run([arch,] params_path, files),
-    with files {path flag (dashes as underscores): path}, under run_main's one-line errors."""
+    (params.yaml by default), --arch when `arch`, --seed when `seed`; then one call,
+    run([arch,] [seed,] params_path, files), with files {path flag (dashes as underscores): path},
+    under run_main's one-line errors."""
     import argparse
 
     def main():
         parser = argparse.ArgumentParser(description=description)
         if arch:
             parser.add_argument("--arch", required=True, help="an architecture that params.yaml lists")
+        if seed:
+            parser.add_argument("--seed", required=True, type=_seed, help="the training seed (one of params.yaml's seeds)")
         parser.add_argument("--params", default="params.yaml", help="the parameters file (default params.yaml)")
         for name in paths:
             parser.add_argument(f"--{name}", required=True, metavar="PATH")
@@ -122,7 +132,8 @@ def stage_main(description, run, paths, optional=(), arch=False):
             parser.add_argument(f"--{name}", metavar="PATH")
         args = parser.parse_args()
         files = {key: getattr(args, key) for key in (name.replace("-", "_") for name in (*paths, *optional))}
-        return run(args.arch, args.params, files) if arch else run(args.params, files)
+        leading = ([args.arch] if arch else []) + ([args.seed] if seed else [])
+        return run(*leading, args.params, files)
 
     return run_main(main)
 

@@ -22,7 +22,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .artifacts import load_npz, PipelineError, write_json, write_text
-from .evaluate import classification_metrics, precision_recall_points, roc_points, to_csv
+from .evaluate import classification_metrics, precision_recall_points, roc_points, save_predictions, to_csv, unseen_metrics
 from .inference import accuracy
 from .ingest import read_table
 from .params import load_section, Param
@@ -49,6 +49,7 @@ class Part:
     ids: np.ndarray
     texts: list
     labels: np.ndarray
+    hashes: np.ndarray | None = None  # of the texts as read (duplicates share one); None where the table has none
 
 
 def check_settings(settings):
@@ -67,7 +68,8 @@ def labels_of(column):
 def part_of_split(table, split):
     """Every review of `split` ('train' or 'test') in the cleaned table, as a Part."""
     rows = table.filter(pc.equal(table["split"], split))
-    return Part(rows["id"].to_numpy().astype(np.int64), rows["text"].to_pylist(), labels_of(rows["label"]))
+    hashes = rows["text_hash"].to_numpy() if "text_hash" in rows.column_names else None
+    return Part(rows["id"].to_numpy().astype(np.int64), rows["text"].to_pylist(), labels_of(rows["label"]), hashes)
 
 
 def select_rows(pool, split_arrays, split_path, reviews_path):
@@ -227,17 +229,18 @@ NAME = "baseline"  # its row in the leaderboard
 def fit_baseline(params_path, paths):
     """The baseline stage: an NBSVM on the same split, C chosen on validation, scored on the test reviews.
 
-    `paths` maps reviews, train, val, metrics, timing, roc, pr to files, as dvc.yaml names them.
+    `paths` maps reviews, train, val, metrics, timing, predictions, roc, pr to files, as dvc.yaml names them.
     """
 
     settings = check_settings(load_section(params_path, NAME, SCHEMA))
     train_arrays = load_npz(paths['train'], "training split")
     val_arrays = load_npz(paths['val'], "validation split")
-    table = read_table(paths['reviews'], columns=["id", "split", "label", "text"])
+    table = read_table(paths['reviews'], columns=["id", "split", "label", "text", "text_hash"])
     pool = part_of_split(table, "train")
     train = select_rows(pool, train_arrays, paths['train'], paths['reviews'])
     val = select_rows(pool, val_arrays, paths['val'], paths['reviews'])
     test = part_of_split(table, "test")
+    in_train = np.isin(test.hashes, pool.hashes)  # test reviews whose text is also a training review's
     del table, pool, train_arrays, val_arrays
     check_parts(train, val, test, {"train": paths['train'], "val": paths['val'], "reviews": paths['reviews']})
 
@@ -246,6 +249,7 @@ def fit_baseline(params_path, paths):
     metrics = {
         "arch": NAME,
         **classification_metrics(test.labels, logits),
+        **unseen_metrics(test.labels, logits, in_train),
         "parameters": parameter_count(chosen.model),
         "features": chosen.featuriser.n_features,
         "train_seconds": round(chosen.train_seconds, 1),
@@ -273,6 +277,7 @@ def fit_baseline(params_path, paths):
     }
     for path, text in outputs.items():
         write_text(path, text)
+    save_predictions(paths['predictions'], logits, test.labels)
     write_json(paths['timing'], timing)
     write_json(paths['metrics'], metrics)
     print(

@@ -39,7 +39,7 @@ def load_checkpoint(path, device="cpu"):
     payload = load(path, "checkpoint", lambda p: torch.load(p, map_location=device, weights_only=True),
                    make=f"train it first ({retrain_hint(path).replace(' -f', '')})", remake=f"retrain it ({retrain_hint(path)})")
     if not isinstance(payload, dict) or "format" not in payload:
-        raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>.pt file")
+        raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>/seed<seed>.pt file")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise PipelineError(
             f"checkpoint {path} has format {payload['format']}, this version reads format {CHECKPOINT_FORMAT}: retrain it"

@@ -1,13 +1,31 @@
-"""Compare the architectures: a leaderboard by test accuracy and one summary picture."""
+"""Compare the architectures: a leaderboard by test accuracy that tells signal from noise, and one summary picture.
+
+Each architecture trains once per seed (params.yaml `seeds`). Its row is the seed with the best
+validation accuracy (never chosen by test), with a bootstrap interval over the test reviews, the
+mean and standard deviation over seeds, and McNemar's exact test against the top row on the same
+reviews (significance.py).
+"""
 
 import csv
 from pathlib import Path
 
-from .artifacts import atomic_path, PipelineError, read_json, write_json, write_text
-from .params import BASELINE, read_architectures, stage_of
+import numpy as np
 
-COLUMNS = [  # (key, Markdown heading)
-    ("accuracy", "test accuracy"),
+from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
+from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
+from .significance import accuracy_interval, mcnemar_exact, paired_difference
+
+SCHEMA = {
+    "bootstrap_resamples": Param(int, min=1000, max=1_000_000),
+    "confidence": Param(float, min=0.5, max=0.999),
+    "alpha": Param(float, min=0.0001, max=0.5),
+    "seed": Param(int, min=0),
+}
+
+COLUMNS = [  # (key, Markdown heading) after the statistics columns
+    ("val_accuracy", "validation accuracy"),
+    ("val_minus_test", "validation − test"),
+    ("accuracy_unseen", "accuracy, test reviews not in train"),
     ("f1", "F1"),
     ("roc_auc", "ROC AUC"),
     ("parameters", "parameters"),
@@ -23,32 +41,82 @@ def _require(path, stage):
     return path
 
 
-def load_row(name, eval_dir, timing_dir, pretrained="none"):
-    """One leaderboard row from an architecture's evaluation and training-timing metrics."""
-    evaluate, train = (BASELINE, BASELINE) if name == BASELINE else (stage_of("evaluate", name), stage_of("train", name))
-    evaluation = read_json(_require(f"{eval_dir}/{name}.json", evaluate), "evaluation metrics")
-    timing = read_json(_require(f"{timing_dir}/{name}.json", train), "training timing")
+def load_run(name, seed, paths, pretrained="none"):
+    """One trained model (an architecture and a seed, or the baseline): its metrics and per-review predictions."""
+    if name == BASELINE:
+        where, evaluate, train = name, BASELINE, BASELINE
+    else:
+        where, evaluate, train = f"{name}/seed{seed}", stage_of("evaluate", name, seed), stage_of("train", name, seed)
+    evaluation = read_json(_require(f"{paths['eval_dir']}/{where}.json", evaluate), "evaluation metrics")
+    timing = read_json(_require(f"{paths['timing_dir']}/{where}.json", train), "training timing")
+    predictions = load_npz(_require(f"{paths['predictions_dir']}/{where}.npz", evaluate), "test predictions")
     try:
         return {
             "arch": name,
             "pretrained": pretrained,
+            "seed": seed,
             "accuracy": evaluation["accuracy"],
+            "val_accuracy": evaluation["val_accuracy"],
+            "accuracy_unseen": evaluation["accuracy_unseen"],
             "f1": evaluation["f1"],
             "roc_auc": evaluation["roc_auc"],
             "parameters": evaluation["parameters"],
             "train_seconds": timing["train_seconds"],
             "train_tokens_per_second": timing["tokens_per_second"],
             "inference_reviews_per_second": evaluation["reviews_per_second"],
+            "correct": (predictions["logits"] > 0) == (predictions["labels"] > 0),
+            "labels": predictions["labels"],
         }
     except KeyError as err:
-        stage = BASELINE if name == BASELINE else stage_of("evaluate", name)
-        raise PipelineError(f"the metrics of {name} lack {err}: rerun `dvc repro -f {stage}`")
+        raise PipelineError(f"the metrics of {name} (seed {seed}) lack {err}: rerun `dvc repro -f {evaluate}`")
 
 
-def leaderboard(rows):
-    """Rows ranked by test accuracy (best first); ties go to F1, then to the name."""
+def architecture_row(name, seeds, paths, pretrained):
+    """The leaderboard row of `name`: its best seed by validation, plus the spread over every seed."""
+    runs = {seed: load_run(name, seed, paths, pretrained) for seed in seeds}
+    chosen = best_by_validation({seed: run["val_accuracy"] for seed, run in runs.items()})
+    accuracies = [run["accuracy"] for run in runs.values()]
+    return {
+        **runs[chosen],
+        "checkpoint": str(checkpoint_path(paths["models_dir"], name, chosen)),
+        "seeds": list(seeds),
+        "accuracy_per_seed": {str(seed): run["accuracy"] for seed, run in runs.items()},
+        "val_accuracy_per_seed": {str(seed): run["val_accuracy"] for seed, run in runs.items()},
+        "accuracy_mean": float(np.mean(accuracies)),
+        "accuracy_sd": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
+    }
+
+
+def leaderboard(rows, settings):
+    """Rows ranked by test accuracy (best first; ties go to F1, then to the name), each with its
+    bootstrap interval, its validation − test gap, and its paired comparison with the top row.
+
+    `rows` carry `correct` (bool [N], the same N test reviews in the same order for all). A row the
+    top one is not shown better than (McNemar p >= alpha) gets `same_as_top` True.
+    """
     ranked = sorted(rows, key=lambda r: (-r["accuracy"], -(r["f1"] or 0.0), r["arch"]))
-    return [{"rank": i, **row} for i, row in enumerate(ranked, 1)]
+    top = ranked[0]
+    for row in ranked[1:]:
+        if not np.array_equal(row["labels"], top["labels"]):
+            raise PipelineError(f"{row['arch']} and {top['arch']} were scored on different test sets: rerun dvc repro")
+    resamples, confidence, seed = settings["bootstrap_resamples"], settings["confidence"], settings["seed"]
+    board = []
+    for rank, row in enumerate(ranked, 1):
+        correct = row.pop("correct")
+        row.pop("labels")
+        low, high = accuracy_interval(correct, resamples, confidence, seed)
+        stats = {"accuracy_ci": [round(low, 6), round(high, 6)],
+                 "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}
+        if rank == 1:
+            top_correct = correct
+            stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, same_as_top=None)
+        else:
+            difference, d_low, d_high = paired_difference(correct, top_correct, resamples, confidence, seed)
+            p_value = mcnemar_exact(correct, top_correct)
+            stats.update(difference_to_top=round(difference, 6), difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
+                         p_value_vs_top=float(f"{p_value:.4g}"), same_as_top=bool(p_value >= settings["alpha"]))
+        board.append({"rank": rank, **row, **stats})
+    return board
 
 
 def format_duration(seconds):
@@ -65,39 +133,66 @@ def format_duration(seconds):
 def format_cell(key, value):
     if value is None:
         return "n/a"
-    if key in ("accuracy", "f1", "roc_auc"):
+    if key in ("accuracy", "f1", "roc_auc", "val_accuracy", "accuracy_unseen"):
         return f"{value:.4f}"
+    if key == "val_minus_test":
+        return f"{value:+.4f}"
     if key == "train_seconds":
         return format_duration(value)
     return f"{round(value):,}"
 
 
-def to_markdown(board):
+def statistics_cells(row):
+    """The Markdown cells: test accuracy [interval], mean ± sd over seeds, difference to the top row [interval], p."""
+    low, high = row["accuracy_ci"]
+    cells = [f"{row['accuracy']:.4f} [{low:.4f}, {high:.4f}]"]
+    n = len(row["seeds"])
+    cells.append("n/a" if n == 0 else f"{row['accuracy_mean']:.4f} (1 seed)" if n == 1
+                 else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)")
+    if row["difference_to_top"] is None:
+        cells += ["top", ""]
+    else:
+        d_low, d_high = row["difference_to_top_ci"]
+        cells.append(f"{100 * row['difference_to_top']:+.2f} [{100 * d_low:+.2f}, {100 * d_high:+.2f}]")
+        cells.append(f"{row['p_value_vs_top']:.2g}" + (" ≈" if row["same_as_top"] else ""))
+    return cells
+
+
+def to_markdown(board, settings):
+    confidence = f"{100 * settings['confidence']:g}%"
     lines = [
         "# Leaderboard: test reviews, sorted by accuracy",
         "",
-        "| rank | architecture | initial weights | " + " | ".join(heading for _, heading in COLUMNS) + " |",
-        "|---:|:---|:---|" + "---:|" * len(COLUMNS),
+        f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy comes with a {confidence} "
+        f"percentile bootstrap interval over the test reviews ({settings['bootstrap_resamples']:,} resamples). "
+        "The difference to the top row is in accuracy points, with a paired bootstrap interval; p is McNemar's exact test "
+        f"against the top row on the same reviews, and ≈ marks a row the top one is not shown better than (p ≥ {settings['alpha']:g}).",
+        "",
+        f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] | test accuracy over seeds (mean ± sd) "
+        "| vs top, points [CI] | McNemar p | " + " | ".join(heading for _, heading in COLUMNS) + " |",
+        "|---:|:---|:---|---:|---:|---:|---:|---:|" + "---:|" * len(COLUMNS),
     ]
     for row in board:
-        cells = [str(row["rank"]), row["arch"], row.get("pretrained", "none")] + [format_cell(key, row[key]) for key, _ in COLUMNS]
+        cells = ([str(row["rank"]), row["arch"], row.get("pretrained", "none"), "" if row["seed"] is None else str(row["seed"])]
+                 + statistics_cells(row) + [format_cell(key, row[key]) for key, _ in COLUMNS])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def read_curve(path, name):
+def read_curve(path, name, seed):
     """(epochs from 1, values) of a dvclive TSV (columns step and the metric)."""
-    _require(path, stage_of("train", name))
+    _require(path, stage_of("train", name, seed))
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or "step" not in rows[0] or len(rows[0]) < 2:
-        raise PipelineError(f"{path} is not a dvclive metric file: rerun `dvc repro -f {stage_of('train', name)}`")
+        raise PipelineError(f"{path} is not a dvclive metric file: rerun `dvc repro -f {stage_of('train', name, seed)}`")
     metric = next(key for key in rows[0] if key not in ("step", "timestamp"))
     return [int(r["step"]) + 1 for r in rows], [float(r[metric]) for r in rows]
 
 
 def plot(board, curves, path):
-    """Test accuracy against training time, beside every validation-accuracy curve; PNG at path.
+    """Test accuracy (with its interval, and every seed's accuracy) against training time, beside the
+    validation-accuracy curve of each architecture's chosen seed; PNG at path.
 
     `curves` maps each architecture to (epochs, validation accuracies), in params.yaml order.
     """
@@ -117,9 +212,14 @@ def plot(board, curves, path):
         label = f"#{row['rank']} {row['arch']}  {row['parameters'] / 1e6:.2f}M params"
         if row["arch"] == BASELINE:
             label = f"#{row['rank']} {row['arch']} (bag of n-grams)"
-        left.scatter(minutes, row["accuracy"], s=80, color=colour[row["arch"]], zorder=3, label=label)
+        low, high = row["accuracy_ci"]
+        left.errorbar(minutes, row["accuracy"], yerr=[[row["accuracy"] - low], [high - row["accuracy"]]], fmt="o", ms=8,
+                      capsize=4, color=colour[row["arch"]], zorder=3, label=label)
+        others = [acc for seed, acc in row["accuracy_per_seed"].items() if seed != str(row["seed"])] if row["seeds"] else []
+        left.scatter([minutes] * len(others), others, s=18, marker="_", color=colour[row["arch"]], zorder=2)
         left.annotate(f"#{row['rank']}", (minutes, row["accuracy"]), xytext=(6, 3), textcoords="offset points", fontsize=8)
-    left.set(xlabel="training time (minutes)", ylabel="test accuracy", title="Test accuracy against training time")
+    left.set(xlabel="training time (minutes)", ylabel="test accuracy",
+             title="Test accuracy (bars: 95% interval; dashes: other seeds) against training time")
     left.margins(x=0.1, y=0.1)
     left.set_xlim(left=0)
     left.grid(alpha=0.3)
@@ -139,20 +239,28 @@ def plot(board, curves, path):
 
 
 def compare_models(params_path, paths):
-    """The compare stage: rank every architecture and the n-gram baseline by test accuracy; draw one summary picture.
+    """The compare stage: rank every architecture and the n-gram baseline by test accuracy, with the
+    statistics that say which gaps are real; draw one summary picture.
 
-    `paths` maps eval_dir, timing_dir, live_dir, models_dir, markdown, json, figure to files, as dvc.yaml names them.
+    `paths` maps eval_dir, timing_dir, live_dir, models_dir, predictions_dir, markdown, json, figure
+    to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
     """
-
+    settings = load_section(params_path, "compare", SCHEMA)
     names = read_architectures(params_path)
+    seeds = read_seeds(params_path)
     # read everything first, so that a missing input leaves the old outputs untouched
-    rows = [dict(load_row(name, paths['eval_dir'], paths['timing_dir'], pretrained), checkpoint=f"{paths['models_dir']}/{name}.pt")
-            for name, pretrained in names.items()]
-    board = leaderboard(rows + [dict(load_row(BASELINE, paths['eval_dir'], paths['timing_dir'], "n-grams"), checkpoint=None)])
-    curves = {name: read_curve(f"{paths['live_dir']}/{name}/plots/metrics/val/accuracy.tsv", name) for name in names}
+    rows = [architecture_row(name, seeds, paths, pretrained) for name, pretrained in names.items()]
+    baseline = {**load_run(BASELINE, None, paths, "n-grams"), "checkpoint": None, "seeds": [], "accuracy_per_seed": {},
+                "val_accuracy_per_seed": {}, "accuracy_mean": None, "accuracy_sd": None}
+    curves = {row["arch"]: read_curve(f"{paths['live_dir']}/{row['arch']}/seed{row['seed']}/plots/metrics/val/accuracy.tsv",
+                                      row["arch"], row["seed"]) for row in rows}
+    board = leaderboard(rows + [baseline], settings)
 
     plot(board, curves, paths['figure'])
-    write_text(paths['markdown'], to_markdown(board))
-    write_json(paths['json'], {"sorted_by": "accuracy", "rows": board})
+    write_text(paths['markdown'], to_markdown(board, settings))
+    write_json(paths['json'], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
     best = board[0]
-    print(f"compare: {len(board)} models, best {best['arch']} (test accuracy {best['accuracy']:.4f}) -> {paths['markdown']}")
+    same = [row["arch"] for row in board if row["same_as_top"]]
+    print(f"compare: {len(board)} models over {len(seeds)} seed(s), best {best['arch']} (test accuracy {best['accuracy']:.4f}"
+          f"{'' if best['seed'] is None else ', seed ' + str(best['seed'])}); not shown worse than it: "
+          f"{', '.join(same) or 'none'} -> {paths['markdown']}")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .artifacts import PipelineError
 from .model import CELLS, POOLINGS, RecurrentClassifier
-from .params import Param, check, read_architectures, read_params
+from .params import Param, check, read_architectures, read_params, read_seeds
 
 # early stopping's measure on the validation split, and whether higher is better
 MONITORS = {"val_loss": False, "val_accuracy": True}
@@ -39,7 +39,6 @@ ARCH_SCHEMA = {
 
 # what every training process shares
 TRAIN_SCHEMA = {
-    "seed": Param(int, min=0),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
     "threads": Param(int, min=0, max=256),  # 0 = every core
     "eval_batch_size": Param(int, min=1, max=65536),
@@ -105,8 +104,9 @@ class TrainConfig:
         return asdict(self)
 
 
-def arch_settings(params_path, name):
-    """(ModelConfig minus vocab_size as a dict, TrainConfig) of architecture `name`, checked before any work.
+def arch_settings(params_path, name, seed=None):
+    """(ModelConfig minus vocab_size as a dict, TrainConfig) of architecture `name` trained with `seed`
+    (default: the first of params.yaml's seeds), checked before any work.
 
     Raises PipelineError for an unknown architecture, a bad value (named by the section it is in:
     arch_defaults.lr or gru.lr), a key missing from both sections, or attention pooling without
@@ -126,4 +126,6 @@ def arch_settings(params_path, name):
     if settings["pooling"] == "attention" and "attention_dim" not in settings:
         raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
     common = check("train", params.get("train"), TRAIN_SCHEMA)
-    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": known[name]})
+    seeds = read_seeds(params_path)
+    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": known[name],
+                                            "seed": seeds[0] if seed is None else seed})

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .artifacts import PipelineError, read_json, write_json, write_text
+from .artifacts import PipelineError, load_npz, read_json, save_npz, write_json, write_text
 from .batches import Reviews
 from .checkpoint import load_checkpoint
 from .inference import count_parameters, predict_logits
@@ -100,6 +100,22 @@ def classification_metrics(labels, logits):
     }
 
 
+def unseen_metrics(labels, logits, in_train):
+    """Accuracy on the test reviews whose text is not also a training review's (`in_train` [N] bool), and their count."""
+    unseen = ~np.asarray(in_train, bool)
+    return {
+        "accuracy_unseen": round(float(np.mean((np.asarray(logits)[unseen] > 0) == (np.asarray(labels)[unseen] > 0.5))), 6)
+        if unseen.any() else None,
+        "test_reviews_in_train": int((~unseen).sum()),
+    }
+
+
+def save_predictions(path, logits, labels):
+    """Per-review logits [N] (float32) and 0/1 labels [N] of the official test reviews, in test.npz's order:
+    what the compare stage's intervals and paired tests are computed from."""
+    save_npz(path, logits=np.asarray(logits, np.float32), labels=np.asarray(labels, np.int8))
+
+
 def sigmoid(logits):
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, np.float64), -500, 500)))
 
@@ -157,9 +173,13 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     logits = predict_logits(model, reviews, batch_size, device)
     seconds = time.perf_counter() - start
     labels = (reviews.labels > 0.5).astype(np.int64)
+    trained = checkpoint_field(payload, "metrics", path)
     metrics = {
         "arch": payload.get("arch"),
+        "seed": trained.get("seed"),
         **classification_metrics(labels, logits),
+        # the checkpoint's own: the compare stage picks each architecture's seed by it, never by test
+        "val_accuracy": trained.get("val_accuracy"),
         # the official test set is scored whole: these are read as one <unk> (docs/bad-input.md)
         "reviews_without_known_words": int(without_known_words(reviews.ids).sum()),
         "parameters": count_parameters(model),
@@ -174,7 +194,7 @@ def evaluate(model, payload, reviews, batch_size, device, path):
 def evaluate_checkpoint(name, params_path, paths):
     """The evaluate stage: score architecture `name`'s checkpoint on every official test review.
 
-    `paths` maps checkpoint, test, meta (inputs) and metrics, roc, pr, confusion (outputs) to files,
+    `paths` maps checkpoint, test, meta (inputs) and metrics, predictions, roc, pr, confusion (outputs) to files,
     as dvc.yaml names them. Everything is computed before the first write, so a failure (a
     PipelineError) leaves no partial results.
     """
@@ -196,6 +216,10 @@ def evaluate_checkpoint(name, params_path, paths):
         )
 
     metrics, logits, labels = evaluate(model, payload, reviews, settings["batch_size"], device, checkpoint)
+    test = load_npz(paths["test"], "tokenized test set")
+    if "in_train" not in test:
+        raise PipelineError(f"{paths['test']} has no in_train flags: it was made before duplicates were found; rerun dvc repro")
+    metrics.update(unseen_metrics(labels, logits, test["in_train"]))
     points = settings["curve_points"]
     outputs = {
         paths["roc"]: to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"]),
@@ -204,6 +228,7 @@ def evaluate_checkpoint(name, params_path, paths):
     }
     for path, text in outputs.items():
         write_text(path, text)
+    save_predictions(paths["predictions"], logits, labels)
     write_json(paths["metrics"], metrics)
     auc = "undefined (one class)" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
     print(f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "

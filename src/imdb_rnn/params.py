@@ -102,10 +102,10 @@ PRETRAINED = ("word2vec", "lm")  # the pretraining stages whose output can initi
 
 def read_architectures(params_path):
     """{name: initial weights} of every trained model: the list `architectures` (random: none), then
-    the mapping `pretrained_architectures` (name: word2vec or lm).
+    each list of `pretrained_architectures` (word2vec: [...], lm: [...]).
 
-    These two are what "architecture" means everywhere (train, compare, report, predict). Raises
-    PipelineError when either is malformed, names a model twice, or names a section that is missing.
+    These are what "architecture" means everywhere (train, compare, report, predict). Raises
+    PipelineError when a list is malformed, names a model twice, or names a section that is missing.
     """
     path = Path(params_path)
     params = read_params(path)
@@ -113,38 +113,84 @@ def read_architectures(params_path):
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
     pretrained = params.get("pretrained_architectures") or {}
-    if not isinstance(pretrained, dict) or not all(v in PRETRAINED for v in pretrained.values()):
-        raise PipelineError(f"parameter pretrained_architectures in {path} must map section names to "
-                            f"{' or '.join(PRETRAINED)}, got {pretrained!r}")
-    everything = names + list(pretrained)
+    if not isinstance(pretrained, dict) or set(pretrained) - set(PRETRAINED) or not all(
+            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in pretrained.values()):
+        raise PipelineError(f"parameter pretrained_architectures in {path} must map {' and '.join(PRETRAINED)} "
+                            f"to lists of section names, got {pretrained!r}")
+    initial = {**dict.fromkeys(names, "none")}
+    everything = list(names)
+    for kind in PRETRAINED:
+        everything += pretrained.get(kind, [])
+        initial.update(dict.fromkeys(pretrained.get(kind, []), kind))
     if len(set(everything)) != len(everything) or BASELINE in everything:
         raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {everything}")
     missing = [n for n in everything if not isinstance(params.get(n), dict)]
     if missing:
         raise PipelineError(f"architecture {missing[0]!r} is listed in {path} but has no section there: add one")
-    return {**dict.fromkeys(names, "none"), **pretrained}
+    return initial
 
 
-def stage_of(kind, arch, params_path="params.yaml"):
-    """The dvc.yaml stage that runs `kind` ('train' or 'evaluate') for `arch`, for hints in error messages.
+def read_seeds(params_path):
+    """The training seeds: params.yaml's `seeds`, a non-empty list of distinct integers >= 0.
 
-    `train@arch`, or `train_pretrained@arch` for the pretrained_architectures; `train@arch` when
-    params.yaml cannot be read.
+    dvc.yaml trains and evaluates every architecture once per seed. Raises PipelineError otherwise.
+    """
+    path = Path(params_path)
+    seeds = read_params(path).get("seeds")
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise PipelineError(f"parameter seeds in {path} must be a non-empty list of integers >= 0, got {seeds!r}: "
+                            "e.g. seeds: [42, 7, 11]")
+    if len(set(seeds)) != len(seeds):
+        raise PipelineError(f"parameter seeds in {path} names a seed twice: {seeds}")
+    return seeds
+
+
+def first_seed(params_path="params.yaml"):
+    """The first of params.yaml's seeds, or 42 when it cannot be read: for hints and defaults only."""
+    try:
+        return read_seeds(params_path)[0]
+    except PipelineError:
+        return 42
+
+
+def best_by_validation(val_accuracy):
+    """The seed of the highest validation accuracy in {seed: accuracy}; ties go to the first listed.
+
+    How an architecture's seeds are chosen between everywhere (leaderboard, imdb-predict, report): never by test.
+    """
+    order = list(val_accuracy)
+    return max(order, key=lambda seed: (val_accuracy[seed], -order.index(seed)))
+
+
+def stage_of(kind, arch, seed=None, params_path="params.yaml"):
+    """The dvc.yaml stage that runs `kind` ('train' or 'evaluate') for `arch` with `seed`, for hints in error messages.
+
+    `train@arch-seed`, or `train_word2vec@...` / `train_lm@...` for the pretrained_architectures.
+    Without a seed, the first of params.yaml's seeds (42 when params.yaml cannot be read).
     """
     try:
-        pretrained = read_params(params_path).get("pretrained_architectures") or []
+        initial = read_architectures(params_path).get(arch, "none")
     except PipelineError:
-        pretrained = []
-    return f"{kind}_pretrained@{arch}" if arch in pretrained else f"{kind}@{arch}"
+        initial = "none"
+    seed = first_seed(params_path) if seed is None else seed
+    return f"{kind}@{arch}-{seed}" if initial == "none" else f"{kind}_{initial}@{arch}-{seed}"
+
+
+def checkpoint_path(models_dir, arch, seed):
+    """Where the train stage writes `arch`'s checkpoint for `seed` (as dvc.yaml names it)."""
+    return Path(models_dir) / arch / f"seed{seed}.pt"
 
 
 def retrain_hint(path, arch=None):
-    """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>.pt)."""
-    return f"dvc repro -f {stage_of('train', arch or Path(path).stem)}"
+    """`dvc repro -f <the stage that trains it>` for checkpoint `path` (data/models/<arch>/seed<seed>.pt)."""
+    path = Path(path)
+    seed = path.stem[4:] if path.stem.startswith("seed") and path.stem[4:].isdigit() else None
+    return f"dvc repro -f {stage_of('train', arch or path.parent.name, seed)}"
 
 
-def stage_arguments(dvc_yaml, script, arch="ARCH"):
-    """The arguments dvc.yaml's command gives stages/<script>.py (its paths), for architecture `arch`.
+def stage_arguments(dvc_yaml, script, arch="ARCH", seed=42):
+    """The arguments dvc.yaml's command gives stages/<script>.py (its paths), for architecture `arch` and `seed`.
 
     For tests and benchmarks that run a stage outside DVC: dvc.yaml stays the one place that names paths.
     """
@@ -152,5 +198,5 @@ def stage_arguments(dvc_yaml, script, arch="ARCH"):
 
     stages = parse_yaml(Path(dvc_yaml).read_text())["stages"]
     cmd = next(stage.get("do", stage)["cmd"] for stage in stages.values() if f"stages/{script}.py" in stage.get("do", stage)["cmd"])
-    words = shlex.split(cmd.replace("${item.arch}", arch).replace("${key}", arch))
+    words = shlex.split(cmd.replace("${item.arch}", arch).replace("${item.seed}", str(seed)))
     return words[words.index(f"stages/{script}.py") + 1:]

@@ -6,7 +6,7 @@ settings, the vocabulary and the padding/truncation settings. `Predictor` applie
 attention models returns the attention weight of every word the model read.
 
     from imdb_rnn.predict import Predictor
-    predictor = Predictor.load("data/models/bilstm.pt")
+    predictor = Predictor.load("data/models/bilstm/seed42.pt")
     predictor.probabilities(["A wonderful film.", "Dull and far too long."])
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import PipelineError
+from .artifacts import PipelineError, load
 from .batches import Reviews, align_left, by_length
-from .params import BASELINE, check, read_architectures, retrain_hint
+from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, retrain_hint
 from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize,
                    without_known_words)
 from .checkpoint import load_checkpoint
@@ -210,36 +210,61 @@ class Predictor:
         return probs, weights
 
 
+def seed_checkpoints(arch, models_dir="data/models"):
+    """{seed: path} of every checkpoint the train stages wrote for `arch` (models_dir/arch/seed<seed>.pt)."""
+    found = {}
+    for path in sorted(Path(models_dir, arch).glob("seed*.pt")):
+        if path.stem[4:].isdigit():
+            found[int(path.stem[4:])] = path
+    return found
+
+
+def best_seed_checkpoint(arch, models_dir="data/models", seed=None):
+    """`arch`'s checkpoint for `seed`, or else its seed with the best validation accuracy (each
+    checkpoint records its own), as the leaderboard picks. Returns the path models_dir/arch/seed<seed>.pt;
+    raises PipelineError when there is none to choose from."""
+    if seed is not None:
+        return checkpoint_path(models_dir, arch, seed)
+    found = seed_checkpoints(arch, models_dir)
+    if len(found) <= 1:
+        return next(iter(found.values()), None) or checkpoint_path(models_dir, arch, first_seed())
+    val = {}
+    for s, path in found.items():
+        payload = load(path, "checkpoint", lambda p: torch.load(p, map_location="cpu", weights_only=True, mmap=True),
+                       make="", remake=f"retrain it ({retrain_hint(path, arch)})")
+        val[s] = (payload.get("metrics") or {}).get("val_accuracy", -1.0)
+    return found[best_by_validation(val)]
+
+
 def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json",
-                       params="params.yaml"):
-    """The checkpoint to use: --model, else --arch, else the leaderboard's best recurrent architecture.
+                       params="params.yaml", seed=None):
+    """The checkpoint to use: --model, else --arch (its best seed by validation, or --seed), else the
+    leaderboard's best recurrent architecture.
 
     An --arch with no checkpoint that params.yaml does not list either is a misspelling, reported as such.
     """
     if model:
         return Path(model)
     if arch:
-        path = Path(models_dir) / f"{arch}.pt"
-        if not path.exists() and Path(params).exists():
+        if not Path(models_dir, arch).exists() and Path(params).exists():
             known = list(read_architectures(params))
             if arch not in known:
                 raise PipelineError(f"unknown architecture {arch!r}: {params} lists {', '.join(known)}")
-        return path
+        return best_seed_checkpoint(arch, models_dir, seed)
     path = Path(leaderboard)
     if not path.exists():
         raise PipelineError(
             f"no model chosen and {path} is missing (the compare stage makes it): pass --arch NAME "
-            f"(a file {models_dir}/NAME.pt, e.g. --arch bilstm) or --model PATH"
+            f"(checkpoints under {models_dir}/NAME/, e.g. --arch bilstm) or --model PATH"
         )
     try:
         board = json.loads(path.read_text(encoding="utf-8"))
         rows = board["rows"] if isinstance(board, dict) else board  # the compare stage wraps its rows
-        # the best recurrent model: each row names its checkpoint, the n-gram baseline has none
-        # (a leaderboard from before rows carried it: data/models/<arch>.pt)
-        best = next(row for row in rows if row.get("checkpoint", row["arch"] != BASELINE))
-        checkpoint = best.get("checkpoint") or Path(models_dir) / f"{best['arch']}.pt"
+        # the best recurrent model: each row names its checkpoint (its best seed), the n-gram baseline none
+        best = next(row for row in rows if row.get("checkpoint"))
         if not isinstance(best["arch"], str) or not best["arch"]:
             raise TypeError
+        checkpoint = best["checkpoint"] if seed is None else checkpoint_path(models_dir, best["arch"], seed)
     except (ValueError, UnicodeDecodeError, LookupError, TypeError, StopIteration, AttributeError):
-        raise PipelineError(f"{path} is not a leaderboard (rows with an 'arch', best first): pass --arch NAME")
+        raise PipelineError(f"{path} is not a leaderboard (rows with an 'arch' and a 'checkpoint', best first): pass --arch NAME")
     return Path(checkpoint)

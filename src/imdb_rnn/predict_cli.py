@@ -154,7 +154,8 @@ def parse_args(argv):
     parser.add_argument("--file", action="append", metavar="PATH", help="a text file holding one review (repeatable)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="PATH", help="checkpoint file")
-    which.add_argument("--arch", metavar="NAME", help="use data/models/NAME.pt")
+    which.add_argument("--arch", metavar="NAME", help="use NAME's seed with the best validation accuracy (data/models/NAME/seed*.pt)")
+    parser.add_argument("--seed", type=int, metavar="N", help="use this training seed of --arch (or of the leaderboard's best) instead")
     parser.add_argument("--models-dir", default="data/models", help="where --arch looks (default data/models)")
     parser.add_argument("--leaderboard", default="metrics/leaderboard.json", help="picks the default model: its best row's arch")
     parser.add_argument("--json", action="store_true", help="one JSON object per review (JSON lines)")
@@ -191,7 +192,7 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
     configure_cpu(args.threads)
-    path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard)
+    path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard, seed=args.seed)
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size)
 
     readable = [item for item in items if not item.error]

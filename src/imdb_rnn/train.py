@@ -195,8 +195,8 @@ def fingerprint(*parts):
     return digest.hexdigest()
 
 
-def train_architecture(name, params_path, paths, relaunch=None):
-    """The train stage: train architecture `name` as params.yaml says and write its outputs.
+def train_architecture(name, seed, params_path, paths, relaunch=None):
+    """The train stage: train architecture `name` with `seed` as params.yaml says and write its outputs.
 
     `paths` maps train, val, meta, vocab (inputs), pretrained (the pretraining output, for a
     pretrained architecture) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
@@ -205,7 +205,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
     own command line, the stage script) is started as N data-parallel processes instead
     (distributed.launch). Raises PipelineError on any problem.
     """
-    settings, config = arch_settings(params_path, name)
+    settings, config = arch_settings(params_path, name, seed)
     meta = read_json(paths["meta"], "tokenizer settings")
     vocab = read_vocab(paths["vocab"])
     if len(vocab) != meta["vocab_size"]:
@@ -215,7 +215,7 @@ def train_architecture(name, params_path, paths, relaunch=None):
     if config.pretrained != "none":
         if not paths.get("pretrained"):
             raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
-                                "run it through dvc.yaml's train_pretrained stage")
+                                "run it through dvc.yaml's train_word2vec or train_lm stage")
         weights = load_pretrained(paths["pretrained"], config.pretrained)
         check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, paths["pretrained"])
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
@@ -257,10 +257,10 @@ def train_architecture(name, params_path, paths, relaunch=None):
           f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
     if not context.is_main_process:
         return
-    summary = {"arch": name, **summary}
+    summary = {"arch": name, "seed": config.seed, **summary}
     save_checkpoint(paths["out"], arch_name=name, config=model_config, state_dict=state, vocab=vocab, clean=meta["clean"],
                     tokenize=tokenize, vocab_sha256=meta["vocab_sha256"], metrics={**summary, **timing})
     write_json(paths["metrics"], summary)
-    write_json(paths["timing"], {"arch": name, **timing})
-    print(f"{name}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
+    write_json(paths["timing"], {"arch": name, "seed": config.seed, **timing})
+    print(f"{name} seed {config.seed}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
           f"{timing['train_seconds']}s, {timing['tokens_per_second']:.0f} tokens/s")
