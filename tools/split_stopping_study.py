@@ -28,7 +28,7 @@ import multiprocessing
 import platform
 import sys
 import time
-from itertools import product
+from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
@@ -168,20 +168,30 @@ def summarise(out):
         tau = kendalltau([row["val_accuracy"] for row in rows], [row["test_accuracy"] for row in rows]).statistic if len(rows) > 2 else None
         by_val = max(models, key=lambda m: models[m]["val_accuracy"])
         by_test = max(models, key=lambda m: models[m]["test_accuracy"])
+        # the leaderboard's question: is the gap between two models on validation the gap on test?
+        pairs = [(a, b) for a, b in combinations(sorted(models), 2)]
+        pair_error = float(np.mean([abs((models[a]["val_accuracy"] - models[b]["val_accuracy"])
+                                        - (models[a]["test_accuracy"] - models[b]["test_accuracy"])) for a, b in pairs])) if pairs else None
         cells[f"{group_by}/{monitor}"] = {"models": models, "kendall_tau_val_test": tau, "runs": len(rows),
-                                          "best_by_val": by_val, "best_by_test": by_test}
+                                          "best_by_val": by_val, "best_by_test": by_test,
+                                          "pairwise_difference_error": pair_error,
+                                          "mean_test_accuracy": float(np.mean([m["test_accuracy"] for m in models.values()]))}
         for model, m in models.items():
             sd = "" if m["test_accuracy_sd"] is None else f" ± {m['test_accuracy_sd']:.4f}"
             table.append(f"| {group_by} | {monitor} | {model} | {len(m['seeds'])} | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f}{sd}"
                          f" | {m[GAP]:+.4f} | "
-                         f"{', '.join('-' if e is None else str(e) for e in m['epochs'])} | {m['val_reviews_of_a_training_movie']:.3f} |")
+                         f"{', '.join(f'{seed}: ' + ('-' if e is None else str(e)) for seed, e in sorted(zip(m['seeds'], m['epochs'])))} "
+                         f"| {m['val_reviews_of_a_training_movie']:.3f} |")
     lines = ["| group_by | stopping on | model | seeds | validation accuracy | test accuracy (mean ± sd) | validation − test | kept epoch per seed | val reviews of a training movie |",
              "|---|---|---|---:|---:|---:|---:|---|---:|", *table, "",
-             "| group_by | stopping on | runs | Kendall's tau, validation vs test accuracy | best model by validation | by test |",
-             "|---|---|---:|---:|---|---|"]
+             "| group_by | stopping on | runs | mean test accuracy of the kept models | Kendall's tau, validation vs test accuracy over the runs "
+             "| between-model differences: mean abs(validation − test) error, points | best model by validation | by test |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for key, cell in cells.items():
         tau = "n/a" if cell["kendall_tau_val_test"] is None else f"{cell['kendall_tau_val_test']:.3f}"
-        lines.append(f"| {key.replace('/', ' | ')} | {cell['runs']} | {tau} | {cell['best_by_val']} | {cell['best_by_test']} |")
+        pair = "n/a" if cell["pairwise_difference_error"] is None else f"{100 * cell['pairwise_difference_error']:.2f}"
+        lines.append(f"| {key.replace('/', ' | ')} | {cell['runs']} | {cell['mean_test_accuracy']:.4f} | {tau} | {pair} "
+                     f"| {cell['best_by_val']} | {cell['best_by_test']} |")
     write_json(Path(out) / "summary.json", cells)
     write_text(Path(out) / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
