@@ -14,6 +14,8 @@ reviews are shared out the same way, and they are not timed.
                   Adam, train.configure_cpu's denormal flushing): what the batching alone buys
   ours            our trainer: length-bucketed batches (imdb_rnn.batches.bucketed) trimmed to their
                   longest review, each review read over its exact span, with those CPU settings
+  ours+bf16       the same with train.precision: bfloat16 (autocast: bfloat16 matrix products,
+                  float32 weights and optimiser), as train.fit runs it
 
 Each step is forward + BCE loss + backward + Adam. Only real (non-padding) tokens are counted.
 
@@ -92,7 +94,7 @@ def left_padded(reviews, rows, width):
     return out
 
 
-def time_batches(model, optimizer, warmup, batches, make_batch):
+def time_batches(model, optimizer, warmup, batches, make_batch, bf16=False):
     """Train on the warm-up batches untimed, then on `batches`; return (seconds, real tokens) of those."""
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
@@ -100,7 +102,9 @@ def time_batches(model, optimizer, warmup, batches, make_batch):
     for step, rows in enumerate(warmup + batches):
         start = time.perf_counter()
         ids, lengths, labels, real = make_batch(rows)
-        loss = loss_fn(model(ids, lengths), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(ids, lengths).float()
+        loss = loss_fn(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -168,7 +172,7 @@ def main():
 
     results = {}
     methods = (("exercise", exercise, exercise_batch, False), ("exercise+cpu", exercise, exercise_batch, True),
-               ("ours", ours, our_batch, True))
+               ("ours", ours, our_batch, True), ("ours+bf16", ours, our_batch, True))
     counted = set()
     for name, (warmup, rows), make_batch, our_cpu_settings in methods:
         torch.set_flush_denormal(our_cpu_settings)
@@ -178,7 +182,7 @@ def main():
             optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])
         else:
             optimizer = torch.optim.Adam(model.parameters(), lr=arch["lr"], weight_decay=arch["weight_decay"])
-        seconds, tokens = time_batches(model, optimizer, warmup, rows, make_batch)
+        seconds, tokens = time_batches(model, optimizer, warmup, rows, make_batch, bf16=name.endswith("bf16"))
         counted.add(tokens)
         results[name] = tokens / seconds
         print(f"  {name:<12} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
@@ -186,6 +190,7 @@ def main():
     print(f"  speed-up (ours / exercise): {results['ours'] / results['exercise']:.1f}x")
     print(f"  of which batching alone (ours / exercise+cpu): {results['ours'] / results['exercise+cpu']:.1f}x, "
           f"CPU settings alone (exercise+cpu / exercise): {results['exercise+cpu'] / results['exercise']:.1f}x")
+    print(f"  bfloat16 training (ours+bf16 / ours): {results['ours+bf16'] / results['ours']:.2f}x")
 
 
 if __name__ == "__main__":

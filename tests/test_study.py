@@ -49,3 +49,23 @@ def test_a_tiny_study_runs_resumes_and_summarises(tiny_data, tmp_path):
     again = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads((out / "runs/review-gru-1.json").read_text())["seed"] == 99
+
+
+def test_a_pretrained_architecture_starts_from_the_pretraining_output(tiny_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for part in ("tokens", "vocab", "clean", "split"):
+        (data / part).symlink_to(tiny_data / "data" / part)
+    made = run_script("pretrain_embeddings", "--reviews", data / "clean/reviews.parquet", "--vocab", data / "vocab/vocab.txt",
+                      "--out", data / "pretrain/word2vec.pt", "--metrics", tmp_path / "w2v.json", "--params",
+                      tiny_data / "params.yaml", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    args = ("--data", data, "--params", tiny_data / "params.yaml", "--out", tmp_path / "study", "--models", "gru_w2v",
+            "--seeds", "1", "--group-by", "review", "--threads", "1")
+    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "study/runs/review-gru_w2v-1.json").read_text())["rules"]["val_loss"]["epoch"] == 1
+    (data / "pretrain/word2vec.pt").unlink()  # without it: the train stage's own one-line error
+    (tmp_path / "study/runs/review-gru_w2v-1.json").unlink()
+    missing = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    assert missing.returncode == 1 and "word2vec.pt" in missing.stderr.splitlines()[-1]

@@ -30,7 +30,7 @@ PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
 CLEAN = PARAMS["clean"]
 TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
-COMMON = {**check("train", {"device": "cpu", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA),
+COMMON = {**check("train", {"device": "cpu", "precision": "float32", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA),
           "seed": 0}
 
 
@@ -337,3 +337,19 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
     seconds = sum(row["seconds"] for row in history)
     assert timing["train_seconds"] == round(seconds, 1)
     assert timing["tokens_per_second"] == round(2 * train.tokens() / seconds, 1)
+
+
+def test_bfloat16_training_learns_with_float32_weights_and_says_so(marker_data):
+    vocab, train, val = marker_data
+    params = small_arch("lstm", epochs=3, patience=3)
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model_config, train_config = configs(params, len(vocab), {**COMMON, "precision": precision})
+        model = model_config.build()
+        _, history, summary, timing = fit(model, train, val, train_config, torch.device("cpu"), name="lstm")
+        assert timing["precision"] == precision
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # the master weights stay float32
+        runs[precision] = (history, summary)
+    assert runs["bfloat16"][1]["val_accuracy"] >= 0.9  # the marker words are learnt in bfloat16 too
+    assert runs["bfloat16"][0][0]["train_loss"] != runs["float32"][0][0]["train_loss"]  # the path really ran

@@ -18,7 +18,13 @@ runs exist.
         --models baseline gru bilstm --seeds 42 7 11 --workers 2
 
 `--data` holds what `dvc repro split` (or `dvc exp run -S ingest.source=... split`) writes:
-tokens/{train,test}.npz, tokens/meta.json, vocab/vocab.txt, clean/reviews.parquet.
+tokens/{train,test}.npz, tokens/meta.json, vocab/vocab.txt, clean/reviews.parquet; and
+pretrain/{word2vec,lm}.pt for a pretrained architecture (`dvc repro pretrain_embeddings`).
+
+The seed study is the same machinery with the defaults' grouping and more architectures:
+
+    python tools/split_stopping_study.py --group-by review --out studies/seeds --workers 2 \
+        --models rnn lstm gru bilstm stacked_lstm attention bilstm_w2v_adv
 """
 
 import argparse
@@ -84,6 +90,7 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
 
     from imdb_rnn.batches import Reviews
     from imdb_rnn.inference import accuracy, predict_logits
+    from imdb_rnn.pretrained import check_pretrained, initialise, load_pretrained
     from imdb_rnn.runtime import configure_cpu, pick_device, seed_everything
     from imdb_rnn.train import fit
 
@@ -97,7 +104,13 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
     configure_cpu(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    model = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)}).build()
+    model_config = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)})
+    weights = None
+    if config.pretrained != "none":  # as the train stage: the pretraining stage's output, checked to fit
+        path = f"{args.data}/pretrain/{config.pretrained}.pt"
+        weights = load_pretrained(path, config.pretrained)
+        check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, path)
+    model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
     states = {}
 
     def keep(row):
@@ -214,8 +227,8 @@ def main(argv=None):
         args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     print(f"study on {platform.processor() or platform.machine()}, {args.workers} worker(s) x {args.threads} thread(s)", flush=True)
     if not args.summary_only:
-        # the slow runs first, so that the workers finish together
-        jobs = [(args, g, m, s) for m in reversed(args.models) for s in args.seeds for g in args.group_by]
+        # model by model, in the order given: an interrupted study leaves whole models done
+        jobs = [(args, g, m, s) for m in args.models for s in args.seeds for g in args.group_by]
         if args.workers > 1:
             with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
                 list(pool.imap_unordered(run_one, jobs))

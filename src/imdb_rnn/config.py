@@ -39,6 +39,8 @@ ARCH_SCHEMA = {
 
 # what every training process shares
 TRAIN_SCHEMA = {
+    # the training step's matrix products: float32, or bfloat16 under autocast (float32 weights and optimiser)
+    "precision": Param(str, choices=("float32", "bfloat16")),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
     "threads": Param(int, min=0, max=256),  # 0 = every core
     "eval_batch_size": Param(int, min=1, max=65536),
@@ -88,6 +90,7 @@ class TrainConfig:
     freeze_embeddings: bool
     adversarial_eps: float
     monitor: str = "val_loss"
+    precision: str = "float32"
     pretrained: str = "none"  # none, word2vec or lm (params.yaml: pretrained_architectures)
     seed: int = 42
     device: str = "auto"

@@ -48,6 +48,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
     attack = EmbeddingAttack(model.embedding, config.adversarial_eps) if config.adversarial_eps else None
+    # bfloat16 matrix products with float32 weights, optimiser and loss (mixed precision)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
     higher_is_better = MONITORS[config.monitor]
     best = None
     best_state, history, stale = None, [], 0
@@ -74,9 +76,15 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
                    leave=False, disable=None if context.is_main_process else True, file=sys.stderr)
         for step, rows in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
-            logits = trained(ids, lengths)
+            with autocast():
+                logits = trained(ids, lengths).float()
             loss = loss_fn(logits, labels)
-            extra_backward = (lambda: attack.backward(lambda: loss_fn(trained(ids, lengths), labels))) if attack else None
+
+            def adversarial_loss():
+                with autocast():
+                    return loss_fn(trained(ids, lengths).float(), labels)
+
+            extra_backward = (lambda: attack.backward(adversarial_loss)) if attack else None
             optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
                            f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written", extra_backward)
             total_loss += loss.item() * len(rows)
@@ -145,6 +153,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         "seconds_per_epoch": round(train_seconds / len(history), 1),
         "tokens_per_second": round(train_tokens / train_seconds, 1),
         "device": str(device),
+        "precision": config.precision,
         "threads": torch.get_num_threads(),
         "processes": context.world_size,
     }
