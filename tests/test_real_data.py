@@ -47,3 +47,19 @@ def test_normalised_text_keeps_no_windows_1252_leftovers_entities_or_invisible_m
     leftovers = "[\x80-\x9f\ufeff\u00ad\u200b\u2019\u00b4]|&(amp|quot|#\\d+);"  # the characters themselves: RE2 has no \\u
     assert pc.sum(pc.match_substring_regex(raw, leftovers)).as_py() == 3_491  # reviews that hold them (measured)
     assert pc.sum(pc.match_substring_regex(cleaned, leftovers)).as_py() == 0
+
+
+def test_every_review_has_its_movie_and_train_and_test_share_none(real_reviews):
+    table, report = real_reviews
+    assert set(report["movie_files"].values()) == {"ok"} and report["labelled_reviews_without_movie"] == 0
+    assert report["movies"] == {"train": 3_456, "test": 3_581}
+    movies = {split: set(pc.filter(table["movie"], pc.equal(table["split"], split)).to_pylist()) for split in ("train", "test")}
+    # aclImdb's README promises disjoint movies; one movie breaks it (split.group_by: movie copies the promise)
+    assert len(movies["train"] & movies["test"]) == 1
+    assert all(m.startswith("tt") for m in movies["train"])
+
+
+def test_exact_duplicates_as_counted_for_the_comparison_issue(real_reviews):
+    _, report = real_reviews
+    assert report["duplicates"] == {"extra_copies_in_train": 96, "extra_copies_in_test": 199,
+                                    "test_reviews_in_train": 123, "unsup_reviews_in_test": 270}
