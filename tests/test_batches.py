@@ -26,16 +26,21 @@ def test_cut_to_the_full_width_changes_nothing():
         assert ids is IDS and kept is LENGTHS
 
 
+def test_cut_keeps_head_and_tail_as_tokenize_does():
+    ids, kept = cut(IDS, LENGTHS, 3, "both", head_tokens=1)
+    assert ids.tolist() == [[5, 7, 8], [1, 2, 0], [3, 7, 9]] and kept.tolist() == [3, 2, 3]
+
+
 @pytest.mark.parametrize("pad_side", ["left", "right"])
-@pytest.mark.parametrize("truncate_side", ["left", "right"])
+@pytest.mark.parametrize("truncate_side", ["left", "right", "both"])
 def test_cut_equals_tokenizing_at_the_shorter_length(pad_side, truncate_side):
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 30, 40)
     flat = rng.integers(2, 100, int(lengths.sum())).astype(np.int32)
-    wide, kept = pad(flat, lengths, 24, pad_side, truncate_side)
+    wide, kept = pad(flat, lengths, 24, pad_side, truncate_side, head_tokens=4)
     for max_len in (1, 5, 23):
-        narrow, narrow_kept = pad(flat, lengths, max_len, pad_side, truncate_side)
-        ids, cut_kept = cut(align_left(wide, kept, pad_side), kept, max_len, truncate_side)
+        narrow, narrow_kept = pad(flat, lengths, max_len, pad_side, truncate_side, head_tokens=4)
+        ids, cut_kept = cut(align_left(wide, kept, pad_side), kept, max_len, truncate_side, head_tokens=4)
         assert cut_kept.tolist() == narrow_kept.tolist()
         assert ids.tolist() == align_left(narrow, narrow_kept, pad_side).tolist()
 

@@ -330,6 +330,8 @@ def test_missing_ingest_section(tmp_path):
         ("split", "split", {"val_fraction": 1.5}, ["split.val_fraction must be <= 0.99"]),
         ("split", "split", {"seed": True}, ["split.seed must be int"]),
         ("split", "split", {"seed": None}, ["split.seed must be int"]),
+        ("split", "split", {"group_by": "film"}, ["split.group_by must be one of review, movie, got 'film'"]),
+        ("tokenize_pad", "tokenize", {"truncate_side": "both", "head_tokens": -1}, ["tokenize.head_tokens must be >= 0"]),
     ],
 )
 def test_invalid_data_stage_params(tmp_path, stage, section, change, fragments):
@@ -338,6 +340,15 @@ def test_invalid_data_stage_params(tmp_path, stage, section, change, fragments):
     params[section].update(change)
     write_params(tmp_path / "params.yaml", params)
     assert_one_line_error(run_script(stage, cwd=tmp_path), *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_head_and_tail_truncation_without_head_tokens_is_one_line(tmp_path):
+    params = repo_params()
+    params["tokenize"]["truncate_side"] = "both"
+    del params["tokenize"]["head_tokens"]
+    write_params(tmp_path / "params.yaml", params)
+    assert_one_line_error(run_script("tokenize_pad", cwd=tmp_path), "tokenize.head_tokens is missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 

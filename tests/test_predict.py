@@ -520,3 +520,20 @@ def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusa
     with pytest.raises(PipelineError) as refused:  # any device but the CPU (meta stands in for a GPU here)
         predict.apply_precision(model.to("meta"), "int8")
     assert str(refused.value) == "int8 quantization runs on the CPU only: add --device cpu"
+
+
+def test_head_and_tail_truncation_reads_and_explains_the_same_words(models, tmp_path):
+    payload = torch.load(models / "attention.pt", weights_only=True)
+    seq_len = payload["tokenize"]["seq_len"]
+    payload["tokenize"] = dict(payload["tokenize"], truncate_side="both", head_tokens=5)
+    torch.save(payload, tmp_path / "both.pt")
+    predictor = Predictor.load(tmp_path / "both.pt")
+    words = [f"superb{i}" if i % 7 else "awful" for i in range(100)]
+    read = words[:5] + words[100 - (seq_len - 5):]  # the first 5, then the end
+    explanation = predictor.explain([" ".join(words)])[0]
+    assert explanation.words == read
+    assert predictor.probabilities([" ".join(words)])[0] == pytest.approx(predictor.probabilities([" ".join(read)])[0], abs=1e-6)
+    del payload["tokenize"]["head_tokens"]
+    torch.save(payload, tmp_path / "incomplete.pt")
+    with pytest.raises(PipelineError, match="head_tokens is missing"):
+        Predictor.load(tmp_path / "incomplete.pt")

@@ -178,13 +178,34 @@ LENGTHS = [5, 2, 0]
         ("left", "left", [[12, 13, 14, 15], [0, 0, 21, 22], [0, 0, 0, UNK_ID]]),
         ("right", "right", [[11, 12, 13, 14], [21, 22, 0, 0], [UNK_ID, 0, 0, 0]]),
         ("right", "left", [[12, 13, 14, 15], [21, 22, 0, 0], [UNK_ID, 0, 0, 0]]),
+        # both, head_tokens 1: the first token, then the last three
+        ("left", "both", [[11, 13, 14, 15], [0, 0, 21, 22], [0, 0, 0, UNK_ID]]),
+        ("right", "both", [[11, 13, 14, 15], [21, 22, 0, 0], [UNK_ID, 0, 0, 0]]),
     ],
 )
 def test_pad_and_truncate_positions(pad_side, truncate_side, expected):
-    matrix, kept = pad(IDS, LENGTHS, 4, pad_side, truncate_side)
+    matrix, kept = pad(IDS, LENGTHS, 4, pad_side, truncate_side, head_tokens=1)
     assert matrix.dtype == np.int32 and kept.dtype == np.int32
     assert matrix.tolist() == expected
     assert kept.tolist() == [4, 2, 1]  # an empty review keeps one unknown-word token
+
+
+def test_head_and_tail_truncation_keeps_head_tokens_then_the_end():
+    review = np.arange(2, 12, dtype=np.int32)  # ten tokens, 2..11
+    for head, expected in ((2, [2, 3, 8, 9, 10, 11]), (0, [6, 7, 8, 9, 10, 11]), (6, [2, 3, 4, 5, 6, 7]), (9, [2, 3, 4, 5, 6, 7])):
+        matrix, kept = pad(review, [10], 6, "right", "both", head_tokens=head)
+        assert matrix[0].tolist() == expected and kept.tolist() == [6], head  # head 0 is left, head >= seq_len is right
+    short, _ = pad(review[:4], [4], 6, "right", "both", head_tokens=2)
+    assert short[0].tolist() == [2, 3, 4, 5, 0, 0]  # a review that fits is never cut
+
+
+def test_both_without_head_tokens_is_refused(tmp_path):
+    from imdb_rnn.artifacts import PipelineError
+    from imdb_rnn.text import check_truncation
+
+    with pytest.raises(PipelineError, match="tokenize.head_tokens is missing"):
+        check_truncation({"seq_len": 8, "pad_side": "left", "truncate_side": "both"})
+    assert check_truncation({"seq_len": 8, "pad_side": "left", "truncate_side": "right"})["seq_len"] == 8
 
 
 def test_pad_exact_fit_and_longer_rows():

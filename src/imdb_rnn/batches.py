@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from .artifacts import PipelineError, load_npz
+from .text import kept_offsets
 
 
 def align_left(ids, lengths, pad_side):
@@ -15,16 +16,17 @@ def align_left(ids, lengths, pad_side):
     return np.take_along_axis(ids, cols, axis=1)
 
 
-def cut(ids, lengths, max_len, truncate_side):
-    """Shorten left-aligned rows to max_len tokens, dropping from the same side as tokenize did."""
+def cut(ids, lengths, max_len, truncate_side, head_tokens=0):
+    """Shorten left-aligned rows to max_len tokens, keeping what tokenize keeps (text.kept_offsets):
+    the same as tokenizing with seq_len = max_len, since a row's head and tail hold the review's."""
     if max_len >= ids.shape[1]:
         return ids, lengths
+    lengths = np.asarray(lengths, np.int64)
     kept = np.minimum(lengths, max_len)
-    if truncate_side == "right":
-        return ids[:, :max_len].copy(), kept
-    cols = np.arange(max_len)[None, :] + (lengths - kept)[:, None]
-    out = np.take_along_axis(ids, np.minimum(cols, ids.shape[1] - 1), axis=1)
-    out[np.arange(max_len)[None, :] >= kept[:, None]] = 0
+    rows = np.repeat(np.arange(len(lengths)), kept)
+    within = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+    out = np.zeros((len(lengths), max_len), ids.dtype)
+    out[rows, within] = ids[rows, kept_offsets(lengths, kept, truncate_side, head_tokens)]
     return out, kept
 
 
@@ -49,7 +51,7 @@ class Reviews:
         """From the arrays the tokenize stage writes (ids [N, seq_len] padded as tokenize_settings say,
         lengths [N], labels [N]), read up to max_len tokens per review."""
         ids = align_left(data["ids"], data["lengths"], tokenize_settings["pad_side"])
-        ids, lengths = cut(ids, data["lengths"], max_len, tokenize_settings["truncate_side"])
+        ids, lengths = cut(ids, data["lengths"], max_len, tokenize_settings["truncate_side"], tokenize_settings.get("head_tokens", 0))
         return cls(ids, lengths, data["labels"])
 
     def __len__(self):

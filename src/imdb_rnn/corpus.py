@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 from .artifacts import PipelineError, save_npz, write_json, write_text
 from .ingest import read_table, write_table
 from .params import load_section, Param
-from .text import (build_vocab, CLEAN_SCHEMA, clean_texts, count_words, encode, pad, read_vocab, split_words, TOKENIZE_SCHEMA, vocab_sha256, without_known_words)
+from .text import (build_vocab, check_truncation, CLEAN_SCHEMA, clean_texts, count_words, encode, pad, read_vocab, split_words, TOKENIZE_SCHEMA, vocab_sha256, without_known_words)
 
 HIST_BIN, HIST_MAX = 25, 1500  # words; the last bin holds every longer review
 
@@ -121,7 +121,7 @@ def tokenize_reviews(params_path, paths):
     `paths` maps reviews, vocab, out_dir to files, as dvc.yaml names them.
     """
 
-    settings = load_section(params_path, "tokenize", TOKENIZE_SCHEMA)
+    settings = check_truncation(load_section(params_path, "tokenize", TOKENIZE_SCHEMA))
     vocab = read_vocab(paths['vocab'])
     table = read_table(paths['reviews'])
     clean_meta = (table.schema.metadata or {}).get(b"imdb_rnn.clean")
@@ -136,7 +136,8 @@ def tokenize_reviews(params_path, paths):
             raise PipelineError(f"{paths['reviews']} has no {split} reviews: check the ingest report")
         words, lengths = split_words(part["text"])
         ids = encode(words, vocab)
-        matrix, kept = pad(ids, lengths, settings["seq_len"], settings["pad_side"], settings["truncate_side"])
+        matrix, kept = pad(ids, lengths, settings["seq_len"], settings["pad_side"], settings["truncate_side"],
+                           settings.get("head_tokens", 0))
         arrays[split] = dict(
             ids=matrix,
             lengths=kept,

@@ -53,8 +53,8 @@ def check_compatible(payload, meta, path):
     if checkpoint_field(payload, "clean", path) != meta["clean"]:
         raise PipelineError(f"checkpoint {path} was trained on text cleaned differently ({payload['clean']}): {fix}")
     tokenize = checkpoint_field(payload, "tokenize", path)
-    for key in ("pad_side", "truncate_side"):
-        if tokenize.get(key) != meta["tokenize"][key]:
+    for key in ("pad_side", "truncate_side", "head_tokens"):
+        if tokenize.get(key) != meta["tokenize"].get(key):
             raise PipelineError(
                 f"checkpoint {path} has tokenize.{key}={tokenize.get(key)!r} but the test data has "
                 f"{meta['tokenize'][key]!r}: {fix}"

@@ -23,7 +23,7 @@ from torch import nn
 from .artifacts import PipelineError, load
 from .batches import Reviews, align_left, by_length
 from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, retrain_hint
-from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, clean_texts, split_words, tokenize,
+from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, check_truncation, clean_texts, kept_offsets, split_words, tokenize,
                    without_known_words)
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
@@ -86,7 +86,7 @@ def check_payload(payload, path):
             raise PipelineError(f"checkpoint {path} lacks '{key}': retrain it ({retrain_hint(path, payload.get('arch'))})")
     try:
         check("clean", payload["clean"], CLEAN_SCHEMA)
-        check("tokenize", payload["tokenize"], TOKENIZE_SCHEMA)
+        check_truncation(check("tokenize", payload["tokenize"], TOKENIZE_SCHEMA), "the checkpoint's tokenize")
     except PipelineError as err:
         raise PipelineError(f"checkpoint {path} has bad text settings ({err}): retrain it")
     vocab = payload["vocab"]
@@ -183,12 +183,12 @@ class Predictor:
         for i, (start, total, kept) in enumerate(zip(starts, counts, reviews.lengths)):
             # the words the model read: the same end of a long review that pad() kept
             kept = min(int(kept), int(total))  # an empty review is read as one <unk> with no word to show
-            if self.payload["tokenize"]["truncate_side"] == "left":
-                start += total - kept
+            tok = self.payload["tokenize"]
+            positions = start + kept_offsets([total], [kept], tok["truncate_side"], tok.get("head_tokens", 0))
             out.append(
                 Explanation(
                     probability=float(probs[i]),
-                    words=words[start : start + kept],
+                    words=[words[p] for p in positions],
                     weights=weights[i][:kept],
                     known=reviews.ids[i, :kept] != UNK_ID,
                     n_words=int(n_words[i]),

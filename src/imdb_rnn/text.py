@@ -32,8 +32,37 @@ CLEAN_SCHEMA = {
 TOKENIZE_SCHEMA = {
     "seq_len": Param(int, min=1, max=100_000),
     "pad_side": Param(str, choices=("left", "right")),
-    "truncate_side": Param(str, choices=("left", "right")),
+    # which end of a long review is cut: right keeps the head, left the tail, both the first
+    # head_tokens and the rest from the tail (a verdict often sits in the last sentences)
+    "truncate_side": Param(str, choices=("left", "right", "both")),
+    "head_tokens": Param(int, min=0, max=100_000, required=False),  # truncate_side: both only
 }
+
+
+def check_truncation(settings, where="tokenize"):
+    """The tokenize settings, refused when truncate_side is both without head_tokens (PipelineError)."""
+    if settings["truncate_side"] == "both" and "head_tokens" not in settings:
+        raise PipelineError(f"parameter {where}.head_tokens is missing: truncate_side: both keeps that many tokens "
+                            "of a long review's head and the rest from its tail")
+    return settings
+
+
+def kept_offsets(lengths, kept, truncate_side, head_tokens=0):
+    """The positions, within each review, of the tokens a truncation keeps: flat int64 [sum(kept)], review by review.
+
+    `lengths` [N] are the reviews' token counts, `kept` [N] how many are kept (at most the length).
+    right keeps positions 0..kept-1, left the last `kept`, both the first head_tokens and then the
+    last kept - head_tokens. One rule for pad (tokenize), cut (a shorter seq_len) and predict's
+    explanations, so all three keep the same words.
+    """
+    lengths, kept = np.asarray(lengths, np.int64), np.asarray(kept, np.int64)
+    within = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+    dropped = np.repeat(lengths - kept, kept)
+    if truncate_side == "right":
+        return within
+    if truncate_side == "left":
+        return within + dropped
+    return within + dropped * (within >= head_tokens)
 
 # string.punctuation, as in the exercise; escaped for RE2 inside a character class
 _PUNCT_CLASS = "[" + "".join("\\" + c for c in string.punctuation) + "]"
@@ -181,26 +210,26 @@ def encode(words, vocab):
     return np.concatenate(_parallel(lookup, words)).astype(np.int32)
 
 
-def pad(ids, lengths, seq_len, pad_side="left", truncate_side="right"):
+def pad(ids, lengths, seq_len, pad_side="left", truncate_side="right", head_tokens=0):
     """Pad or truncate each review to seq_len; return (matrix [N, seq_len] int32, kept lengths).
 
     `ids` is the flat id array of all reviews, `lengths` their word counts. truncate_side says
-    which end of a long review is cut ('right' keeps the head, as the exercise does). A review
-    with no words at all becomes one unknown-word token so that every row has a last real token.
+    which part of a long review is kept ('right' keeps the head, as the exercise does; see
+    kept_offsets). A review with no words at all becomes one unknown-word token so that every
+    row has a last real token.
     """
     lengths = np.asarray(lengths, np.int64)
     n = len(lengths)
     kept = np.minimum(lengths, seq_len)
     src_start = np.cumsum(lengths) - lengths  # where each review starts in `ids`
-    if truncate_side == "left":
-        src_start += lengths - kept
     dst_col = seq_len - kept if pad_side == "left" else np.zeros(n, np.int64)
     # one scatter over the kept tokens only (not N x seq_len): row, column and source of each
     total = int(kept.sum())
     rows = np.repeat(np.arange(n), kept)
     within = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
+    source = np.repeat(src_start, kept) + kept_offsets(lengths, kept, truncate_side, head_tokens)
     out = np.zeros((n, seq_len), np.int32)
-    out[rows, np.repeat(dst_col, kept) + within] = ids[np.repeat(src_start, kept) + within]
+    out[rows, np.repeat(dst_col, kept) + within] = ids[source]
     empty = kept == 0
     out[empty, seq_len - 1 if pad_side == "left" else 0] = UNK_ID
     kept = np.maximum(kept, 1)
@@ -220,7 +249,8 @@ def tokenize(texts, vocab, clean_settings, tok_settings):
     """Raw texts to (padded ids, kept lengths, full word counts), exactly as the pipeline does it."""
     words, lengths = split_words(clean_texts(texts, clean_settings))
     ids = encode(words, vocab)
-    matrix, kept = pad(ids, lengths, tok_settings["seq_len"], tok_settings["pad_side"], tok_settings["truncate_side"])
+    matrix, kept = pad(ids, lengths, tok_settings["seq_len"], tok_settings["pad_side"], tok_settings["truncate_side"],
+                       tok_settings.get("head_tokens", 0))
     return matrix, kept, lengths
 
 
