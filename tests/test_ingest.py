@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import threading
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -403,3 +404,23 @@ def test_exact_duplicates_are_counted_within_and_across_splits(archive_factory):
     }
     hashes = {r["text"]: r["text_hash"] for r in table.to_pylist()}
     assert len(set(hashes.values())) == len(hashes)  # different texts, different hashes
+
+
+def test_the_unlabelled_token_ids_hold_no_test_text(tmp_path, archive_factory):
+    from conftest import tiny_params
+
+    copied = b"A test review that someone also posted unlabelled. Superb film."
+    archive = archive_factory(per_label=10, unsup=12, extra={
+        "aclImdb/test/pos/500_9.txt": copied, "aclImdb/train/unsup/500_0.txt": copied,
+        "aclImdb/train/unsup/501_0.txt": copied, "aclImdb/train/unsup/502_0.txt": b"Only unlabelled, never tested."})
+    write_params(tmp_path / "params.yaml", tiny_params(archive))
+    for stage in ("ingest", "clean", "vocab", "tokenize_pad"):
+        result = run_script(stage, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    unsup, test = (np.load(tmp_path / f"data/tokens/{name}.npz") for name in ("unsup", "test"))
+    assert len(unsup["labels"]) == 12 + 1 and set(unsup["labels"].tolist()) == {-1}  # 500 and 501 left out, 502 kept
+    assert not np.isin(unsup["text_hashes"], test["text_hashes"]).any()
+    assert 502 in unsup["review_ids"].tolist() and not {500, 501} & set(unsup["review_ids"].tolist())
+    summary = json.loads((tmp_path / "data/tokens/meta.json").read_text())["summary"]["unsup"]
+    assert (summary["reviews"], summary["left_out_as_test_texts"]) == (15, 2)
+    assert unsup["ids"].shape[1] == test["ids"].shape[1]  # padded like the labelled reviews

@@ -113,10 +113,13 @@ def build_vocabulary(params_path, paths):
 
 
 def tokenize_reviews(params_path, paths):
-    """The tokenize stage: every labelled review as vocabulary ids, padded or truncated to seq_len.
+    """The tokenize stage: every review as vocabulary ids, padded or truncated to seq_len, in
+    train.npz, test.npz and unsup.npz (the unlabelled reviews, those whose text is also a test
+    review's left out: semi-supervised training must never read test text).
 
-    Each review also keeps its label, rating, id, movie ("" if unknown) and text hash; the test
-    reviews a flag `in_train` for a text that is also a training review's.
+    Each review also keeps its label (-1 unlabelled), rating (0 none), id, movie ("" if unknown)
+    and text hash; the test reviews a flag `in_train` for a text that is also a training review's.
+    A stage that does not read unsup.npz does not depend on it in dvc.yaml.
 
     `paths` maps reviews, vocab, out_dir to files, as dvc.yaml names them.
     """
@@ -130,9 +133,9 @@ def tokenize_reviews(params_path, paths):
 
     summary = {}
     arrays = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "unsup"):
         part = table.filter(pc.equal(table["split"], split))
-        if part.num_rows == 0:
+        if part.num_rows == 0 and split != "unsup":
             raise PipelineError(f"{paths['reviews']} has no {split} reviews: check the ingest report")
         words, lengths = split_words(part["text"])
         ids = encode(words, vocab)
@@ -142,11 +145,13 @@ def tokenize_reviews(params_path, paths):
             ids=matrix,
             lengths=kept,
             n_words=lengths.astype(np.int32),
-            labels=(part["label"].to_numpy(zero_copy_only=False) == "pos").astype(np.int8),
-            ratings=part["rating"].to_numpy().astype(np.int8),
+            # 1 pos, 0 neg; -1 for the unlabelled reviews
+            labels=np.select([part["label"].to_numpy(zero_copy_only=False) == "pos",
+                              part["label"].to_numpy(zero_copy_only=False) == "neg"], [1, 0], -1).astype(np.int8),
+            ratings=pc.fill_null(part["rating"], 0).to_numpy().astype(np.int8),  # 0: unrated
             review_ids=part["id"].to_numpy().astype(np.int32),
             # for the split's grouping and duplicate checks; "" where ingest found no movie
-            movies=np.asarray(pc.fill_null(part["movie"], "").to_pylist(), dtype=str),
+            movies=np.asarray(pc.fill_null(part["movie"], "").to_pylist(), dtype=str).reshape(-1),
             text_hashes=part["text_hash"].to_numpy(),
         )
         summary[split] = {
@@ -158,6 +163,10 @@ def tokenize_reviews(params_path, paths):
             "no_known_words": int(without_known_words(matrix).sum()),
         }
 
+    # the unlabelled reviews for semi-supervised terms: never a text that is also a test review's
+    in_test = np.isin(arrays["unsup"]["text_hashes"], arrays["test"]["text_hashes"])
+    arrays["unsup"] = {k: v[~in_test] for k, v in arrays["unsup"].items()}
+    summary["unsup"]["left_out_as_test_texts"] = int(in_test.sum())
     # evaluate reports accuracy on the test reviews whose text is not also a training review's
     arrays["test"]["in_train"] = np.isin(arrays["test"]["text_hashes"], arrays["train"]["text_hashes"])
     summary["test"]["in_train"] = int(arrays["test"]["in_train"].sum())
