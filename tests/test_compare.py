@@ -131,7 +131,7 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     assert gru["difference_to_top"] == pytest.approx(-0.04) and d_low < -0.04 < d_high < 0
     markdown = (tmp_path / "leaderboard.md").read_text()
     line = next(l for l in markdown.splitlines() if l.startswith("| 4 |"))
-    assert line.startswith(f"| 4 | gru | none | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 [")
+    assert line.startswith(f"| 4 | gru | random | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 [")
     assert "| +0.0100 |" in line  # validation − test
     assert next(l for l in markdown.splitlines() if l.startswith("| 2 |")).count(" ≈ |") == 1
     png = (tmp_path / "compare.png").read_bytes()

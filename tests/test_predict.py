@@ -268,7 +268,7 @@ def test_missing_checkpoint(models, run, tmp_path):
     code, _, err = run("--arch", "bilstm_w2v_adv", "--models-dir", tmp_path, POSITIVE)
     one_line_error(code, err, "bilstm_w2v_adv/seed42.pt is missing", "dvc repro train_word2vec@bilstm_w2v_adv-42")
     code, _, err = run("--arch", "gru", "--models-dir", tmp_path, "--seed", "7", POSITIVE)
-    one_line_error(code, err, "gru/seed7.pt is missing", "dvc repro train@gru-7)")
+    one_line_error(code, err, "seed 7 is not among params.yaml's seeds [42]")
 
 
 def test_truncated_and_foreign_checkpoints(models, run, tmp_path):
@@ -313,6 +313,9 @@ def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypat
     (tmp_path / "metrics" / "leaderboard.json").write_text("{}")
     code, _, err = run(POSITIVE)
     one_line_error(code, err, "--arch")
+    (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps({"rows": [{"arch": "gru", "accuracy": 0.9}]}))
+    code, _, err = run(POSITIVE)  # a leaderboard from before seeds names no checkpoint
+    one_line_error(code, err, "comes from before seeds", "dvc repro compare")
     (tmp_path / "data" / "models").mkdir(parents=True)
     (tmp_path / "data" / "models" / "tiny.pt").write_bytes((models / "tiny.pt").read_bytes())
     # the n-gram baseline may top the board, but it has no checkpoint: the best recurrent model is used
@@ -361,7 +364,9 @@ def test_explain_on_a_model_without_attention_is_a_one_line_error(models, run):
     one_line_error(code, err, "attention", "tiny")
 
 
-def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_named(models, run, tmp_path):
+def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_named(models, run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seeds: [42, 7, 11]\n")
     payload = torch.load(models / "tiny.pt", weights_only=True)
     (tmp_path / "tiny").mkdir()
     for seed, val, bias in ((42, 0.80, 0.0), (7, 0.90, 10.0), (11, 0.85, -10.0)):  # the bias tells the three apart
@@ -375,6 +380,14 @@ def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_n
         probability[tuple(extra)] = json_lines(out)[0]["probability"]
     assert probability[()] > 0.99  # seed 7, the best on validation, with its +10 bias
     assert probability[("--seed", "11")] < 0.01 < probability[("--seed", "42")] < 0.99
+    # only params.yaml's seeds are candidates, as on the leaderboard: a stale checkpoint on disk is not
+    (tmp_path / "params.yaml").write_text("seeds: [42, 11]\n")
+    code, out, _ = run("--arch", "tiny", "--models-dir", tmp_path, "--json", "the movie")
+    assert code == 0 and json_lines(out)[0]["probability"] == probability[("--seed", "11")]  # 0.85 beats 0.80; 7 (0.90) is out
+    code, _, err = run("--arch", "tiny", "--models-dir", tmp_path, "--seed", "7", "the movie")
+    one_line_error(code, err, "seed 7 is not among params.yaml's seeds [42, 11]")
+    with pytest.raises(SystemExit):  # a usage error: --seed picks among an architecture's seeds
+        predict_cli.cli(["--model", str(models / "tiny.pt"), "--seed", "7", "the movie"])
 
 
 def test_explain_defaults_to_the_attention_checkpoint(models, run):

@@ -114,6 +114,13 @@ def test_too_few_reviews_of_a_class_names_the_class_and_the_count(n_pos, fractio
                                      f"leaves {part} without any")
 
 
+@pytest.mark.parametrize("n_pos, fraction, needed", [(2, 0.25, 3), (1, 0.5, 2), (5, 0.1, 5)])
+def test_the_minimum_named_is_the_real_minimum(n_pos, fraction, needed):
+    with pytest.raises(PipelineError, match=f"needs at least {needed} per class"):
+        stratified_split(exercise_labels(n_pos, 40), fraction, seed=0)
+    stratified_split(exercise_labels(needed, 40), fraction, seed=0)  # that many is enough
+
+
 def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_path, archive_factory):
     nothing = {  # empty after cleaning, or only words too rare for the vocabulary
         "aclImdb/train/pos/900_9.txt": b"?!?! <br /><br /> ...", "aclImdb/train/neg/901_2.txt": "\U0001f600 \u2605".encode(),

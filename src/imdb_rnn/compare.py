@@ -82,8 +82,8 @@ def architecture_row(name, seeds, paths, pretrained):
         "seeds": list(seeds),
         "accuracy_per_seed": {str(seed): run["accuracy"] for seed, run in runs.items()},
         "val_accuracy_per_seed": {str(seed): run["val_accuracy"] for seed, run in runs.items()},
-        "accuracy_mean": float(np.mean(accuracies)),
-        "accuracy_sd": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
+        "accuracy_mean": round(float(np.mean(accuracies)), 6),
+        "accuracy_sd": round(float(np.std(accuracies, ddof=1)), 6) if len(accuracies) > 1 else None,
     }
 
 
@@ -166,14 +166,16 @@ def to_markdown(board, settings):
         f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy comes with a {confidence} "
         f"percentile bootstrap interval over the test reviews ({settings['bootstrap_resamples']:,} resamples). "
         "The difference to the top row is in accuracy points, with a paired bootstrap interval; p is McNemar's exact test "
-        f"against the top row on the same reviews, and ≈ marks a row the top one is not shown better than (p ≥ {settings['alpha']:g}).",
+        f"against the top row on the same reviews, and ≈ marks a row the top one is not shown better than (p ≥ {settings['alpha']:g}; "
+        "each row is tested against the top one alone, with no correction for the number of rows).",
         "",
         f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] | test accuracy over seeds (mean ± sd) "
         "| vs top, points [CI] | McNemar p | " + " | ".join(heading for _, heading in COLUMNS) + " |",
         "|---:|:---|:---|---:|---:|---:|---:|---:|" + "---:|" * len(COLUMNS),
     ]
     for row in board:
-        cells = ([str(row["rank"]), row["arch"], row.get("pretrained", "none"), "" if row["seed"] is None else str(row["seed"])]
+        initial = {"none": "random"}.get(row.get("pretrained", "none"), row.get("pretrained"))
+        cells = ([str(row["rank"]), row["arch"], initial, "" if row["seed"] is None else str(row["seed"])]
                  + statistics_cells(row) + [format_cell(key, row[key]) for key, _ in COLUMNS])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -190,7 +192,7 @@ def read_curve(path, name, seed):
     return [int(r["step"]) + 1 for r in rows], [float(r[metric]) for r in rows]
 
 
-def plot(board, curves, path):
+def plot(board, curves, path, confidence=0.95):
     """Test accuracy (with its interval, and every seed's accuracy) against training time, beside the
     validation-accuracy curve of each architecture's chosen seed; PNG at path.
 
@@ -219,7 +221,7 @@ def plot(board, curves, path):
         left.scatter([minutes] * len(others), others, s=18, marker="_", color=colour[row["arch"]], zorder=2)
         left.annotate(f"#{row['rank']}", (minutes, row["accuracy"]), xytext=(6, 3), textcoords="offset points", fontsize=8)
     left.set(xlabel="training time (minutes)", ylabel="test accuracy",
-             title="Test accuracy (bars: 95% interval; dashes: other seeds) against training time")
+             title=f"Test accuracy (bars: {100 * confidence:g}% interval; dashes: other seeds) against training time")
     left.margins(x=0.1, y=0.1)
     left.set_xlim(left=0)
     left.grid(alpha=0.3)
@@ -248,7 +250,8 @@ def compare_models(params_path, paths):
     settings = load_section(params_path, "compare", SCHEMA)
     names = read_architectures(params_path)
     seeds = read_seeds(params_path)
-    # read everything first, so that a missing input leaves the old outputs untouched
+    # read everything first, so that a missing input leaves the old outputs untouched (when run outside DVC,
+    # which removes a stage's outputs before running it)
     rows = [architecture_row(name, seeds, paths, pretrained) for name, pretrained in names.items()]
     baseline = {**load_run(BASELINE, None, paths, "n-grams"), "checkpoint": None, "seeds": [], "accuracy_per_seed": {},
                 "val_accuracy_per_seed": {}, "accuracy_mean": None, "accuracy_sd": None}
@@ -256,7 +259,7 @@ def compare_models(params_path, paths):
                                       row["arch"], row["seed"]) for row in rows}
     board = leaderboard(rows + [baseline], settings)
 
-    plot(board, curves, paths['figure'])
+    plot(board, curves, paths['figure'], settings["confidence"])
     write_text(paths['markdown'], to_markdown(board, settings))
     write_json(paths['json'], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
     best = board[0]

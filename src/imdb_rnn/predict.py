@@ -22,7 +22,7 @@ from torch import nn
 
 from .artifacts import PipelineError, load
 from .batches import Reviews, align_left, by_length
-from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, retrain_hint
+from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, read_seeds, retrain_hint
 from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, check_truncation, clean_texts, kept_offsets, split_words, tokenize,
                    without_known_words)
 from .checkpoint import load_checkpoint
@@ -219,20 +219,34 @@ def seed_checkpoints(arch, models_dir="data/models"):
     return found
 
 
-def best_seed_checkpoint(arch, models_dir="data/models", seed=None):
-    """`arch`'s checkpoint for `seed`, or else its seed with the best validation accuracy (each
-    checkpoint records its own), as the leaderboard picks. Returns the path models_dir/arch/seed<seed>.pt;
-    raises PipelineError when there is none to choose from."""
+def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="params.yaml"):
+    """`arch`'s checkpoint for `seed`, or else its seed with the best validation accuracy, as the
+    leaderboard picks: among params.yaml's seeds, in their order (ties go to the first), each
+    checkpoint's own recorded validation accuracy. Without a readable params.yaml, among every
+    checkpoint there. Returns models_dir/arch/seed<seed>.pt; raises PipelineError for a seed that
+    params.yaml does not list, or a checkpoint that records no validation accuracy.
+    """
+    try:
+        seeds = read_seeds(params)
+    except PipelineError:
+        seeds = None
     if seed is not None:
+        if seeds is not None and seed not in seeds:
+            raise PipelineError(f"seed {seed} is not among {params}'s seeds {seeds}: pick one of them, or add it and run dvc repro")
         return checkpoint_path(models_dir, arch, seed)
     found = seed_checkpoints(arch, models_dir)
+    if seeds is not None:
+        found = {s: found[s] for s in seeds if s in found}
     if len(found) <= 1:
-        return next(iter(found.values()), None) or checkpoint_path(models_dir, arch, first_seed())
+        return next(iter(found.values()), None) or checkpoint_path(models_dir, arch, seeds[0] if seeds else first_seed())
     val = {}
     for s, path in found.items():
         payload = load(path, "checkpoint", lambda p: torch.load(p, map_location="cpu", weights_only=True, mmap=True),
                        make="", remake=f"retrain it ({retrain_hint(path, arch)})")
-        val[s] = (payload.get("metrics") or {}).get("val_accuracy", -1.0)
+        val[s] = (payload.get("metrics") or {}).get("val_accuracy") if isinstance(payload, dict) else None
+        if val[s] is None:
+            raise PipelineError(f"checkpoint {path} records no validation accuracy to choose a seed by: retrain it "
+                                f"({retrain_hint(path, arch)}) or pass --seed")
     return found[best_by_validation(val)]
 
 
@@ -250,7 +264,7 @@ def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderbo
             known = list(read_architectures(params))
             if arch not in known:
                 raise PipelineError(f"unknown architecture {arch!r}: {params} lists {', '.join(known)}")
-        return best_seed_checkpoint(arch, models_dir, seed)
+        return best_seed_checkpoint(arch, models_dir, seed, params)
     path = Path(leaderboard)
     if not path.exists():
         raise PipelineError(
@@ -261,6 +275,9 @@ def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderbo
         board = json.loads(path.read_text(encoding="utf-8"))
         rows = board["rows"] if isinstance(board, dict) else board  # the compare stage wraps its rows
         # the best recurrent model: each row names its checkpoint (its best seed), the n-gram baseline none
+        if rows and not any("checkpoint" in row for row in rows):
+            raise PipelineError(f"{path} comes from before seeds (its rows name no checkpoint): rerun `dvc repro compare`, "
+                                "or pass --arch NAME")
         best = next(row for row in rows if row.get("checkpoint"))
         if not isinstance(best["arch"], str) or not best["arch"]:
             raise TypeError

@@ -171,6 +171,8 @@ def parse_args(argv):
         args.precision = "int8"
     if args.batch_size < 1 or args.top < 1 or args.threads < 0:
         parser.error("--batch-size and --top must be at least 1, --threads at least 0")
+    if args.seed is not None and (args.seed < 0 or args.model):
+        parser.error("--seed must be >= 0 and picks among an architecture's seeds: use it with --arch (or alone), not with --model")
     if args.explain and not (args.model or args.arch):
         args.arch = "attention"
     return args

@@ -5,8 +5,6 @@ reviews beside training reviews of the same movie; `group_by: movie` keeps each 
 as test is. Either way, reviews with the same text stay on one side.
 """
 
-import math
-
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -64,7 +62,7 @@ def stratified_split(labels, val_fraction, seed, groups=None):
         n_val = int(round(size * val_fraction))
         if n_val in (0, size):
             name = {0: "neg", 1: "pos"}.get(int(cls), str(cls))
-            needed = math.ceil(0.5 / min(val_fraction, 1 - val_fraction))
+            needed = next(n for n in range(2, 10_000) if 0 < round(n * val_fraction) < n)  # the rounding above
             raise PipelineError(
                 f"only {size} training review(s) of class {name}: split.val_fraction={val_fraction} leaves "
                 f"{'validation' if n_val == 0 else 'training'} without any; a stratified split needs at least "
