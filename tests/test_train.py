@@ -14,7 +14,7 @@ from imdb_rnn.adversarial import EmbeddingAttack
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
-from imdb_rnn.config import ARCH_SCHEMA, TRAIN_SCHEMA, ModelConfig
+from imdb_rnn.config import MONITORS, ARCH_SCHEMA, TRAIN_SCHEMA, ModelConfig
 from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check, read_params
@@ -72,7 +72,8 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
     state, history, summary, timing = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
     assert summary["val_accuracy"] >= 0.9, history
-    assert summary["best_epoch"] == min(history, key=lambda r: r["val_loss"])["epoch"]
+    sign = 1 if MONITORS[params["monitor"]] else -1  # the first epoch with the best monitored value
+    assert summary["best_epoch"] == max(history, key=lambda r: (sign * r[params["monitor"]], -r["epoch"]))["epoch"]
     # every epoch reads each training review's real tokens once
     assert [round(r["tokens_per_second"] * r["seconds"]) for r in history] == [train.tokens()] * len(history)
     # the returned state is the best epoch's, and it scores as reported
@@ -83,7 +84,7 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
 
 def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
     vocab, train, val = marker_data
-    params = small_arch("gru", epochs=10, patience=2)
+    params = small_arch("gru", epochs=10, patience=2, monitor="val_loss")
     val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
     monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
