@@ -77,7 +77,9 @@ def test_repro_data_and_train_stages(dvc_repo):
         recorded = torch.load(path, weights_only=True)["metrics"]  # what training measured
         assert timing == {"arch": arch, **{key: recorded[key] for key in timing if key != "arch"}}
         assert (timing["device"], timing["threads"], timing["processes"]) == ("cpu", 1, 1)  # tiny_params: one thread
-        assert set(timing) == {"arch", "seed", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "threads", "processes"}
+        assert set(timing) == {"arch", "seed", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "precision",
+                               "threads", "processes"}
+        assert timing["precision"] == "float32"  # which path ran (params.yaml train.precision)
     for arch in archs:  # another seed, another model
         assert digest(checkpoints[(arch, 42)]) != digest(checkpoints[(arch, 7)])
     before = {key: digest(p) for key, p in checkpoints.items()}
