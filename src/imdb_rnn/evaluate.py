@@ -208,7 +208,11 @@ def evaluate_checkpoint(name, params_path, paths):
         raise PipelineError(f"checkpoint {checkpoint} holds architecture {payload.get('arch')!r}, not {name!r}")
     check_compatible(payload, meta, checkpoint)
     tokenize = payload["tokenize"]
-    reviews = Reviews.load(paths["test"], tokenize, tokenize["seq_len"], "tokenized test set")
+    test = load_npz(paths["test"], "tokenized test set")  # read once: the reviews and their in_train flags
+    missing = {"ids", "lengths", "labels", "in_train"} - set(test)
+    if missing:
+        raise PipelineError(f"tokenized test set {paths['test']} lacks {sorted(missing)}: rerun the tokenize stage (dvc repro)")
+    reviews = Reviews.from_arrays(test, tokenize, tokenize["seq_len"])
     if reviews.ids.shape[1] < tokenize["seq_len"]:
         raise PipelineError(
             f"{paths['test']} holds {reviews.ids.shape[1]} tokens per review but {paths['meta']} says "
@@ -216,9 +220,6 @@ def evaluate_checkpoint(name, params_path, paths):
         )
 
     metrics, logits, labels = evaluate(model, payload, reviews, settings["batch_size"], device, checkpoint)
-    test = load_npz(paths["test"], "tokenized test set")
-    if "in_train" not in test:
-        raise PipelineError(f"{paths['test']} has no in_train flags: it was made before duplicates were found; rerun dvc repro")
     metrics.update(unseen_metrics(labels, logits, test["in_train"]))
     points = settings["curve_points"]
     outputs = {
