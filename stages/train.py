@@ -5,4 +5,4 @@ from imdb_rnn.train import train_architecture
 
 if __name__ == "__main__":
     stage_main(__doc__, train_architecture, paths=("train", "val", "meta", "vocab", "out", "metrics", "timing", "live", "resume"),
-               optional=("pretrained",), arch=True, seed=True)
+               optional=("pretrained", "unlabelled"), arch=True, seed=True)

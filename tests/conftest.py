@@ -101,7 +101,8 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["tokenize"]["seq_len"] = seq_len
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
     params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
-    for arch in params["architectures"] + [a for names in params["pretrained_architectures"].values() for a in names]:
+    for arch in (params["architectures"] + [a for names in params["pretrained_architectures"].values() for a in names]
+                 + params["semi_supervised_architectures"]):
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
         if "attention_dim" in section:
@@ -202,11 +203,12 @@ class DvcRepo:
         write_params(self.root / "params.yaml", value)
 
     def train_only(self, architectures, pretrained=None, seeds=None, **arch_changes):
-        """params.yaml trimmed to these architectures ({name: word2vec or lm} for `pretrained`; no report) and
+        """params.yaml trimmed to these architectures ({name: word2vec, lm or semi_supervised} for `pretrained`; no report) and
         `seeds` (default: as they are), evaluated on one CPU thread; returns the params."""
         params = self.params
         params["architectures"] = list(architectures)
         params["pretrained_architectures"] = {kind: [n for n, k in (pretrained or {}).items() if k == kind] for kind in ("word2vec", "lm")}
+        params["semi_supervised_architectures"] = [n for n, k in (pretrained or {}).items() if k == "semi_supervised"]
         if seeds is not None:
             params["seeds"] = list(seeds)
         params["report"]["architectures"] = [a for a in params["report"]["architectures"] if a in architectures]

@@ -421,6 +421,6 @@ def test_the_unlabelled_token_ids_hold_no_test_text(tmp_path, archive_factory):
     assert len(unsup["labels"]) == 12 + 1 and set(unsup["labels"].tolist()) == {-1}  # 500 and 501 left out, 502 kept
     assert not np.isin(unsup["text_hashes"], test["text_hashes"]).any()
     assert 502 in unsup["review_ids"].tolist() and not {500, 501} & set(unsup["review_ids"].tolist())
-    summary = json.loads((tmp_path / "data/tokens/meta.json").read_text())["summary"]["unsup"]
+    summary = json.loads((tmp_path / "metrics/tokenize.json").read_text())["unsup"]
     assert (summary["reviews"], summary["left_out_as_test_texts"]) == (15, 2)
     assert unsup["ids"].shape[1] == test["ids"].shape[1]  # padded like the labelled reviews

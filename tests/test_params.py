@@ -46,7 +46,8 @@ def test_a_default_overridden_in_one_section_changes_that_architecture_alone(par
 
 TWINS = {"rnn_w2v": ("rnn", {"embed_dim"}), "lstm_lm": ("lstm", set()), "gru_w2v": ("gru", set()),
          "bilstm_w2v": ("bilstm", set()), "stacked_lstm_w2v": ("stacked_lstm", set()),
-         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps"})}
+         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps"}),
+         "bilstm_mixed": ("bilstm", {"adversarial_eps", "vat_eps", "entropy_weight", "unsup_ratio"})}
 
 
 def test_pretrained_twins_differ_from_their_base_only_in_initial_weights():
@@ -85,11 +86,13 @@ def test_a_malformed_params_file_is_one_line(tmp_path):
     assert_one_line_error(result, "params.yaml is not valid YAML")
 
 
-def test_architectures_are_the_two_lists(params_file):
+def test_architectures_are_the_three_lists(params_file):
     params = read_params(params_file)
     names = read_architectures(params_file)
     pretrained = params["pretrained_architectures"]
-    assert list(names) == params["architectures"] + pretrained["word2vec"] + pretrained["lm"]
+    assert list(names) == params["architectures"] + pretrained["word2vec"] + pretrained["lm"] + params["semi_supervised_architectures"]
+    assert names["bilstm_mixed"] == "semi_supervised"
+    assert stage_of("train", "bilstm_mixed", 11, params_file) == "train_semi_supervised@bilstm_mixed-11"
     assert "pretrain_lm" not in names and "pretrain_embeddings" not in names  # sections with a cell, not models
     assert names["bilstm_w2v_adv"] == "word2vec" and names["lstm_lm"] == "lm" and names["gru"] == "none"
     assert stage_of("train", "bilstm_w2v_adv", 7, params_file) == "train_word2vec@bilstm_w2v_adv-7"

@@ -154,3 +154,27 @@ def test_plots_and_model_registry_follow_the_architecture_lists():
     reported = read_params(REPO_ROOT / "params.yaml")["report"]["architectures"]
     assert all(n in names and arch_settings(REPO_ROOT / "params.yaml", n)[0]["pooling"] == "attention" for n in reported)
     assert [p for p in pipeline["plots"] if isinstance(p, str)] == [f"metrics/report/{n}.png" for n in reported]
+
+
+def test_only_the_semi_supervised_stages_read_the_unlabelled_reviews(dvc_repo, archive_factory):
+    """Issue #17: new unlabelled reviews retrain the models that learn from them (and word2vec's), nothing else."""
+    from conftest import TINY_PER_LABEL, TINY_UNSUP
+
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    readers = {name for name, stage in stages.items() if "data/tokens/unsup.npz" in stage.get("deps", [])}
+    assert readers == {"train_semi_supervised"}
+    repo = dvc_repo
+    params = repo.train_only(["rnn"], pretrained={"bilstm_mixed": "semi_supervised"}, seeds=[42])
+    repo.commit("rnn and bilstm_mixed")
+    first = repo.dvc("repro", "train", "train_semi_supervised")
+    assert {"tokenize", "train@rnn-42", "train_semi_supervised@bilstm_mixed-42"} <= ran_stages(first.stdout), first.stdout
+
+    # the same labelled reviews, six more unlabelled ones
+    more = archive_factory("more_unsup.tar.gz", per_label=TINY_PER_LABEL, unsup=TINY_UNSUP + 6)
+    params["ingest"]["source"] = str(more)
+    repo.params = params
+    second = repo.dvc("repro", "train", "train_semi_supervised")
+    ran = ran_stages(second.stdout)
+    assert {"ingest", "tokenize", "pretrain_embeddings", "train_semi_supervised@bilstm_mixed-42"} <= ran, second.stdout
+    assert not ran & {"split", "train@rnn-42"}, second.stdout
+    assert len(np.load(repo.root / "data/tokens/unsup.npz")["labels"]) == TINY_UNSUP + 6

@@ -53,12 +53,16 @@ class FakeStdin:
 
 @pytest.fixture
 def run(capsys, monkeypatch):
-    """Run the command in this process: (exit code, stdout, stderr)."""
+    """Run the command in this process: (exit code, stdout, stderr). float32 unless argv asks for a precision
+    (or says "--precision auto"), so that its probabilities are the library's exactly."""
 
     def run(*argv, stdin=b"", tty=False):
         monkeypatch.setattr(sys, "stdin", FakeStdin(stdin, tty))
+        argv = [str(a) for a in argv]
+        if not {"--precision", "--quantize"} & set(argv):
+            argv += ["--precision", "float32"]
         with pytest.raises(SystemExit) as exit_:
-            predict_cli.cli([str(a) for a in argv])
+            predict_cli.cli(argv)
         out, err = capsys.readouterr()
         assert "Traceback" not in err
         return exit_.value.code, out, err
@@ -453,7 +457,18 @@ def model_kinds(model):
     return dtypes, kinds
 
 
-@pytest.mark.parametrize("option, precision", [([], "float32"), (["--precision", "bfloat16"], "bfloat16"),
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")])
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch, amx, avx512_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert predict.resolve_precision("auto", "cpu") == expected
+    assert predict.resolve_precision("float32", "cpu") == "float32" and predict.resolve_precision("int8", "cpu") == "int8"
+    assert predict_cli.parse_args(["a review"]).precision == "auto"  # the command's default
+
+
+@pytest.mark.parametrize("option, precision", [(["--precision", "auto"], predict.resolve_precision("auto", "cpu")),
+                                               (["--precision", "float32"], "float32"),
+                                               (["--precision", "bfloat16"], "bfloat16"),
                                                (["--quantize"], "int8"), (["--precision", "int8"], "int8")])
 def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, option, precision):
     ran = []
@@ -475,6 +490,7 @@ def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, 
     reference = Predictor.load(models / "tiny.pt").probabilities([POSITIVE])[0]
     # float32 is the checkpoint's arithmetic exactly; the others round differently
     assert (json_lines(out)[0]["probability"] == round(float(reference), 6)) == (precision == "float32")
+    assert json_lines(out)[0]["precision"] == precision  # and the output says which ran
 
 
 def test_int8_quantizes_the_gru_and_attention_layers(models):
@@ -529,7 +545,7 @@ def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusa
     assert all(state[name].dtype == torch.float32 and torch.equal(state[name], p) for name, p in before.items())
     with pytest.raises(PipelineError) as refused:
         predict.apply_precision(model, "fp8")
-    assert str(refused.value) == "unknown precision 'fp8': choose one of float32, bfloat16, int8"
+    assert str(refused.value) == "unknown precision 'fp8': choose one of auto, float32, bfloat16, int8"
     with pytest.raises(PipelineError) as refused:  # any device but the CPU (meta stands in for a GPU here)
         predict.apply_precision(model.to("meta"), "int8")
     assert str(refused.value) == "int8 quantization runs on the CPU only: add --device cpu"

@@ -90,19 +90,23 @@ def test_finished_or_foreign_state_is_not_resumed(data):
     assert f"{ARCH} epoch 1:" in second.stdout
 
 
-@pytest.mark.parametrize("adversarial, launcher", [(0.0, "stage"), (0.05, "torchrun")])
-def test_two_gloo_processes_learn_and_end_with_identical_weights(data, adversarial, launcher):
-    # adversarial training runs two forward/backward passes per step: DDP must reduce both alike
+@pytest.mark.parametrize("mixed, launcher", [(False, "stage"), (True, "torchrun")])
+def test_two_gloo_processes_learn_and_end_with_identical_weights(data, mixed, launcher):
+    # the mixed objective runs up to five forward/backward passes per step (adversarial, virtual
+    # adversarial on the labelled and the unlabelled batch, entropy): DDP must reduce every one alike
     params = yaml.safe_load((data / "params.yaml").read_text())
-    params[ARCH]["adversarial_eps"] = adversarial
-    tag = f"ddp{adversarial}"
+    extra = []
+    if mixed:
+        params[ARCH].update(adversarial_eps=0.05, vat_eps=0.05, entropy_weight=0.5, unsup_ratio=1)
+        extra = ["--unlabelled", "data/tokens/unsup.npz"]
+    tag = f"ddp{mixed}"
     if launcher == "stage":  # as dvc.yaml runs it: train.processes=2 makes the stage start two workers
         params["train"]["processes"] = 2
         command = [sys.executable, str(STAGES / "train.py")]
     else:  # by hand under torchrun, as the README allows
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(STAGES / "train.py")]
     write_params(data / f"{tag}.yaml", params)
-    command += [*train_args(tag), "--params", f"{tag}.yaml"]
+    command += [*train_args(tag), "--params", f"{tag}.yaml", *extra]
     result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest (\w+)", result.stdout))

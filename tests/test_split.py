@@ -133,7 +133,7 @@ def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_p
     for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
         result = run_script(stage, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "data/tokens/meta.json").read_text())["summary"]
+    summary = json.loads((tmp_path / "metrics/tokenize.json").read_text())
     assert (summary["train"]["no_words"], summary["train"]["no_known_words"]) == (2, 3)
     assert (summary["test"]["no_words"], summary["test"]["no_known_words"]) == (1, 1)
     report = json.loads((tmp_path / "metrics/split.json").read_text())

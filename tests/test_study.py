@@ -69,3 +69,23 @@ def test_a_pretrained_architecture_starts_from_the_pretraining_output(tiny_data,
     (tmp_path / "study/runs/review-gru_w2v-1.json").unlink()
     missing = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert missing.returncode == 1 and "word2vec.pt" in missing.stderr.splitlines()[-1]
+
+
+def test_an_ablation_trains_each_variant_through_the_stage_and_resumes(tiny_data, tmp_path):
+    out = tmp_path / "ablation"
+    args = ("--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data, "--out", out,
+            "--variant", "plain", "--variant", "vat", "vat_eps=0.05",
+            "--variant", "mixed", "vat_eps=0.05", "entropy_weight=0.5", "unsup_ratio=1")
+    result = run_script(REPO_ROOT / "tools/ablation.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = (out / "summary.md").read_text()
+    for name, change in (("plain", "as params.yaml"), ("vat", "vat_eps=0.05"), ("mixed", "vat_eps=0.05, entropy_weight=0.5, unsup_ratio=1")):
+        assert f"| {name} | {change} |" in table
+        assert json.loads((out / name / "metrics.json").read_text())["arch"] == "rnn"
+    checkpoints = {name: (tiny_data / f"data/ablation/rnn/{name}.pt").read_bytes() for name in ("plain", "vat", "mixed")}
+    assert len(set(checkpoints.values())) == 3  # each term changed the training
+    again = run_script(REPO_ROOT / "tools/ablation.py", *args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 3
+    bad = run_script(REPO_ROOT / "tools/ablation.py", "--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data,
+                     "--out", tmp_path / "bad", "--variant", "x", "entropy_weight=1", cwd=tmp_path)
+    assert bad.returncode == 1 and "rnn.entropy_weight is 1 but rnn.unsup_ratio is 0" in bad.stderr.splitlines()[-1]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import STAGES, assert_one_line_error, dvc_args, repo_params, run_script, write_params
-from imdb_rnn.adversarial import EmbeddingAttack
+from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
@@ -137,30 +137,24 @@ def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data
     model.embedding.weight.requires_grad_(not freeze)
     ids, lengths, labels = train.batch(np.arange(32), "cpu")
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    attack = EmbeddingAttack(model.embedding, 0.05)
+    perturbation = EmbeddingPerturbation(model.embedding, keep_grad=True)
     clean = loss_fn(model(ids, lengths), labels)
     clean.backward()
-    embedded, seen = attack.embedded.detach(), {}
+    recorded, _ = perturbation.take()
+    embedded, seen = recorded.detach(), {}
     hook = model.embedding.register_forward_hook(lambda m, i, out: seen.update(out=out.detach()))
-
-    def attacked():
-        seen["loss"] = loss_fn(model(ids, lengths), labels)
-        return seen["loss"]
-
-    attack.backward(attacked)
+    attacked = adversarial_loss(perturbation, recorded, 0.05, lambda: loss_fn(model(ids, lengths), labels))
     hook.remove()
-    delta = seen["out"] - embedded  # the attack hook runs first, so this hook sees the moved embedding
+    delta = seen["out"] - embedded  # the perturbation's hook runs first, so this hook sees the moved embedding
     per_review = delta.norm(dim=(0, 2)) / embedded.norm(dim=(0, 2))
     assert torch.allclose(per_review, torch.full_like(per_review, 0.05), rtol=1e-4)
-    assert seen["loss"].item() > clean.item() + 1e-4  # the step goes uphill
+    assert attacked.item() > clean.item() + 1e-4  # the step goes uphill
     # a random step of the same size raises the loss far less (to first order, not at all)
     noise = torch.randn_like(delta)
-    attack.delta = noise * (delta.norm(dim=(0, 2), keepdim=True) / noise.norm(dim=(0, 2), keepdim=True))
-    with torch.no_grad():
+    with torch.no_grad(), perturbation.moved(noise * (delta.norm(dim=(0, 2), keepdim=True) / noise.norm(dim=(0, 2), keepdim=True))):
         randomly = loss_fn(model(ids, lengths), labels).item()
-    attack.delta = None
-    assert seen["loss"].item() - clean.item() > 3 * abs(randomly - clean.item())
-    attack.remove()
+    assert attacked.item() - clean.item() > 3 * abs(randomly - clean.item())
+    perturbation.remove()
     assert not model.embedding._forward_hooks
 
 
@@ -292,6 +286,12 @@ def test_unknown_architecture(tmp_path):
         ("rnn", {"monitor": "val_f1"}, "rnn.monitor must be one of val_loss, val_accuracy"),
         ("train", {"device": "tpu"}, "train.device must be one of auto, cpu, cuda"),
         ("train", {"seed": 0}, "unknown parameter train.seed"),  # the seeds are params.yaml's `seeds` now
+        ("rnn", {"vat_eps": -0.1}, "rnn.vat_eps must be >= 0"),
+        ("rnn", {"vat_weight": -1}, "rnn.vat_weight must be >= 0"),
+        ("rnn", {"entropy_weight": -0.5, "unsup_ratio": 1}, "rnn.entropy_weight must be >= 0"),
+        ("rnn", {"unsup_ratio": -1}, "rnn.unsup_ratio must be >= 0"),
+        ("rnn", {"entropy_weight": 1.0}, "rnn.entropy_weight is 1.0 but rnn.unsup_ratio is 0"),
+        ("rnn", {"unsup_ratio": 1}, "rnn.unsup_ratio is 1 but neither vat_eps nor entropy_weight is on"),
     ],
 )
 def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch, capsys, section, change, fragments):
@@ -302,6 +302,18 @@ def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     code, err = run_train_in_process(["--arch", "rnn"], monkeypatch, capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and fragments in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_unlabelled_reviews_asked_for_but_not_given_is_one_line_before_training(tiny_data, tmp_path, monkeypatch, capsys):
+    tiny_train_params(tiny_data, tmp_path, vat_eps=0.02, unsup_ratio=1)
+    code, err = run_train_in_process(train_args(tiny_data, tmp_path), monkeypatch, capsys)
+    assert code == 1 and len(err) == 1 and "rnn draws unlabelled reviews (unsup_ratio 1) but the stage got no --unlabelled file" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    # and a labelled file passed as the unlabelled one is refused
+    code, err = run_train_in_process([*train_args(tiny_data, tmp_path), "--unlabelled", tiny_data / "data/split/val.npz"],
+                                     monkeypatch, capsys)
+    assert code == 1 and len(err) == 1 and "holds labelled reviews: pass the tokenize stage's unsup.npz" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .artifacts import PipelineError
 from .model import CELLS, POOLINGS, RecurrentClassifier
-from .params import Param, check, read_architectures, read_params, read_seeds
+from .params import GROUPS, Param, check, read_architectures, read_params, read_seeds
 
 # early stopping's measure on the validation split, and whether higher is better
 MONITORS = {"val_loss": False, "val_accuracy": True}
@@ -35,6 +35,13 @@ ARCH_SCHEMA = {
     "freeze_embeddings": Param(bool),  # keep the embedding fixed during training
     # adversarial training: size of the embedding perturbation, relative to each review's embedding norm (0 = off)
     "adversarial_eps": Param((int, float), min=0, max=1.0),
+    # virtual adversarial training (Miyato et al., 2017): the same relative size, and the term's weight (0 = off)
+    "vat_eps": Param((int, float), min=0, max=1.0),
+    "vat_weight": Param((int, float), min=0, max=100.0),
+    # entropy minimisation on the unlabelled reviews (Grandvalet & Bengio, 2005): the term's weight (0 = off)
+    "entropy_weight": Param((int, float), min=0, max=100.0),
+    # unlabelled reviews drawn per labelled one in each step, for the two terms above (0 = none)
+    "unsup_ratio": Param((int, float), min=0, max=16.0),
 }
 
 # what every training process shares
@@ -89,6 +96,10 @@ class TrainConfig:
     seq_len: int
     freeze_embeddings: bool
     adversarial_eps: float
+    vat_eps: float = 0.0
+    vat_weight: float = 1.0
+    entropy_weight: float = 0.0
+    unsup_ratio: float = 0.0
     monitor: str = "val_loss"
     precision: str = "float32"
     pretrained: str = "none"  # none, word2vec or lm (params.yaml: pretrained_architectures)
@@ -118,7 +129,7 @@ def arch_settings(params_path, name, seed=None):
     known = read_architectures(params_path)
     if name not in known:
         raise PipelineError(f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
-                            "(architectures and pretrained_architectures)")
+                            "(architectures, pretrained_architectures, semi_supervised_architectures)")
     params = read_params(params_path)
     defaults = check("arch_defaults", params.get("arch_defaults") or {}, ARCH_SCHEMA, partial=True)
     own = check(name, params[name], ARCH_SCHEMA, partial=True)
@@ -128,7 +139,13 @@ def arch_settings(params_path, name, seed=None):
         raise PipelineError(f"parameter {name}.{missing[0]} is set neither in {name} nor in arch_defaults: add it")
     if settings["pooling"] == "attention" and "attention_dim" not in settings:
         raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
+    if settings.get("entropy_weight") and not settings.get("unsup_ratio"):
+        raise PipelineError(f"parameter {name}.entropy_weight is {settings['entropy_weight']} but {name}.unsup_ratio is 0: "
+                            "entropy minimisation reads unlabelled reviews, so set unsup_ratio > 0 or entropy_weight: 0")
+    if settings.get("unsup_ratio") and not (settings.get("vat_eps") or settings.get("entropy_weight")):
+        raise PipelineError(f"parameter {name}.unsup_ratio is {settings['unsup_ratio']} but neither vat_eps nor entropy_weight "
+                            "is on: the unlabelled reviews would only cost time, so set unsup_ratio: 0 or turn a term on")
     common = check("train", params.get("train"), TRAIN_SCHEMA)
     seeds = read_seeds(params_path)
-    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": known[name],
+    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": GROUPS[known[name]],
                                             "seed": seeds[0] if seed is None else seed})

@@ -121,7 +121,9 @@ def tokenize_reviews(params_path, paths):
     and text hash; the test reviews a flag `in_train` for a text that is also a training review's.
     A stage that does not read unsup.npz does not depend on it in dvc.yaml.
 
-    `paths` maps reviews, vocab, out_dir to files, as dvc.yaml names them.
+    `paths` maps reviews, vocab, out_dir and report (per split: reviews, truncated, unknown-token
+    rate, reviews without words or known words, test reviews in train, unlabelled ones left out)
+    to files, as dvc.yaml names them.
     """
 
     settings = check_truncation(load_section(params_path, "tokenize", TOKENIZE_SCHEMA))
@@ -170,14 +172,16 @@ def tokenize_reviews(params_path, paths):
     # evaluate reports accuracy on the test reviews whose text is not also a training review's
     arrays["test"]["in_train"] = np.isin(arrays["test"]["text_hashes"], arrays["train"]["text_hashes"])
     summary["test"]["in_train"] = int(arrays["test"]["in_train"].sum())
+    # meta.json, which every train stage reads, holds the settings alone: new unlabelled reviews
+    # must not change a file the stages that never read them depend on
     meta = {
         "clean": json.loads(clean_meta),
         "tokenize": settings,
         "vocab_size": len(vocab),
         "vocab_sha256": vocab_sha256(vocab),
-        "summary": summary,
     }
     for split, arr in arrays.items():
         save_npz(f"{paths['out_dir']}/{split}.npz", **arr)
     write_json(f"{paths['out_dir']}/meta.json", meta)
+    write_json(paths["report"], summary)
     print(f"tokenize: {summary} -> {paths['out_dir']}")

@@ -99,10 +99,16 @@ BASELINE = "baseline"  # the bag-of-n-grams model of the baseline stage
 
 PRETRAINED = ("word2vec", "lm")  # the pretraining stages whose output can initialise a classifier
 
+# each list of architectures, by the stages that train them (dvc.yaml: train, train_word2vec,
+# train_lm, train_semi_supervised), and the initial weights its architectures start from
+GROUPS = {"none": "none", "word2vec": "word2vec", "lm": "lm", "semi_supervised": "word2vec"}
+
 
 def read_architectures(params_path):
-    """{name: initial weights} of every trained model: the list `architectures` (random: none), then
-    each list of `pretrained_architectures` (word2vec: [...], lm: [...]).
+    """{name: group} of every trained model: the list `architectures` (group none: random initial
+    weights), each list of `pretrained_architectures` (word2vec: [...], lm: [...]), then
+    `semi_supervised_architectures` (semi_supervised: from word2vec, also trained on the unlabelled
+    reviews). GROUPS[group] is the model's initial weights.
 
     These are what "architecture" means everywhere (train, compare, report, predict). Raises
     PipelineError when a list is malformed, names a model twice, or names a section that is missing.
@@ -117,11 +123,15 @@ def read_architectures(params_path):
             isinstance(v, list) and all(isinstance(n, str) for n in v) for v in pretrained.values()):
         raise PipelineError(f"parameter pretrained_architectures in {path} must map {' and '.join(PRETRAINED)} "
                             f"to lists of section names, got {pretrained!r}")
+    semi = params.get("semi_supervised_architectures") or []
+    if not isinstance(semi, list) or not all(isinstance(n, str) for n in semi):
+        raise PipelineError(f"parameter semi_supervised_architectures in {path} must be a list of section names, got {semi!r}")
+    groups = {**pretrained, "semi_supervised": semi}
     initial = {**dict.fromkeys(names, "none")}
     everything = list(names)
-    for kind in PRETRAINED:
-        everything += pretrained.get(kind, [])
-        initial.update(dict.fromkeys(pretrained.get(kind, []), kind))
+    for group in ("word2vec", "lm", "semi_supervised"):
+        everything += groups.get(group, [])
+        initial.update(dict.fromkeys(groups.get(group, []), group))
     if len(set(everything)) != len(everything) or BASELINE in everything:
         raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {everything}")
     missing = [n for n in everything if not isinstance(params.get(n), dict)]
@@ -166,7 +176,7 @@ def best_by_validation(val_accuracy):
 def stage_of(kind, arch, seed=None, params_path="params.yaml"):
     """The dvc.yaml stage that runs `kind` ('train' or 'evaluate') for `arch` with `seed`, for hints in error messages.
 
-    `train@arch-seed`, or `train_word2vec@...` / `train_lm@...` for the pretrained_architectures.
+    `train@arch-seed`, or `train_word2vec@...` / `train_lm@...` / `train_semi_supervised@...` for the other groups.
     Without a seed, the first of params.yaml's seeds (42 when params.yaml cannot be read).
     """
     try:

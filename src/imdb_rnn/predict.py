@@ -28,7 +28,7 @@ from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, ch
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
 
-PRECISIONS = ("float32", "bfloat16", "int8")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
 NO_CLEANING = {"lowercase": False, "strip_html_breaks": False, "punctuation": "keep"}
 DEFAULT_BATCH_SIZE = 128  # reviews per batch; see benchmarks/bench_predict.py
@@ -59,13 +59,32 @@ def unscorable_reason(n_words):
     return "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
 
 
+def native_bfloat16(device):
+    """Whether `device` multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bfloat16, or
+    a CPU with AMX or AVX512-BF16 (oneDNN's bfloat16 kernels; elsewhere bfloat16 is emulated and slow)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(precision, device):
+    """`auto` is bfloat16 where the device has native bfloat16 (probabilities within 1e-3 of float32's
+    on the 25,000 test reviews, at 2.5x the speed: docs/benchmarks.md), float32 elsewhere; any other
+    precision is itself."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if native_bfloat16(device) else "float32"
+
+
 def apply_precision(model, precision):
     """Return the model to run: float32 as trained, bfloat16 weights, or int8 dynamic quantization.
 
     int8 quantizes the recurrent layers and the linear layers (weights to int8 once, activations
     per batch); nn.RNN has no quantized version and stays float32. bfloat16 pays off on CPUs with
-    AMX/AVX512-BF16 (oneDNN kernels) and on GPUs.
+    AMX/AVX512-BF16 (oneDNN kernels) and on GPUs; `auto` picks by the model's device (resolve_precision).
     """
+    precision = resolve_precision(precision, next(model.parameters()).device)
     if precision == "float32":
         return model
     if precision == "bfloat16":
@@ -105,7 +124,7 @@ class Predictor:
     def __init__(self, model, payload, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE):
         self.payload = payload
         self.device = torch.device(device)
-        self.precision = precision
+        self.precision = precision = resolve_precision(precision, self.device)
         self.model = apply_precision(model.to(self.device).eval(), precision)
         self.batch_size = batch_size
 

@@ -119,11 +119,11 @@ def print_explanations(items, explanations, top, bold, out):
             out.write(f"  … {e.n_words - len(e.words)} more words not read (the model reads {len(e.words)})\n")
 
 
-def json_record(item, prob=None, explanation=None):
-    """One review's JSON object: label and probability, or null ones with the reason (`error`)."""
+def json_record(item, prob=None, explanation=None, precision=None):
+    """One review's JSON object: label, probability and the precision that computed it, or null ones with the reason (`error`)."""
     if item.error:
         return {"source": item.source, "label": None, "probability": None, "error": item.error}
-    record = {"source": item.source, "label": label_of(prob), "probability": round(float(prob), 6)}
+    record = {"source": item.source, "label": label_of(prob), "probability": round(float(prob), 6), "precision": precision}
     if explanation is not None:
         record["words"] = explanation.words
         record["known"] = [bool(k) for k in explanation.known]
@@ -161,7 +161,9 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true", help="one JSON object per review (JSON lines)")
     parser.add_argument("--explain", action="store_true", help="mark the most attended words (attention models; default --arch attention)")
     parser.add_argument("--top", type=int, default=5, help="most words marked per review with --explain, among those above average weight (default 5)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="float32 (as trained), bfloat16 or int8")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): bfloat16 where the CPU (AMX, AVX512-BF16) or GPU has it, else float32; "
+                        "float32 (as trained), bfloat16 or int8")
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="reviews per batch")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
@@ -217,7 +219,8 @@ def main(argv=None):
     if args.json:
         scored = {id(item): i for i, item in enumerate(good)}
         write_json_lines([json_record(item) if item.error else
-                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None)
+                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None,
+                                      predictor.precision)
                           for item in items], out)
     elif explanations is not None:
         bold = out.isatty() and "NO_COLOR" not in os.environ

@@ -17,19 +17,33 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
-from .adversarial import EmbeddingAttack
+from .adversarial import EmbeddingPerturbation, adversarial_loss, entropy, random_state, virtual_adversarial_loss
 from .artifacts import PipelineError, atomic_path, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, MONITORS, arch_settings
 from .inference import count_parameters, loss_and_accuracy, predict_logits
 from .optim import make_optimizer, optimizer_step
+from .params import stage_of
 from .pretrained import check_pretrained, initialise, load_pretrained
 from .runtime import configure_cpu, pick_device, seed_everything
 from .text import read_vocab
 
 
-def fit(model, train, val, config, device, log=None, name="model", resume=None, context=None):
+def unlabelled_batches(unlabelled, steps, config, epoch):
+    """Row indices of `unlabelled` (batches.Reviews) for each of an epoch's `steps` labelled batches:
+    round(config.unsup_ratio * config.batch_size) reviews each, length-bucketed, drawn afresh every
+    epoch from a generator of its own (seed, epoch), so that the labelled batches stay those of a run
+    without unlabelled reviews and a resumed run draws the same ones."""
+    size = max(1, round(config.unsup_ratio * config.batch_size))
+    rng = np.random.default_rng([config.seed, epoch])
+    batches = []
+    while len(batches) < steps:  # fewer unlabelled reviews than needed: a second pass, shuffled anew
+        batches += bucketed(unlabelled.lengths, size, rng, config.bucket_pool)
+    return batches[:steps]
+
+
+def fit(model, train, val, config, device, log=None, name="model", resume=None, context=None, unlabelled=None):
     """Train with early stopping on config.monitor; return (best state dict, history, summary, timing).
 
     The best epoch is the first with the lowest validation loss (monitor val_loss) or the highest
@@ -40,6 +54,13 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     start, continues after its last finished epoch with the same batches, dropout masks and weights
     as a run that was never interrupted. `context` (from distributed.setup) splits each epoch's
     batches over the data-parallel processes. Raises PipelineError when the loss stops being finite.
+
+    The objective is cross entropy on the labelled batch, plus the terms config switches on
+    (adversarial.py): the adversarial loss (adversarial_eps), the virtual adversarial term on the
+    labelled and the unlabelled batch (vat_eps, times vat_weight) and the unlabelled batch's
+    prediction entropy (entropy_weight). `unlabelled` (batches.Reviews, labels unused) is where the
+    unlabelled batches come from when config.unsup_ratio > 0. With every term off, a step is plain
+    cross entropy and the run is that of a model without these options.
     """
     context = context or distributed.Context()
     rng = np.random.default_rng(config.seed)
@@ -47,7 +68,10 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
-    attack = EmbeddingAttack(model.embedding, config.adversarial_eps) if config.adversarial_eps else None
+    if config.unsup_ratio and unlabelled is None:
+        raise PipelineError(f"{name}: unsup_ratio is {config.unsup_ratio} but no unlabelled reviews were given")
+    perturbed = config.adversarial_eps or config.vat_eps
+    perturbation = EmbeddingPerturbation(model.embedding, keep_grad=bool(config.adversarial_eps)) if perturbed else None
     # bfloat16 matrix products with float32 weights, optimiser and loss (mixed precision)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
     higher_is_better = MONITORS[config.monitor]
@@ -70,23 +94,51 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         model.train()
         batches = bucketed(train.lengths, config.batch_size, rng, config.bucket_pool)
         epoch_tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
+        # each labelled batch with its unlabelled one (None without), sharded together
+        extra = unlabelled_batches(unlabelled, len(batches), config, epoch) if config.unsup_ratio else [None] * len(batches)
+        epoch_tokens += sum(unlabelled.tokens(rows) for rows in distributed.used(extra, context) if rows is not None)
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(distributed.shard(batches, context), desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch",
-                   leave=False, disable=None if context.is_main_process else True, file=sys.stderr)
-        for step, rows in enumerate(bar, 1):
+        bar = tqdm(distributed.shard(list(zip(batches, extra)), context), desc=f"{name} epoch {epoch}/{config.epochs}",
+                   unit="batch", leave=False, disable=None if context.is_main_process else True, file=sys.stderr)
+        for step, (rows, unlabelled_rows) in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
+            state = random_state(device) if config.vat_eps else None
             with autocast():
                 logits = trained(ids, lengths).float()
             loss = loss_fn(logits, labels)
+            clean = perturbation.take() if perturbation else None
 
-            def adversarial_loss():
-                with autocast():
-                    return loss_fn(trained(ids, lengths).float(), labels)
+            def forward(module, ids=ids, lengths=lengths):
+                def run():
+                    with autocast():
+                        return module(ids, lengths).float()
+                return run
 
-            extra_backward = (lambda: attack.backward(adversarial_loss)) if attack else None
+            def extra_backward():
+                # each term's pass is followed by its own backward: DDP reduces gradients per pass
+                if config.adversarial_eps:
+                    adversarial_loss(perturbation, clean[0], config.adversarial_eps,
+                                     lambda: loss_fn(forward(trained)(), labels)).backward()
+                if config.vat_eps:
+                    (config.vat_weight * virtual_adversarial_loss(perturbation, clean, logits, config.vat_eps, forward(trained),
+                                                                  state, probe=forward(model))).backward()
+                if unlabelled_rows is not None:
+                    u_ids, u_lengths, _ = unlabelled.batch(unlabelled_rows, device)
+                    u_state = random_state(device)
+                    with torch.set_grad_enabled(bool(config.entropy_weight)):
+                        u_logits = forward(trained, u_ids, u_lengths)()
+                    u_clean = perturbation.take() if perturbation else None
+                    if config.entropy_weight:
+                        (config.entropy_weight * entropy(u_logits)).backward()
+                    if config.vat_eps:
+                        (config.vat_weight * virtual_adversarial_loss(
+                            perturbation, u_clean, u_logits, config.vat_eps, forward(trained, u_ids, u_lengths), u_state,
+                            probe=forward(model, u_ids, u_lengths))).backward()
+
             optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
-                           f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written", extra_backward)
+                           f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
+                           extra_backward if perturbed or unlabelled_rows is not None else None)
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
@@ -137,8 +189,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             if context.is_main_process:
                 print(f"{name}: no better {config.monitor} for {stale} epochs, stopping early", flush=True)
             break
-    if attack:
-        attack.remove()
+    if perturbation:
+        perturbation.remove()
     summary = {
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
@@ -208,7 +260,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     """The train stage: train architecture `name` with `seed` as params.yaml says and write its outputs.
 
     `paths` maps train, val, meta, vocab (inputs), pretrained (the pretraining output, for a
-    pretrained architecture) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
+    pretrained architecture), unlabelled (the tokenize stage's unsup.npz, for unsup_ratio > 0) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
     names them. Everything is checked before any training: parameters, inputs and the pretraining
     output's fit. With train.processes N > 1, `relaunch` (script, argv; by default this process's
     own command line, the stage script) is started as N data-parallel processes instead
@@ -224,12 +276,21 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     if config.pretrained != "none":
         if not paths.get("pretrained"):
             raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
-                                "run it through dvc.yaml's train_word2vec or train_lm stage")
+                                f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage")
         weights = load_pretrained(paths["pretrained"], config.pretrained)
         check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, paths["pretrained"])
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
     train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
     val = Reviews.load(paths["val"], meta["tokenize"], tokenize["seq_len"], "validation split")
+    unlabelled = None
+    if config.unsup_ratio:
+        if not paths.get("unlabelled"):
+            raise PipelineError(f"{name} draws unlabelled reviews (unsup_ratio {config.unsup_ratio}) but the stage got no "
+                                "--unlabelled file: list it under semi_supervised_architectures, whose train_semi_supervised "
+                                "stages pass data/tokens/unsup.npz")
+        unlabelled = Reviews.load(paths["unlabelled"], meta["tokenize"], tokenize["seq_len"], "unlabelled reviews")
+        if (unlabelled.labels != -1).any():
+            raise PipelineError(f"{paths['unlabelled']} holds labelled reviews: pass the tokenize stage's unsup.npz as --unlabelled")
 
     if config.processes > 1 and not distributed.in_worker():
         distributed.launch(config.processes, *(relaunch or (sys.argv[0], sys.argv[1:])))
@@ -240,7 +301,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     device = pick_device(config.device, context.local_rank)
     model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
     start = fingerprint(config.as_dict(), model_config.as_dict(), context.world_size, train.ids, train.lengths,
-                        train.labels, val.ids, val.labels, *model.state_dict().values())
+                        train.labels, val.ids, val.labels, *([unlabelled.ids] if unlabelled else []), *model.state_dict().values())
     resume = Resume(paths["resume"], start)
 
     from dvclive import Live
@@ -256,7 +317,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
 
     try:
         state, history, summary, timing = fit(model, train, val, config, device, log=log, name=name,
-                                              resume=resume, context=context)
+                                              resume=resume, context=context, unlabelled=unlabelled)
     finally:
         if live:
             live.end()
