@@ -101,8 +101,8 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["tokenize"]["seq_len"] = seq_len
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
     params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
-    for arch in (params["architectures"] + [a for names in params["pretrained_architectures"].values() for a in names]
-                 + params["semi_supervised_architectures"]):
+    # every architecture section, listed by default or not (lstm_lm, bilstm_mixed): a test may list it
+    for arch in [name for name, section in params.items() if isinstance(section, dict) and "cell" in section and name != "pretrain_lm"]:
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
         if "attention_dim" in section:
