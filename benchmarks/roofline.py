@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from bench_train import WARMUP, time_batches  # benchmarks/bench_train.py: the same training step
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import read_json
@@ -42,7 +42,6 @@ from imdb_rnn.runtime import configure_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-WARMUP = 2
 
 
 def matmul_peak(dtype, n=2048, repeats=5):
@@ -79,40 +78,28 @@ def category(op):
 
 
 def train_steps(model, optimizer, reviews, batches, bf16=False, profile=False):
-    """(seconds, real tokens, seconds in Reviews.batch, {category: seconds}) of training on batches after WARMUP more."""
-    loss_fn = nn.BCEWithLogitsLoss()
-    model.train()
-    warm, timed_batches = batches[:WARMUP], batches[WARMUP:]
+    """(seconds, real tokens, seconds in Reviews.batch, {category: seconds}) of training on batches[WARMUP:],
+    after batches[:WARMUP] untimed: bench_train's training step, as train.fit takes it."""
+    data_seconds = []
 
-    def step(rows, clock):
+    def make_batch(rows):
         start = time.perf_counter()
         ids, lengths, labels = reviews.batch(rows, "cpu")
-        clock["data"] += time.perf_counter() - start
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(ids, lengths).float()
-        loss = loss_fn(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        data_seconds.append(time.perf_counter() - start)
+        return ids, lengths, labels, reviews.tokens(rows)
 
-    for rows in warm:
-        step(rows, defaultdict(float))
-    clock, shares = defaultdict(float), defaultdict(float)
-    start = time.perf_counter()
+    shares = defaultdict(float)
+    run = lambda: time_batches(model, optimizer, batches[:WARMUP], batches[WARMUP:], make_batch, bf16)  # noqa: E731
     if profile:
         from torch.profiler import ProfilerActivity, profile as profiler
 
         with profiler(activities=[ProfilerActivity.CPU]) as prof:
-            for rows in timed_batches:
-                step(rows, clock)
+            seconds, tokens = run()
         for event in prof.key_averages():
             shares[category(event.key)] += event.self_cpu_time_total / 1e6
     else:
-        for rows in timed_batches:
-            step(rows, clock)
-    seconds = time.perf_counter() - start
-    tokens = sum(reviews.tokens(rows) for rows in timed_batches)
-    return seconds, tokens, clock["data"], shares
+        seconds, tokens = run()
+    return seconds, tokens, sum(data_seconds[WARMUP:]), shares
 
 
 def main():
