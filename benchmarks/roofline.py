@@ -13,7 +13,12 @@
    costs measured apart: validation (scoring the validation split once an epoch, from the
    inference figure) and data (Reviews.batch, numpy to tensors).
 4. Levers, as ratios to today's path (float32, the architecture's batch size) in the same run:
-   bfloat16 autocast, twice the batch, and both.
+   bfloat16 autocast, twice the batch, and both. Every path takes its batches from the same
+   reviews, sorted by length and cut at either size; the first two batches of either size warm up.
+
+The groups of (3) go by the profiler's op names: a fused recurrent kernel (the LSTM's oneDNN
+layer) counts as recurrent, but PyTorch's CPU GRU and tanh RNN run step by step as matrix products
+and pointwise ops, which land in "other ops".
 
     python benchmarks/roofline.py                          # bilstm and gru, 12 timed batches each
     python benchmarks/roofline.py --arch bilstm lstm gru stacked_lstm attention rnn --batches 8
@@ -132,17 +137,20 @@ def main():
         per_token = forward_flops_per_token(arch)
         batch_size = arch["batch_size"]
         rng = np.random.default_rng(args.seed)
-        # the same reviews on every path: batches of 2 x batch_size are pairs of the smaller ones joined
-        small = bucketed(train.lengths, batch_size, rng, params["train"]["bucket_pool"])[: 2 * (args.batches + WARMUP)]
-        large = [np.concatenate(small[i:i + 2]) for i in range(0, len(small), 2)]
+        # the same reviews on every path, sorted by length and cut into batches of batch_size or of
+        # twice that (as bucketing makes them), in a shuffled order; the first WARMUP of each warm up
+        rows = np.concatenate(bucketed(train.lengths, batch_size, rng, params["train"]["bucket_pool"])[: args.batches + 2 * WARMUP])
+        rows = rows[np.argsort(train.lengths[rows], kind="stable")]
+        small, large = ([rows[i:i + size] for i in range(0, len(rows), size)] for size in (batch_size, 2 * batch_size))
+        small, large = [small[i] for i in rng.permutation(len(small))], [large[i] for i in rng.permutation(len(large))]
+        if len(large) <= WARMUP:
+            raise SystemExit(f"error: {args.train} has too few reviews for {args.batches} batches of {2 * batch_size}: lower --batches")
         print(f"\n{name}: {arch['cell']} {arch['hidden_dim']}, {'bi' if arch['bidirectional'] else 'uni'}directional "
               f"x{arch['num_layers']}, batch {batch_size}; {per_token * 3 / 1e6:.2f} MFLOP a token trained, "
               f"{per_token / 1e6:.2f} scored")
         results = {}
-        for path, batches, use_bf16 in (("float32", small[: args.batches + WARMUP], False),
-                                        ("bfloat16", small[: args.batches + WARMUP], True),
-                                        ("float32, batch x2", large[: args.batches // 2 + WARMUP], False),
-                                        ("bfloat16, batch x2", large[: args.batches // 2 + WARMUP], True)):
+        for path, batches, use_bf16 in (("float32", small, False), ("bfloat16", small, True),
+                                        ("float32, batch x2", large, False), ("bfloat16, batch x2", large, True)):
             torch.manual_seed(args.seed)
             model = ModelConfig.from_dict({**arch, "vocab_size": meta["vocab_size"]}).build()
             optimizer = make_optimizer(model, arch["lr"], arch["weight_decay"])

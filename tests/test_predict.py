@@ -463,7 +463,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch, amx, 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert predict.resolve_precision("auto", "cpu") == expected
     assert predict.resolve_precision("float32", "cpu") == "float32" and predict.resolve_precision("int8", "cpu") == "int8"
-    assert predict_cli.parse_args(["a review"]).precision == "auto"  # the command's default
+    assert predict_cli.parse_args(["a review"]).precision == "float32"  # the default: the checkpoint's own arithmetic
 
 
 @pytest.mark.parametrize("option, precision", [(["--precision", "auto"], predict.resolve_precision("auto", "cpu")),

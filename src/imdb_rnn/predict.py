@@ -69,9 +69,9 @@ def native_bfloat16(device):
 
 
 def resolve_precision(precision, device):
-    """`auto` is bfloat16 where the device has native bfloat16 (probabilities within 1e-3 of float32's
-    on the 25,000 test reviews, at 2.5x the speed: docs/benchmarks.md), float32 elsewhere; any other
-    precision is itself."""
+    """`auto` is bfloat16 where the device has native bfloat16 (2.7x float32's speed on this project's
+    CPU, but probabilities up to 0.035 away from float32's: docs/benchmarks.md), float32 elsewhere;
+    any other precision is itself."""
     if precision != "auto":
         return precision
     return "bfloat16" if native_bfloat16(device) else "float32"

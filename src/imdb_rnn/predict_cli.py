@@ -161,9 +161,9 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true", help="one JSON object per review (JSON lines)")
     parser.add_argument("--explain", action="store_true", help="mark the most attended words (attention models; default --arch attention)")
     parser.add_argument("--top", type=int, default=5, help="most words marked per review with --explain, among those above average weight (default 5)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default): bfloat16 where the CPU (AMX, AVX512-BF16) or GPU has it, else float32; "
-                        "float32 (as trained), bfloat16 or int8")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="float32 (default: as trained), bfloat16, int8, or auto: bfloat16 where the CPU (AMX, "
+                        "AVX512-BF16) or GPU has it, else float32")
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="reviews per batch")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
