@@ -56,6 +56,7 @@ bench: install
 	python benchmarks/bench_train.py
 	python benchmarks/bench_predict.py
 	python benchmarks/bench_ddp.py
+	python benchmarks/bench_lanes.py
 	python benchmarks/roofline.py --arch bilstm gru lstm stacked_lstm attention rnn
 
 # mutation testing (not part of `make test` or CI; 2-3 hours on 2 cores): mutmut, pinned in

@@ -81,6 +81,12 @@ def assert_one_line_error(result, *fragments):
     return lines[0]
 
 
+def ran_stages(output):
+    """The stages a `dvc repro` / `dvc exp run` output says it ran, check_params left out: it reruns on
+    any change to params.yaml and, when it passes, changes nothing downstream (tests/test_check_params.py)."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")} - {"check_params"}
+
+
 def write_params(path, params):
     Path(path).write_text(yaml.safe_dump(params, sort_keys=False))
     return path

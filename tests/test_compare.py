@@ -11,11 +11,11 @@ import yaml
 
 from imdb_rnn.artifacts import PipelineError, save_npz
 from imdb_rnn.compare import format_duration, load_run
-from imdb_rnn.significance import accuracy_interval, mcnemar_exact, paired_difference
+from imdb_rnn.significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "compare.py"
 N = 2000  # test reviews
-STATS = {"bootstrap_resamples": 1000, "confidence": 0.95, "alpha": 0.05, "seed": 0}
+STATS = {"bootstrap_resamples": 1000, "confidence": 0.95, "alpha": 0.05, "correction": "holm", "seed": 0}
 
 # arch: {seed: (test accuracy, validation accuracy)}, plus what does not vary by seed
 RUNS = {
@@ -117,6 +117,10 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     # seed 7 wins on validation, so its test accuracy (0.86, not seed 42's 0.88) is the row's
     assert (gru["seed"], gru["accuracy"], gru["val_accuracy"]) == (7, 0.86, 0.87)
     assert gru["checkpoint"] == "data/models/gru/seed7.pt"  # imdb-predict's and the report's model
+    # not "the last seed" nor "the worse test accuracy": gru_w2v's seed 42 wins on validation (and on test)
+    assert rows["gru_w2v"]["seed"] == 42
+    # lstm's seeds tie on validation: the first listed, though seed 7 is better on test
+    assert (rows["lstm"]["seed"], rows["lstm"]["accuracy"]) == (42, 0.870)
     assert gru["accuracy_per_seed"] == {"42": 0.88, "7": 0.86}
     assert gru["accuracy_mean"] == pytest.approx(0.87) and gru["accuracy_sd"] == pytest.approx(np.std([0.88, 0.86], ddof=1), abs=1e-6)
     assert gru["val_minus_test"] == pytest.approx(0.01)
@@ -170,8 +174,11 @@ def test_missing_input_names_the_stage_to_run(tmp_path, monkeypatch, capsys, mis
 
 def test_predictions_on_another_test_set_are_refused(tmp_path, monkeypatch, capsys):
     write_inputs(tmp_path)
-    save_npz(tmp_path / "predictions/lstm/seed42.npz", logits=np.zeros(N, np.float32), labels=1 - LABELS)
-    save_npz(tmp_path / "predictions/lstm/seed7.npz", logits=np.zeros(N, np.float32), labels=1 - LABELS)
+    for seed in (42, 7):  # the same accuracy, on reviews whose labels are the other way round
+        path = tmp_path / f"predictions/lstm/seed{seed}.npz"
+        with np.load(path) as saved:
+            logits = -saved["logits"]
+        save_npz(path, logits=logits, labels=1 - LABELS)
     assert run_in_process(tmp_path, monkeypatch) == 1
     assert "scored on different test sets" in capsys.readouterr().err
 
@@ -190,3 +197,52 @@ def test_load_run_reports_missing_evaluation(tmp_path):
     paths = {"eval_dir": tmp_path / "eval", "timing_dir": tmp_path / "timing", "predictions_dir": tmp_path / "p"}
     with pytest.raises(PipelineError, match="evaluate@gru-42"):
         load_run("gru", 42, paths)
+
+
+def test_alpha_decides_the_mark(tmp_path, monkeypatch):
+    write_inputs(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["compare"]["alpha"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_in_process(tmp_path, monkeypatch) == 0
+    rows = {r["arch"]: r for r in json.loads((tmp_path / "leaderboard.json").read_text())["rows"]}
+    for row in rows.values():
+        if row["p_value_vs_top"] is not None:
+            assert row["same_as_top"] is (row["p_value_vs_top_adjusted"] >= 0.5), row
+    assert rows["gru_w2v"]["p_value_vs_top_adjusted"] < 0.5 and rows["gru_w2v"]["same_as_top"] is False
+    assert "(p ≥ 0.5)." in (tmp_path / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize("where, change, message", [
+    ("eval/gru/seed7.json", {"seed": 42}, "seed 42, not 7"),
+    ("eval/gru/seed7.json", {"arch": "lstm"}, "arch lstm, not gru"),
+    ("eval/gru/seed7.json", {"accuracy": 0.87}, "different runs"),
+    ("eval/gru/seed7.json", {"val_accuracy": None}, "no validation accuracy"),
+])
+def test_metrics_of_another_run_are_refused(tmp_path, monkeypatch, capsys, where, change, message):
+    write_inputs(tmp_path)
+    path = tmp_path / where
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    assert run_in_process(tmp_path, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "dvc repro -f" in err, err
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_holm_adjusts_the_rows_p_values_together():
+    # Holm: sorted 0.01 x 3, 0.03 x 2, 0.04 x 1, each at least the one before: 0.03, 0.06, 0.06
+    assert adjust_p_values([0.01, 0.04, 0.03], "holm") == pytest.approx([0.03, 0.06, 0.06])
+    assert adjust_p_values([0.01, 0.04, 0.03], "none") == [0.01, 0.04, 0.03]
+    assert adjust_p_values([], "holm") == []
+    with pytest.raises(ValueError, match="holm or none"):
+        adjust_p_values([0.5], "bonferonni")
+
+
+def test_the_mark_reads_the_adjusted_p_value(tmp_path, monkeypatch):
+    write_inputs(tmp_path)
+    assert run_in_process(tmp_path, monkeypatch) == 0
+    rows = [r for r in json.loads((tmp_path / "leaderboard.json").read_text())["rows"] if r["rank"] > 1]
+    raw = [r["p_value_vs_top"] for r in rows]
+    assert [r["p_value_vs_top_adjusted"] for r in rows] == pytest.approx(adjust_p_values(raw, "holm"), rel=1e-3)
+    assert all(r["same_as_top"] is (r["p_value_vs_top_adjusted"] >= 0.05) for r in rows)
+    assert "McNemar p (Holm)" in (tmp_path / "leaderboard.md").read_text()

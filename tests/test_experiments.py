@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from conftest import ran_stages as ran
+
 ARCHITECTURES = ["rnn", "gru"]
 PRETRAINED = {"gru_w2v": "word2vec"}  # the same cell as gru, started from the word2vec stage's vectors
 SEEDS = [42, 7]
@@ -26,11 +28,6 @@ def find_key(tree, key):
     if isinstance(tree, list):
         return [v for x in tree for v in find_key(x, key)]
     return []
-
-
-def ran(output):
-    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):

@@ -8,11 +8,7 @@ import numpy as np
 import torch
 import yaml
 
-from conftest import REPO_ROOT, TINY_PER_LABEL, TINY_UNSUP
-
-
-def ran_stages(output):
-    return set(re.findall(r"Running stage '([^']+)'", output))
+from conftest import REPO_ROOT, TINY_PER_LABEL, TINY_UNSUP, ran_stages
 
 
 def digest(path):

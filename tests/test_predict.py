@@ -309,7 +309,7 @@ def test_bad_checkpoint_never_prints_a_traceback_from_the_real_command(models, t
     assert_one_line_error(result, "cut.pt", "corrupt or truncated")
 
 
-def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypatch):
+def test_default_model_is_the_best_recurrent_row_by_validation(models, run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(POSITIVE)
     one_line_error(code, err, "--arch", "leaderboard.json")
@@ -322,15 +322,22 @@ def test_default_model_is_the_leaderboards_best(models, run, tmp_path, monkeypat
     one_line_error(code, err, "comes from before seeds", "dvc repro compare")
     (tmp_path / "data" / "models").mkdir(parents=True)
     (tmp_path / "data" / "models" / "tiny.pt").write_bytes((models / "tiny.pt").read_bytes())
-    # the n-gram baseline may top the board, but it has no checkpoint: the best recurrent model is used
-    rows = [{"arch": "baseline", "accuracy": 1.0, "checkpoint": None},
-            {"arch": "tiny", "accuracy": 1.0, "checkpoint": "data/models/tiny.pt"},
-            {"arch": "attention", "accuracy": 0.9, "checkpoint": "data/models/attention/seed42.pt"}]
+    # the n-gram baseline may top the board, but it has no checkpoint; of the recurrent rows the one
+    # with the best validation accuracy is used, not the one ranked first by test accuracy (whose
+    # checkpoint does not exist here, so picking it would fail)
+    rows = [{"arch": "baseline", "accuracy": 1.0, "val_accuracy": 1.0, "checkpoint": None},
+            {"arch": "attention", "accuracy": 0.95, "val_accuracy": 0.80, "checkpoint": "data/models/attention/seed42.pt"},
+            {"arch": "tiny", "accuracy": 0.90, "val_accuracy": 0.90, "checkpoint": "data/models/tiny.pt"},
+            {"arch": "gru", "accuracy": 0.85, "val_accuracy": 0.90, "checkpoint": "data/models/gru/seed42.pt"}]
     for board in ({"sorted_by": "accuracy", "rows": rows}, rows):  # the compare stage's file, or bare rows
         (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps(board))
         code, out, err = run(POSITIVE, "--json")
-        assert code == 0, err
+        assert code == 0, err  # tiny ties gru on validation and ranks higher: ties go to the higher rank
         assert json_lines(out)[0]["label"] == "pos"
+    rows[2] = {**rows[2], "val_accuracy": None}
+    (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps(rows))
+    code, _, err = run(POSITIVE)
+    one_line_error(code, err, "validation accuracy", "dvc repro compare")
 
 
 # ---------------------------------------------------------------- explanations and speed options

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from conftest import TINY_PER_LABEL, TINY_UNSUP, DvcRepo, make_dvc_repo, script_env
+from conftest import ran_stages as ran
 
 ARCH = "gru"
 LONG_EPOCHS = 40  # the lock and kill tests retrain gru this long, to act while it trains
@@ -61,11 +62,6 @@ def status(repo):
 def status_cloud(repo):
     """What `dvc status --cloud` finds missing from (or different on) the default remote."""
     return json.loads(repo.dvc("status", "--cloud", "--json").stdout)
-
-
-def ran(output):
-    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 def train_longer(repo):

@@ -13,12 +13,13 @@ import numpy as np
 
 from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
 from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
-from .significance import accuracy_interval, mcnemar_exact, paired_difference
+from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {
     "bootstrap_resamples": Param(int, min=1000, max=1_000_000),
     "confidence": Param(float, min=0.5, max=0.999),
     "alpha": Param(float, min=0.0001, max=0.5),
+    "correction": Param(str, choices=("holm", "none")),
     "seed": Param(int, min=0),
 }
 
@@ -42,7 +43,12 @@ def _require(path, stage):
 
 
 def load_run(name, seed, paths, pretrained="none"):
-    """One trained model (an architecture and a seed, or the baseline): its metrics and per-review predictions."""
+    """One trained model (an architecture and a seed, or the baseline): its metrics and per-review predictions.
+
+    Raises PipelineError for a missing input, metrics written for another architecture or seed, a
+    recurrent model without a validation accuracy, or predictions whose accuracy is not the metrics'
+    (files from different runs): each names the stage to rerun.
+    """
     if name == BASELINE:
         where, evaluate, train = name, BASELINE, BASELINE
     else:
@@ -51,7 +57,7 @@ def load_run(name, seed, paths, pretrained="none"):
     timing = read_json(_require(f"{paths['timing_dir']}/{where}.json", train), "training timing")
     predictions = load_npz(_require(f"{paths['predictions_dir']}/{where}.npz", evaluate), "test predictions")
     try:
-        return {
+        run = {
             "arch": name,
             "pretrained": pretrained,
             "seed": seed,
@@ -69,6 +75,18 @@ def load_run(name, seed, paths, pretrained="none"):
         }
     except KeyError as err:
         raise PipelineError(f"the metrics of {name} (seed {seed}) lack {err}: rerun `dvc repro -f {evaluate}`")
+    for key, expected in (("arch", name), ("seed", seed)):
+        if key in evaluation and evaluation[key] != expected:
+            raise PipelineError(f"{paths['eval_dir']}/{where}.json holds the metrics of {key} {evaluation[key]}, not {expected}: "
+                                f"rerun `dvc repro -f {evaluate}`")
+    if name != BASELINE and run["val_accuracy"] is None:
+        raise PipelineError(f"the metrics of {name} (seed {seed}) record no validation accuracy to choose a seed by: "
+                            f"rerun `dvc repro -f {train}`")
+    # the ranking reads the metrics' accuracy, the intervals the predictions: they must be one run's
+    if abs(run["correct"].mean() - run["accuracy"]) > 0.5 / len(run["correct"]):
+        raise PipelineError(f"{paths['predictions_dir']}/{where}.npz gives accuracy {run['correct'].mean():.6f} but its metrics say "
+                            f"{run['accuracy']:.6f}: they come from different runs, rerun `dvc repro -f {evaluate}`")
+    return run
 
 
 def architecture_row(name, seeds, paths, pretrained):
@@ -91,8 +109,10 @@ def leaderboard(rows, settings):
     """Rows ranked by test accuracy (best first; ties go to F1, then to the name), each with its
     bootstrap interval, its validation − test gap, and its paired comparison with the top row.
 
-    `rows` carry `correct` (bool [N], the same N test reviews in the same order for all). A row the
-    top one is not shown better than (McNemar p >= alpha) gets `same_as_top` True.
+    `rows` carry `correct` (bool [N], the same N test reviews in the same order for all). Every row
+    below the top is tested against it (McNemar's exact test, `p_value_vs_top`); the K p-values are
+    adjusted together by settings["correction"] (`p_value_vs_top_adjusted`), and a row the top one is
+    not shown better than (adjusted p >= alpha) gets `same_as_top` True.
     """
     ranked = sorted(rows, key=lambda r: (-r["accuracy"], -(r["f1"] or 0.0), r["arch"]))
     top = ranked[0]
@@ -112,10 +132,15 @@ def leaderboard(rows, settings):
             stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, same_as_top=None)
         else:
             difference, d_low, d_high = paired_difference(correct, top_correct, resamples, confidence, seed)
-            p_value = mcnemar_exact(correct, top_correct)
             stats.update(difference_to_top=round(difference, 6), difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
-                         p_value_vs_top=float(f"{p_value:.4g}"), same_as_top=bool(p_value >= settings["alpha"]))
+                         p_value_vs_top=mcnemar_exact(correct, top_correct))
         board.append({"rank": rank, **row, **stats})
+    adjusted = adjust_p_values([row["p_value_vs_top"] for row in board[1:]], settings["correction"])
+    for row, p_value in zip(board[1:], adjusted):
+        row.update(p_value_vs_top=float(f"{row['p_value_vs_top']:.4g}"), p_value_vs_top_adjusted=float(f"{p_value:.4g}"),
+                   same_as_top=bool(p_value >= settings["alpha"]))
+    if board:
+        board[0]["p_value_vs_top_adjusted"] = None
     return board
 
 
@@ -154,23 +179,28 @@ def statistics_cells(row):
     else:
         d_low, d_high = row["difference_to_top_ci"]
         cells.append(f"{100 * row['difference_to_top']:+.2f} [{100 * d_low:+.2f}, {100 * d_high:+.2f}]")
-        cells.append(f"{row['p_value_vs_top']:.2g}" + (" ≈" if row["same_as_top"] else ""))
+        cells.append(f"{row['p_value_vs_top_adjusted']:.2g}" + (" ≈" if row["same_as_top"] else ""))
     return cells
 
 
 def to_markdown(board, settings):
     confidence = f"{100 * settings['confidence']:g}%"
+    rows_tested = max(len(board) - 1, 0)
+    correction = (f"Holm-adjusted for the {rows_tested} rows tested against the top one (`compare.correction`; "
+                  "`p_value_vs_top` in leaderboard.json is the unadjusted one)" if settings["correction"] == "holm"
+                  else "each row tested against the top one alone, with no correction for the number of rows")
     lines = [
         "# Leaderboard: test reviews, sorted by accuracy",
         "",
         f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy comes with a {confidence} "
         f"percentile bootstrap interval over the test reviews ({settings['bootstrap_resamples']:,} resamples). "
         "The difference to the top row is in accuracy points, with a paired bootstrap interval; p is McNemar's exact test "
-        f"against the top row on the same reviews, and ≈ marks a row the top one is not shown better than (p ≥ {settings['alpha']:g}; "
-        "each row is tested against the top one alone, with no correction for the number of rows).",
+        f"against the top row on the same reviews, {correction}, and ≈ marks a row the top one is not shown better than "
+        f"(p ≥ {settings['alpha']:g}).",
         "",
         f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] | test accuracy over seeds (mean ± sd) "
-        "| vs top, points [CI] | McNemar p | " + " | ".join(heading for _, heading in COLUMNS) + " |",
+        f"| vs top, points [CI] | McNemar p{' (Holm)' if settings['correction'] == 'holm' else ''} | "
+        + " | ".join(heading for _, heading in COLUMNS) + " |",
         "|---:|:---|:---|---:|---:|---:|---:|---:|" + "---:|" * len(COLUMNS),
     ]
     for row in board:

@@ -272,7 +272,8 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
 def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json",
                        params="params.yaml", seed=None):
     """The checkpoint to use: --model, else --arch (its best seed by validation, or --seed), else the
-    leaderboard's best recurrent architecture.
+    leaderboard's recurrent row with the best validation accuracy (ties go to the higher rank): the
+    test set ranks the leaderboard but never picks the model that labels new text.
 
     An --arch with no checkpoint that params.yaml does not list either is a misspelling, reported as such.
     """
@@ -293,11 +294,15 @@ def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderbo
     try:
         board = json.loads(path.read_text(encoding="utf-8"))
         rows = board["rows"] if isinstance(board, dict) else board  # the compare stage wraps its rows
-        # the best recurrent model: each row names its checkpoint (its best seed), the n-gram baseline none
+        # the recurrent models: each row names its checkpoint (its best seed), the n-gram baseline none
         if rows and not any("checkpoint" in row for row in rows):
             raise PipelineError(f"{path} comes from before seeds (its rows name no checkpoint): rerun `dvc repro compare`, "
                                 "or pass --arch NAME")
-        best = next(row for row in rows if row.get("checkpoint"))
+        recurrent = [row for row in rows if row.get("checkpoint")]
+        if any(not isinstance(row.get("val_accuracy"), (int, float)) for row in recurrent):
+            raise PipelineError(f"{path} has a row without a validation accuracy to choose by: rerun `dvc repro compare`, "
+                                "or pass --arch NAME")
+        best = recurrent[best_by_validation({i: row["val_accuracy"] for i, row in enumerate(recurrent)})]
         if not isinstance(best["arch"], str) or not best["arch"]:
             raise TypeError
         checkpoint = best["checkpoint"] if seed is None else checkpoint_path(models_dir, best["arch"], seed)

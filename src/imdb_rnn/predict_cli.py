@@ -155,7 +155,7 @@ def parse_args(argv):
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="PATH", help="checkpoint file")
     which.add_argument("--arch", metavar="NAME", help="use NAME's seed with the best validation accuracy (data/models/NAME/seed*.pt)")
-    parser.add_argument("--seed", type=int, metavar="N", help="use this training seed of --arch (or of the leaderboard's best) instead")
+    parser.add_argument("--seed", type=int, metavar="N", help="use this training seed of --arch (or of the default model's architecture) instead")
     parser.add_argument("--models-dir", default="data/models", help="where --arch looks (default data/models)")
     parser.add_argument("--leaderboard", default="metrics/leaderboard.json", help="picks the default model: its best row's arch")
     parser.add_argument("--json", action="store_true", help="one JSON object per review (JSON lines)")

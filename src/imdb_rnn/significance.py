@@ -2,7 +2,8 @@
 
 Every function takes `correct` arrays: one bool per test review (shape (N,)), True where a model's
 prediction is right, in the same review order for every model (the evaluate stage's predictions).
-The statistics are scipy's: `scipy.stats.bootstrap` (percentile intervals) and `scipy.stats.binomtest`.
+The statistics are scipy's: `scipy.stats.bootstrap` (percentile intervals) and `scipy.stats.binomtest`;
+the correction for testing several rows is statsmodels' `multipletests`.
 """
 
 import numpy as np
@@ -42,3 +43,17 @@ def mcnemar_exact(correct_a, correct_b):
     if only_a + only_b == 0:
         return 1.0
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def adjust_p_values(p_values, method):
+    """The p-values [K] adjusted for testing K hypotheses at once: `holm` (Holm 1979, step-down
+    Bonferroni: controls the chance of any false "shown worse" among the K at alpha) or `none`
+    (returned as they are). Raises ValueError for another method."""
+    p_values = [float(p) for p in p_values]
+    if method == "none" or not p_values:
+        return p_values
+    if method != "holm":
+        raise ValueError(f"unknown multiple-testing correction {method!r}: holm or none")
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]

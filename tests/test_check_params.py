@@ -1,0 +1,85 @@
+"""The check_params stage: all of params.yaml checked before any stage works."""
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, repo_params, run_script, tiny_params, write_params
+from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.check import check_params
+
+
+def checked(tmp_path, params):
+    write_params(tmp_path / "params.yaml", params)
+    check_params(tmp_path / "params.yaml", {"out": tmp_path / "checked.txt"})
+    return (tmp_path / "checked.txt").read_text()
+
+
+def test_the_projects_params_and_the_tests_tiny_ones_pass(tmp_path):
+    assert checked(tmp_path, repo_params()) == "params.yaml passed every stage's checks\n"
+    assert checked(tmp_path, tiny_params("archive.tar.gz")) == "params.yaml passed every stage's checks\n"
+
+
+def set_key(params, dotted, value):
+    *path, last = dotted.split(".")
+    section = params
+    for key in path:
+        section = section[key]
+    section[last] = value
+    return params
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("gru.lr", -1, "gru.lr"),
+    ("seeds", [42, 42], "names a seed twice"),
+    ("seeds", [], "non-empty list"),
+    ("split.group_by", "moviee", "split.group_by"),
+    ("tokenize.truncate_side", "middle", "tokenize.truncate_side"),
+    ("compare.correction", "bonferroni", "compare.correction"),
+    ("ingest.md5", 5, "ingest.md5"),
+    ("pretrain_lm.epochs", 0, "pretrain_lm.epochs"),
+    ("baseline.C_grid", [], "C_grid"),
+    ("bilstm_mixed.unsup_ratio", -1, "bilstm_mixed.unsup_ratio"),
+    ("report.architectures", ["gru"], "no attention pooling"),
+    ("report.architectures", ["nope"], "does not train"),
+])
+def test_a_bad_parameter_anywhere_is_named(tmp_path, key, value, says):
+    params = set_key(repo_params(), key, value)
+    if key.startswith("bilstm_mixed"):  # checked where it is trained: list it
+        params["semi_supervised_architectures"] = ["bilstm_mixed"]
+    with pytest.raises(PipelineError, match=says.replace(".", r"\.")):
+        checked(tmp_path, params)
+    assert not (tmp_path / "checked.txt").exists()
+
+
+def test_a_pretrained_architecture_must_fit_its_pretraining(tmp_path):
+    params = set_key(repo_params(), "pretrain_embeddings.dim", 64)
+    with pytest.raises(PipelineError, match=r"bilstm_w2v_adv\.embed_dim is 128 but pretrain_embeddings\.dim is 64|"
+                                            r"\w+_w2v\w*\.embed_dim is \d+ but pretrain_embeddings\.dim is 64"):
+        checked(tmp_path, params)
+    params = repo_params()
+    params["pretrained_architectures"]["lm"] = ["lstm_lm"]
+    params["pretrain_lm"]["hidden_dim"] = 64
+    with pytest.raises(PipelineError, match=r"lstm_lm\.hidden_dim is 128 but pretrain_lm\.hidden_dim is 64"):
+        checked(tmp_path, params)
+
+
+def test_under_dvc_a_bad_parameter_stops_the_pipeline_before_any_stage_works(dvc_repo):
+    dvc_repo.commit("pipeline")
+    result = dvc_repo.dvc("exp", "run", "-S", "gru.lr=-1", check=False)
+    assert result.returncode != 0
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and "gru.lr" in ours[0], result.stdout + result.stderr
+    assert "Running stage 'ingest'" not in result.stdout
+    assert not (dvc_repo.root / "data/ingest/reviews.parquet").exists() and not (dvc_repo.root / "data/checked/params.txt").exists()
+
+
+def test_a_passing_check_reruns_nothing_downstream(dvc_repo):
+    dvc_repo.commit("pipeline")
+    first = dvc_repo.dvc("repro", "ingest")
+    assert "Running stage 'check_params'" in first.stdout and "Running stage 'ingest'" in first.stdout
+    params = dvc_repo.params
+    params["gru"]["lr"] = 0.003  # a change no data stage reads
+    dvc_repo.params = params
+    second = dvc_repo.dvc("repro", "ingest")
+    assert "Running stage 'check_params'" in second.stdout, second.stdout
+    assert "Running stage 'ingest'" not in second.stdout and "Stage 'ingest' didn't change" in second.stdout
