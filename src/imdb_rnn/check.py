@@ -49,26 +49,26 @@ def check_params(params_path, paths):
         if extra:
             extra(sections[section])
     seeds = read_seeds(params_path)
-    for name, group in read_architectures(params_path).items():
+    known = read_architectures(params_path)
+    settings_of = {}
+    for name, group in known.items():
         for seed in seeds:
-            settings, _ = arch_settings(params_path, name, seed)
+            settings_of[name], _ = arch_settings(params_path, name, seed)
         kind = GROUPS[group]
         if kind in SHARED:
             source, keys = SHARED[kind]
             for ours, theirs in keys.items():
-                if settings[ours] != sections[source][theirs]:
-                    raise PipelineError(f"parameter {name}.{ours} is {settings[ours]!r} but {source}.{theirs} is "
+                if settings_of[name][ours] != sections[source][theirs]:
+                    raise PipelineError(f"parameter {name}.{ours} is {settings_of[name][ours]!r} but {source}.{theirs} is "
                                         f"{sections[source][theirs]!r}: {name} starts from {source}'s output, so make them agree")
-    params = read_params(params_path)
-    reported = (params.get("report") or {}).get("architectures") or []
+    reported = (read_params(params_path).get("report") or {}).get("architectures") or []
     if not isinstance(reported, list):
         raise PipelineError(f"parameter report.architectures must be a list of architectures, got {reported!r}")
-    known = read_architectures(params_path)
     for name in reported:
         if name not in known:
             raise PipelineError(f"report.architectures names {name!r}, which params.yaml does not train: "
                                 f"pick among {', '.join(known)}")
-        if arch_settings(params_path, name)[0]["pooling"] != "attention":
+        if settings_of[name]["pooling"] != "attention":
             raise PipelineError(f"report.architectures names {name!r}, which has no attention pooling to draw: "
                                 "list attention-pooled architectures only")
     write_text(paths["out"], "params.yaml passed every stage's checks\n")

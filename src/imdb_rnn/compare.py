@@ -129,7 +129,8 @@ def leaderboard(rows, settings):
                  "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}
         if rank == 1:
             top_correct = correct
-            stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, same_as_top=None)
+            stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, p_value_vs_top_adjusted=None,
+                         same_as_top=None)
         else:
             difference, d_low, d_high = paired_difference(correct, top_correct, resamples, confidence, seed)
             stats.update(difference_to_top=round(difference, 6), difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
@@ -139,8 +140,6 @@ def leaderboard(rows, settings):
     for row, p_value in zip(board[1:], adjusted):
         row.update(p_value_vs_top=float(f"{row['p_value_vs_top']:.4g}"), p_value_vs_top_adjusted=float(f"{p_value:.4g}"),
                    same_as_top=bool(p_value >= settings["alpha"]))
-    if board:
-        board[0]["p_value_vs_top_adjusted"] = None
     return board
 
 
