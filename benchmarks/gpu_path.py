@@ -8,6 +8,7 @@ On a CPU it runs the same path (the tests run it there on the tiny archive).
     python benchmarks/gpu_path.py                          # bilstm, one epoch, every review
     python benchmarks/gpu_path.py --arch gru --device cuda --batch-size 256
     python benchmarks/gpu_path.py --limit 2000             # a quick check on 2,000 training reviews
+    python benchmarks/gpu_path.py --precision bfloat16     # bfloat16 autocast in training
 
 Data: what `dvc repro split` writes (data/split/{train,val}.npz, data/tokens/{test.npz,meta.json},
 data/vocab/vocab.txt).
@@ -40,12 +41,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, help="training batch size (default: the architecture's)")
     parser.add_argument("--limit", type=int, help="train on the first N training reviews only")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"),
+                        help="training precision (default: the architecture's; bfloat16 autocasts the matrix products)")
     args = parser.parse_args()
 
     settings, config = arch_settings(args.params, args.arch)
     device = pick_device(args.device)
     config = dataclasses.replace(config, epochs=args.epochs, patience=args.epochs, device=device.type,
-                                 batch_size=args.batch_size or config.batch_size)
+                                 batch_size=args.batch_size or config.batch_size,
+                                 precision=args.precision or config.precision)
     meta = read_json(f"{args.data}/tokens/meta.json", "tokenizer settings")
     seq_len = min(config.seq_len, meta["tokenize"]["seq_len"])
     parts = {}
@@ -66,7 +70,7 @@ def main():
     start = time.perf_counter()
     logits = predict_logits(model, parts["test"], config.eval_batch_size, device)
     seconds = time.perf_counter() - start
-    print(f"{args.arch} on {device}: {len(parts['train'])} training reviews, batch {config.batch_size}; "
+    print(f"{args.arch} on {device}, {config.precision}: {len(parts['train'])} training reviews, batch {config.batch_size}; "
           f"{timing['seconds_per_epoch']} s per epoch, {timing['tokens_per_second']:.0f} training tokens/s; "
           f"validation accuracy {summary['val_accuracy']:.4f}; test: {len(logits)} reviews in {seconds:.1f} s, "
           f"{len(logits) / seconds:.0f} reviews/s, accuracy {accuracy(logits, parts['test'].labels):.4f}")
