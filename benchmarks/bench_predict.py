@@ -17,6 +17,7 @@ import argparse
 import copy
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from machine import describe  # benchmarks/machine.py
 from imdb_rnn.artifacts import PipelineError, run_main, write_json
 from imdb_rnn.ingest import read_reviews, read_table
 from imdb_rnn.params import load_section
-from imdb_rnn.predict import PRECISIONS, Predictor, check_payload
+from imdb_rnn.predict import PRECISIONS, Predictor, check_payload, lanes_for
 from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import ModelConfig, arch_settings
@@ -96,8 +97,10 @@ def main():
     parser.add_argument("--archive", default="../shared/data/aclImdb_v1.tar.gz")
     parser.add_argument("--limit", type=int, default=0, help="score a random sample of this many test reviews (0 = all)")
     parser.add_argument("--precisions", default="float32,int8,bfloat16")
-    parser.add_argument("--batch-sizes", default="128")
+    parser.add_argument("--batch-sizes", default="64")
     parser.add_argument("--threads", default="0", help="comma-separated thread counts (0 = every core)")
+    parser.add_argument("--lanes", default="1,0", help="comma-separated scoring lanes (Predictor's lanes: 1 = one lane "
+                        "with every thread, 0 = auto, one lane a thread); float32 with 1 lane is the reference")
     parser.add_argument("--max-drop", type=float, default=0.2, help="accuracy points a faster precision may lose")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the results as JSON here")
@@ -123,32 +126,33 @@ def main():
     print(f"reviews: {len(texts)} test reviews from {source}")
     print(describe())
     print(f"oneDNN bf16 on this CPU: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
-    print(f"{'precision':<10} {'threads':>7} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} {'vs f32':>8} {'max|dp|':>8}")
+    print(f"{'precision':<10} {'threads':>7} {'lanes':>5} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} {'vs f32':>8} {'max|dp|':>8}")
 
     results, reference = [], {}
+    lanes_list = [1] + [n for n in csv_ints(args.lanes) if n != 1]  # one lane first: the reference
     for threads in csv_ints(args.threads):
         configure_cpu(threads)
-        for batch_size in csv_ints(args.batch_sizes):
-            for precision in precisions:
-                predictor = Predictor(copy.deepcopy(model), payload, precision=precision, batch_size=batch_size)
-                probabilities, seconds = timed(predictor, texts)
-                tokens = int(predictor.encode(texts)[0].lengths.sum())
-                accuracy = float(((probabilities > 0.5) == (labels == 1)).mean())
-                key = (threads, batch_size)
-                if precision == "float32":
-                    reference[key] = (accuracy, probabilities)
-                row = {
-                    "precision": precision, "threads": torch.get_num_threads(), "batch_size": batch_size,
-                    "reviews_per_second": round(len(texts) / seconds, 1), "tokens_per_second": round(tokens / seconds),
-                    "accuracy": round(accuracy, 5) if real else None,
-                    "accuracy_change_points": round(100 * (accuracy - reference[key][0]), 3) if real else None,
-                    "max_probability_change": round(float(np.abs(probabilities - reference[key][1]).max()), 5),
-                }
-                results.append(row)
-                acc = f"{accuracy:.4f}" if real else "n/a"
-                change = f"{row['accuracy_change_points']:+.2f}pt" if real else "n/a"
-                print(f"{precision:<10} {row['threads']:>7} {batch_size:>6} {row['reviews_per_second']:>10.0f} "
-                      f"{row['tokens_per_second']:>10.0f} {acc:>9} {change:>8} {row['max_probability_change']:>8.4f}", flush=True)
+        for batch_size, precision, lanes in product(csv_ints(args.batch_sizes), precisions, lanes_list):
+            predictor = Predictor(copy.deepcopy(model), payload, precision=precision, batch_size=batch_size, lanes=lanes)
+            probabilities, seconds = timed(predictor, texts)
+            tokens = int(predictor.encode(texts)[0].lengths.sum())
+            accuracy = float(((probabilities > 0.5) == (labels == 1)).mean())
+            key = (threads, batch_size)
+            if precision == "float32" and key not in reference:
+                reference[key] = (accuracy, probabilities)
+            used = lanes_for(lanes, len(texts), batch_size, predictor.device)
+            row = {
+                "precision": precision, "threads": torch.get_num_threads(), "lanes": used, "batch_size": batch_size,
+                "reviews_per_second": round(len(texts) / seconds, 1), "tokens_per_second": round(tokens / seconds),
+                "accuracy": round(accuracy, 5) if real else None,
+                "accuracy_change_points": round(100 * (accuracy - reference[key][0]), 3) if real else None,
+                "max_probability_change": round(float(np.abs(probabilities - reference[key][1]).max()), 5),
+            }
+            results.append(row)
+            acc = f"{accuracy:.4f}" if real else "n/a"
+            change = f"{row['accuracy_change_points']:+.2f}pt" if real else "n/a"
+            print(f"{precision:<10} {row['threads']:>7} {used:>5} {batch_size:>6} {row['reviews_per_second']:>10.0f} "
+                  f"{row['tokens_per_second']:>10.0f} {acc:>9} {change:>8} {row['max_probability_change']:>8.4f}", flush=True)
 
     print()
     best = {}
@@ -159,7 +163,13 @@ def main():
     for precision, row in best.items():
         ratio = f" ({row['reviews_per_second'] / base['reviews_per_second']:.2f}x float32)" if base and precision != "float32" else ""
         print(f"best {precision}: {row['reviews_per_second']:.0f} reviews/s at batch {row['batch_size']}, "
-              f"{row['threads']} threads{ratio}")
+              f"{row['threads']} threads, {row['lanes']} lane(s){ratio}, max|dp| {row['max_probability_change']:.2g}")
+    for row in results:
+        if row["precision"] == "float32" and row["lanes"] > 1:
+            one = next(r for r in results if r["precision"] == "float32" and r["lanes"] == 1
+                       and (r["threads"], r["batch_size"]) == (row["threads"], row["batch_size"]))
+            print(f"float32, {row['lanes']} lanes against 1 at {row['threads']} threads, batch {row['batch_size']}: "
+                  f"{row['reviews_per_second'] / one['reviews_per_second']:.2f}x")
     failed = False
     if real and base:
         for row in results:

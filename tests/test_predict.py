@@ -573,3 +573,43 @@ def test_head_and_tail_truncation_reads_and_explains_the_same_words(models, tmp_
     torch.save(payload, tmp_path / "incomplete.pt")
     with pytest.raises(PipelineError, match="head_tokens is missing"):
         Predictor.load(tmp_path / "incomplete.pt")
+
+
+def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models):
+    texts, _ = synthetic_reviews(90, seed=11)
+    texts += list(BAD_INPUTS.values()) + [" ".join(["film"] * n) + " superb" for n in (1, 47, 200)]
+    texts = texts[::-1]  # not in length order: the lanes' shares must be put back where they came from
+    one = Predictor.load(models / "tiny.pt", batch_size=4, lanes=1)
+    threads = torch.get_num_threads()
+    for lanes in (2, 3):
+        many = Predictor.load(models / "tiny.pt", batch_size=4, lanes=lanes)
+        (p1, why1), (pn, whyn) = one.score(texts), many.score(texts)
+        np.testing.assert_allclose(pn, p1, rtol=0, atol=1e-6)  # NaN where one lane gives NaN
+        assert whyn == why1 and sum(w is not None for w in whyn) == len(BAD_INPUTS)
+        np.testing.assert_allclose(many.logits(texts), one.logits(texts), rtol=0, atol=1e-6)
+    assert torch.get_num_threads() == threads  # a lane's one thread is its own, not the caller's
+
+
+@pytest.mark.parametrize("lanes, reviews, device, expected", [
+    (0, 2 * 64 * predict.MIN_LANE_BATCHES, "cpu", 2),  # auto: one lane a thread, each with enough batches
+    (0, 2 * 64 * predict.MIN_LANE_BATCHES - 1, "cpu", 1),  # too few reviews to share out
+    (3, 10, "cpu", 3),  # asked for
+    (2, 10**6, "cuda", 1),  # a GPU scores in one stream
+])
+def test_lanes_for(monkeypatch, lanes, reviews, device, expected):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert predict.lanes_for(lanes, reviews, 64, device) == expected
+
+
+def test_bad_lanes_are_one_line_errors(models, run):
+    code, _, err = run("--model", models / "tiny.pt", "--lanes", "-1", POSITIVE)
+    assert code == 2 and "--lanes" in err
+    with pytest.raises(PipelineError, match="lanes must be 0"):
+        Predictor.load(models / "tiny.pt", lanes=-1)
+
+
+def test_lanes_through_the_command_give_one_lanes_answers(models, run):
+    texts, _ = synthetic_reviews(40, seed=13)
+    _, out, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "1", *texts)
+    _, many, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "2", *texts)
+    assert [r["probability"] for r in json_lines(many)] == pytest.approx([r["probability"] for r in json_lines(out)], abs=1e-6)

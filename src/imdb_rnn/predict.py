@@ -13,6 +13,7 @@ attention models returns the attention weight of every word the model read.
 import copy
 import json
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from .inference import predict_logits
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
 NO_CLEANING = {"lowercase": False, "strip_html_breaks": False, "punctuation": "keep"}
-DEFAULT_BATCH_SIZE = 128  # reviews per batch; see benchmarks/bench_predict.py
+DEFAULT_BATCH_SIZE = 64  # reviews per batch (and per lane): benchmarks/bench_predict.py, docs/benchmarks.md
+MIN_LANE_BATCHES = 4  # batches each lane must get before scoring is split into lanes
 
 
 @dataclass
@@ -118,21 +120,42 @@ def check_payload(payload, path):
         )
 
 
-class Predictor:
-    """A loaded model plus the text settings it was trained with."""
+def lanes_for(lanes, n_reviews, batch_size, device):
+    """How many scoring lanes to run: `lanes` if given (>= 1), else (0, auto) one per intra-op thread
+    on a CPU when every lane gets at least MIN_LANE_BATCHES batches, else 1. Always 1 on a GPU."""
+    if torch.device(device).type != "cpu":
+        return 1
+    if lanes:
+        return lanes
+    threads = torch.get_num_threads()
+    return threads if n_reviews >= threads * batch_size * MIN_LANE_BATCHES else 1
 
-    def __init__(self, model, payload, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE):
+
+class Predictor:
+    """A loaded model plus the text settings it was trained with.
+
+    On a CPU, many reviews are scored in `lanes` threads with one intra-op thread each (0: one lane
+    per torch thread, for inputs of at least MIN_LANE_BATCHES batches a lane). A recurrent step is a
+    chain of small matrix products that a second thread speeds up little, while two lanes keep both
+    cores busy: 1.2x to 1.3x the reviews/s of one lane with two threads (benchmarks/bench_predict.py).
+    Each review's logit is the same up to float rounding whatever the lanes.
+    """
+
+    def __init__(self, model, payload, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE, lanes=0):
+        if lanes < 0:
+            raise PipelineError(f"lanes must be 0 (auto) or more, got {lanes}")
         self.payload = payload
         self.device = torch.device(device)
         self.precision = precision = resolve_precision(precision, self.device)
         self.model = apply_precision(model.to(self.device).eval(), precision)
         self.batch_size = batch_size
+        self.lanes = lanes
 
     @classmethod
-    def load(cls, path, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE):
+    def load(cls, path, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE, lanes=0):
         model, payload = load_checkpoint(path, device)
         check_payload(payload, path)
-        return cls(model, payload, device, precision, batch_size)
+        return cls(model, payload, device, precision, batch_size, lanes)
 
     @property
     def arch(self):
@@ -156,12 +179,7 @@ class Predictor:
     def logits(self, texts, cleaned=False):
         """The model's logit for each review, in the order given (> 0: positive), as the evaluate
         stage computes it: a review with no vocabulary word is read as one <unk>."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, np.float32)
-        reviews, _ = self.encode(texts, cleaned)
-        with torch.inference_mode():
-            return predict_logits(self.model, reviews, self.batch_size, self.device)
+        return self._run(list(texts), cleaned)[0]
 
     def probabilities(self, texts, cleaned=False):
         """Probability that each review is positive, in the order given; NaN for a review with no
@@ -171,16 +189,35 @@ class Predictor:
     def score(self, texts, cleaned=False):
         """(probabilities as `probabilities` gives them, and for each review why it got NaN: no words
         after cleaning, or none the model knows; None where it was scored), from one pass over the text."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, np.float32), []
-        reviews, n_words = self.encode(texts, cleaned)
-        with torch.inference_mode():
-            logits = predict_logits(self.model, reviews, self.batch_size, self.device)
+        logits, empty, n_words = self._run(list(texts), cleaned)
         probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
-        empty = without_known_words(reviews.ids)
         probs[empty] = np.nan
         return probs, [unscorable_reason(n) if e else None for e, n in zip(empty, n_words)]
+
+    def _run(self, texts, cleaned):
+        """(logits [N], no-known-word mask [N], word counts [N]) of `texts`, encoded and scored in one
+        or more lanes (lanes_for): each lane encodes and scores its own share, so one lane's
+        tokenizing overlaps another's scoring."""
+        def share(rows, threads=None):
+            if threads:  # per thread, as inference mode is: each lane thread sets its own
+                torch.set_num_threads(threads)
+                torch.set_flush_denormal(True)
+            reviews, n_words = self.encode([texts[i] for i in rows], cleaned)
+            with torch.inference_mode():
+                logits = predict_logits(self.model, reviews, self.batch_size, self.device)
+            return logits, without_known_words(reviews.ids), n_words
+
+        lanes = lanes_for(self.lanes, len(texts), self.batch_size, self.device)
+        if not texts or lanes == 1:
+            return share(range(len(texts))) if texts else (np.zeros(0, np.float32), np.zeros(0, bool), [])
+        # lane i gets every lanes-th review by length, so all lanes get the same mix of lengths
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        shares = [order[i::lanes] for i in range(lanes)]
+        logits, empty, n_words = np.zeros(len(texts), np.float32), np.zeros(len(texts), bool), np.zeros(len(texts), np.int64)
+        with ThreadPoolExecutor(lanes) as pool:
+            for rows, (l, e, n) in zip(shares, pool.map(share, shares, [1] * lanes)):
+                logits[rows], empty[rows], n_words[rows] = l, e, n
+        return logits, empty, n_words
 
     def explain(self, texts, cleaned=False):
         """An Explanation per review: probability and the attention weight of every word read."""

@@ -167,12 +167,15 @@ def parse_args(argv):
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="reviews per batch")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
+    parser.add_argument("--lanes", type=int, default=0,
+                        help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
+                        "thread when there are at least 4 batches a lane; 1 = off)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
     args = parser.parse_args(argv)
     if args.quantize:
         args.precision = "int8"
-    if args.batch_size < 1 or args.top < 1 or args.threads < 0:
-        parser.error("--batch-size and --top must be at least 1, --threads at least 0")
+    if args.batch_size < 1 or args.top < 1 or args.threads < 0 or args.lanes < 0:
+        parser.error("--batch-size and --top must be at least 1, --threads and --lanes at least 0")
     if args.seed is not None and (args.seed < 0 or args.model):
         parser.error("--seed must be >= 0 and picks among an architecture's seeds: use it with --arch (or alone), not with --model")
     if args.explain and not (args.model or args.arch):
@@ -197,7 +200,7 @@ def main(argv=None):
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
     configure_cpu(args.threads)
     path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard, seed=args.seed)
-    predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size)
+    predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size, args.lanes)
 
     readable = [item for item in items if not item.error]
     texts = [item.text for item in readable]
