@@ -11,7 +11,7 @@ On a CPU it runs the same path (the tests run it there on the tiny archive).
     python benchmarks/gpu_path.py --precision bfloat16     # bfloat16 autocast in training
 
 Data: what `dvc repro split` writes (data/split/{train,val}.npz, data/tokens/{test.npz,meta.json},
-data/vocab/vocab.txt).
+data/vocab/vocab.txt), and data/pretrain/{word2vec,lm}.pt for a pretrained architecture.
 """
 
 import argparse
@@ -27,9 +27,9 @@ from imdb_rnn.artifacts import load_npz, read_json, run_main
 from imdb_rnn.batches import Reviews
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.inference import accuracy, predict_logits
-from imdb_rnn.runtime import configure_cpu, pick_device, seed_everything
+from imdb_rnn.runtime import configure_cpu, pick_device
 from imdb_rnn.text import read_vocab
-from imdb_rnn.train import fit
+from imdb_rnn.train import build_model, fit, pretrained_weights
 
 
 def main():
@@ -59,11 +59,12 @@ def main():
             arrays = {k: v[:args.limit] for k, v in arrays.items()}
         parts[name] = Reviews.from_arrays(arrays, meta["tokenize"], seq_len)
     configure_cpu(config.threads)
-    seed_everything(config.seed)
     print(describe())
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB")
-    model = ModelConfig.from_dict({**settings, "vocab_size": len(read_vocab(f"{args.data}/vocab/vocab.txt"))}).build()
+    model_config = ModelConfig.from_dict({**settings, "vocab_size": len(read_vocab(f"{args.data}/vocab/vocab.txt"))})
+    weights = pretrained_weights(config, model_config, meta["vocab_sha256"], args.arch, f"{args.data}/pretrain/{config.pretrained}.pt")
+    model = build_model(model_config, config, weights)
     _, history, summary, timing = fit(model, parts["train"], parts["val"], config, device, name=args.arch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

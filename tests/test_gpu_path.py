@@ -11,7 +11,7 @@ def test_the_gpu_path_trains_one_epoch_and_scores_the_test_set_on_the_cpu(tiny_d
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cpu: ") and "AMX" in lines[0]
-    summary = re.search(r"gru on cpu: (\d+) training reviews.* s per epoch, (\d+) training tokens/s; validation accuracy "
+    summary = re.search(r"gru on cpu, float32: (\d+) training reviews.* s per epoch, (\d+) training tokens/s; validation accuracy "
                         r"([\d.]+); test: (\d+) reviews in [\d.]+ s, (\d+) reviews/s, accuracy ([\d.]+)", lines[-1])
     assert summary, result.stdout
     assert int(summary[4]) == 120 and int(summary[2]) > 0 and int(summary[5]) > 0  # every tiny test review

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from conftest import STAGES, assert_one_line_error, dvc_args, repo_params, run_script, write_params
 from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
@@ -19,6 +20,7 @@ from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check, read_params
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
+from imdb_rnn.runtime import training_precision
 from imdb_rnn.train import fit
 from imdb_rnn.optim import make_optimizer
 from synthetic import review
@@ -366,3 +368,28 @@ def test_bfloat16_training_learns_with_float32_weights_and_says_so(marker_data):
         runs[precision] = (history, summary)
     assert runs["bfloat16"][1]["val_accuracy"] >= 0.9  # the marker words are learnt in bfloat16 too
     assert runs["bfloat16"][0][0]["train_loss"] != runs["float32"][0][0]["train_loss"]  # the path really ran
+
+
+@pytest.mark.parametrize("cell, native, expected", [
+    ("lstm", True, "bfloat16"),  # PyTorch's CPU autocast runs the LSTM kernel in bfloat16: it pays
+    ("gru", True, "float32"),  # the GRU stays float32 under autocast: the casts would only cost
+    ("lstm", False, "float32"),  # bfloat16 emulated without AMX or AVX512-BF16: slow
+])
+def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran(marker_data, monkeypatch, cell, native, expected):
+    vocab, train, val = marker_data
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    runs = {}
+    for precision in ("auto", expected):
+        torch.manual_seed(0)
+        model_config, train_config = configs(small_arch(cell, epochs=1, patience=1), len(vocab), {**COMMON, "precision": precision})
+        _, history, _, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name=cell)
+        assert timing["precision"] == expected
+        runs[precision] = history[0]["train_loss"]
+    assert runs["auto"] == runs[expected]  # auto ran exactly the path it names
+
+
+def test_auto_precision_is_float32_on_a_gpu():
+    model = nn.LSTM(4, 4)
+    assert training_precision("auto", torch.device("cuda"), model) == "float32"
+    assert training_precision("bfloat16", torch.device("cuda"), model) == "bfloat16"  # asked for: as asked

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_rnn.artifacts import PipelineError, load_npz, run_main
+from imdb_rnn.inference import correct
 from imdb_rnn.params import BASELINE, first_seed
 from imdb_rnn.significance import mcnemar_exact, paired_difference
 
@@ -29,7 +30,7 @@ def correct_of(name, seed, predictions_dir):
     if not where.exists():
         raise PipelineError(f"{where} is missing: run the pipeline (dvc repro) with {name} and seed {seed} first")
     predictions = load_npz(where, "test predictions")
-    return (predictions["logits"] > 0) == (predictions["labels"] > 0), predictions["labels"]
+    return correct(predictions["logits"], predictions["labels"]), predictions["labels"]
 
 
 def main():

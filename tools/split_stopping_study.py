@@ -90,9 +90,8 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
 
     from imdb_rnn.batches import Reviews
     from imdb_rnn.inference import accuracy, predict_logits
-    from imdb_rnn.pretrained import check_pretrained, initialise, load_pretrained
-    from imdb_rnn.runtime import configure_cpu, pick_device, seed_everything
-    from imdb_rnn.train import fit
+    from imdb_rnn.runtime import configure_cpu, pick_device
+    from imdb_rnn.train import build_model, fit, pretrained_weights
 
     settings, config = arch_settings(args.params, name)
     config = dataclasses.replace(config, seed=seed, patience=config.epochs, threads=args.threads)
@@ -102,15 +101,11 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
     train, val = (Reviews.from_arrays({k: data[k][idx] for k in data}, meta["tokenize"], seq_len) for idx in (train_idx, val_idx))
     test = Reviews.from_arrays(test_data, meta["tokenize"], seq_len)
     configure_cpu(config.threads)
-    seed_everything(config.seed)
     device = pick_device(config.device)
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)})
-    weights = None
-    if config.pretrained != "none":  # as the train stage: the pretraining stage's output, checked to fit
-        path = f"{args.data}/pretrain/{config.pretrained}.pt"
-        weights = load_pretrained(path, config.pretrained)
-        check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, path)
-    model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
+    # as the train stage: the pretraining stage's output, checked to fit
+    weights = pretrained_weights(config, model_config, meta["vocab_sha256"], name, f"{args.data}/pretrain/{config.pretrained}.pt")
+    model = build_model(model_config, config, weights)
     states = {}
 
     def keep(row):

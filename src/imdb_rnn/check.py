@@ -17,6 +17,7 @@ from .evaluate import EVALUATE_SCHEMA
 from .ingest import SCHEMA as INGEST_SCHEMA
 from .lm import SCHEMA as LM_SCHEMA
 from .params import GROUPS, load_section, read_architectures, read_params, read_seeds
+from .pretrained import SHARED
 from .split import SCHEMA as SPLIT_SCHEMA
 from .text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, check_truncation
 
@@ -32,9 +33,6 @@ SECTIONS = {  # section: (schema, the stage's extra check)
     "evaluate": (EVALUATE_SCHEMA, None),
     "compare": (COMPARE_SCHEMA, None),
 }
-# what a pretrained architecture must share with its pretraining stage's section (pretrained.check_pretrained)
-SHARED = {"word2vec": ("pretrain_embeddings", {"embed_dim": "dim"}),
-          "lm": ("pretrain_lm", {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim"})}
 
 
 def check_params(params_path, paths):

@@ -13,6 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
 from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
+from .inference import correct
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {
@@ -70,7 +71,7 @@ def load_run(name, seed, paths, pretrained="none"):
             "train_seconds": timing["train_seconds"],
             "train_tokens_per_second": timing["tokens_per_second"],
             "inference_reviews_per_second": evaluation["reviews_per_second"],
-            "correct": (predictions["logits"] > 0) == (predictions["labels"] > 0),
+            "correct": correct(predictions["logits"], predictions["labels"]),
             "labels": predictions["labels"],
         }
     except KeyError as err:
@@ -122,19 +123,19 @@ def leaderboard(rows, settings):
     resamples, confidence, seed = settings["bootstrap_resamples"], settings["confidence"], settings["seed"]
     board = []
     for rank, row in enumerate(ranked, 1):
-        correct = row.pop("correct")
+        right = row.pop("correct")
         row.pop("labels")
-        low, high = accuracy_interval(correct, resamples, confidence, seed)
+        low, high = accuracy_interval(right, resamples, confidence, seed)
         stats = {"accuracy_ci": [round(low, 6), round(high, 6)],
                  "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}
         if rank == 1:
-            top_correct = correct
+            top_right = right
             stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, p_value_vs_top_adjusted=None,
                          same_as_top=None)
         else:
-            difference, d_low, d_high = paired_difference(correct, top_correct, resamples, confidence, seed)
+            difference, d_low, d_high = paired_difference(right, top_right, resamples, confidence, seed)
             stats.update(difference_to_top=round(difference, 6), difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
-                         p_value_vs_top=mcnemar_exact(correct, top_correct))
+                         p_value_vs_top=mcnemar_exact(right, top_right))
         board.append({"rank": rank, **row, **stats})
     adjusted = adjust_p_values([row["p_value_vs_top"] for row in board[1:]], settings["correction"])
     for row, p_value in zip(board[1:], adjusted):

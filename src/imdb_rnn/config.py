@@ -46,8 +46,9 @@ ARCH_SCHEMA = {
 
 # what every training process shares
 TRAIN_SCHEMA = {
-    # the training step's matrix products: float32, or bfloat16 under autocast (float32 weights and optimiser)
-    "precision": Param(str, choices=("float32", "bfloat16")),
+    # the training step's matrix products: float32, or bfloat16 under autocast (float32 weights and optimiser),
+    # or auto: bfloat16 where it pays (runtime.training_precision), float32 elsewhere
+    "precision": Param(str, choices=("float32", "bfloat16", "auto")),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
     "threads": Param(int, min=0, max=256),  # 0 = every core
     "eval_batch_size": Param(int, min=1, max=65536),

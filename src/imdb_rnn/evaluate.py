@@ -22,7 +22,7 @@ from sklearn.metrics import (
 from .artifacts import PipelineError, load_npz, read_json, save_npz, write_json, write_text
 from .batches import Reviews
 from .checkpoint import load_checkpoint
-from .inference import count_parameters, predict_logits
+from .inference import accuracy, count_parameters, predict_logits
 from .params import Param, load_section, retrain_hint
 from .runtime import configure_cpu, pick_device
 from .text import without_known_words
@@ -104,7 +104,7 @@ def unseen_metrics(labels, logits, in_train):
     """Accuracy on the test reviews whose text is not also a training review's (`in_train` [N] bool), and their count."""
     unseen = ~np.asarray(in_train, bool)
     return {
-        "accuracy_unseen": round(float(np.mean((np.asarray(logits)[unseen] > 0) == (np.asarray(labels)[unseen] > 0.5))), 6)
+        "accuracy_unseen": round(accuracy(np.asarray(logits)[unseen], np.asarray(labels)[unseen]), 6)
         if unseen.any() else None,
         "test_reviews_in_train": int((~unseen).sum()),
     }

@@ -20,9 +20,15 @@ def predict_logits(model, reviews, batch_size, device, idx=None):
     return out
 
 
+def correct(logits, labels):
+    """bool [N]: whether each review is on the right side, positive when its logit is above 0 (labels 0/1).
+    The one decision rule of every accuracy, paired test and report in the project."""
+    return (np.asarray(logits) > 0) == (np.asarray(labels) > 0.5)
+
+
 def accuracy(logits, labels):
-    """The share of reviews on the right side: positive when the logit is above 0 (labels 0/1)."""
-    return float(np.mean((np.asarray(logits) > 0) == (np.asarray(labels) > 0.5)))
+    """The share of reviews on the right side (`correct`)."""
+    return float(np.mean(correct(logits, labels)))
 
 
 def loss_and_accuracy(logits, labels):

@@ -28,6 +28,7 @@ from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, ch
                    without_known_words)
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
+from .runtime import native_bfloat16
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -59,15 +60,6 @@ def label_of(probability):
 def unscorable_reason(n_words):
     """Why a review with no vocabulary word gets no probability, given its word count after cleaning."""
     return "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
-
-
-def native_bfloat16(device):
-    """Whether `device` multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bfloat16, or
-    a CPU with AMX or AVX512-BF16 (oneDNN's bfloat16 kernels; elsewhere bfloat16 is emulated and slow)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def resolve_precision(precision, device):

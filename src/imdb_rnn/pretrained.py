@@ -31,15 +31,18 @@ def load_pretrained(path, kind):
     return payload
 
 
+# what a pretrained architecture shares with its pretraining stage: {kind: (params.yaml section,
+# {architecture key: that section's key})}; check_params checks the parameters, check_pretrained the file
+SHARED = {"word2vec": ("pretrain_embeddings", {"embed_dim": "dim"}),
+          "lm": ("pretrain_lm", {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim"})}
+
+
 def check_pretrained(payload, kind, model_config, vocab_sha256, name, path):
     """Before any training: the pretraining output must fit architecture `name` (its ModelConfig) and vocabulary."""
     if payload["vocab_sha256"] != vocab_sha256:
         raise PipelineError(f"{path} was made with another vocabulary: rerun dvc repro")
-    config = payload["config"]
-    if kind == "word2vec":
-        wanted = {"embed_dim": (config["dim"], "pretrain_embeddings.dim")}
-    else:
-        wanted = {key: (config[key], f"pretrain_lm.{key}") for key in ("cell", "embed_dim", "hidden_dim")}
+    section, keys = SHARED[kind]
+    wanted = {ours: (payload["config"][theirs], f"{section}.{theirs}") for ours, theirs in keys.items()}
     for key, (theirs, source) in wanted.items():
         ours = getattr(model_config, key)
         if ours != theirs:

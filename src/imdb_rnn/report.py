@@ -13,7 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, write_text
 from .predict import Explanation
-from .inference import accuracy
+from .inference import accuracy, correct
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red
 MAX_ALPHA = 0.8  # the heaviest word's shade
@@ -38,7 +38,7 @@ def pick_examples(logits, labels, n):
     """
     logits, labels = np.asarray(logits), np.asarray(labels)
     order = np.argsort(-np.abs(logits), kind="stable")
-    right = (logits[order] > 0) == (labels[order] == 1)
+    right = correct(logits[order], labels[order])
     return tuple(_alternate(order[mask], labels, n) for mask in (right, ~right))
 
 

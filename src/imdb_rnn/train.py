@@ -26,7 +26,7 @@ from .inference import count_parameters, loss_and_accuracy, predict_logits
 from .optim import make_optimizer, optimizer_step
 from .params import stage_of
 from .pretrained import check_pretrained, initialise, load_pretrained
-from .runtime import configure_cpu, pick_device, seed_everything
+from .runtime import configure_cpu, pick_device, seed_everything, training_precision
 from .text import read_vocab
 
 
@@ -73,7 +73,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     perturbed = config.adversarial_eps or config.vat_eps
     perturbation = EmbeddingPerturbation(model.embedding, keep_grad=bool(config.adversarial_eps)) if perturbed else None
     # bfloat16 matrix products with float32 weights, optimiser and loss (mixed precision)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
+    precision = training_precision(config.precision, device, model)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
     higher_is_better = MONITORS[config.monitor]
     best = None
     best_state, history, stale = None, [], 0
@@ -205,7 +206,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         "seconds_per_epoch": round(train_seconds / len(history), 1),
         "tokens_per_second": round(train_tokens / train_seconds, 1),
         "device": str(device),
-        "precision": config.precision,
+        "precision": precision,  # the one that ran (auto resolved)
         "threads": torch.get_num_threads(),
         "processes": context.world_size,
     }
@@ -256,6 +257,26 @@ def fingerprint(*parts):
     return digest.hexdigest()
 
 
+def pretrained_weights(config, model_config, vocab_sha256, name, path):
+    """The pretraining output (pretrained.load_pretrained) that architecture `name` starts from, checked
+    to fit its ModelConfig and vocabulary; None when config.pretrained is none. Raises PipelineError."""
+    if config.pretrained == "none":
+        return None
+    if not path:
+        raise PipelineError(f"{name} starts from {config.pretrained} but no pretraining output was given: "
+                            f"run it through dvc.yaml's train stage for {name}")
+    weights = load_pretrained(path, config.pretrained)
+    check_pretrained(weights, config.pretrained, model_config, vocab_sha256, name, path)
+    return weights
+
+
+def build_model(model_config, config, weights=None):
+    """The classifier a training run starts from: every generator seeded with config.seed, then the
+    model built and given the pretrained `weights` (pretrained_weights) as config says."""
+    seed_everything(config.seed)
+    return initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
+
+
 def train_architecture(name, seed, params_path, paths, relaunch=None):
     """The train stage: train architecture `name` with `seed` as params.yaml says and write its outputs.
 
@@ -272,13 +293,10 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     if len(vocab) != meta["vocab_size"]:
         raise PipelineError(f"{paths['vocab']} has {len(vocab)} entries but {paths['meta']} says {meta['vocab_size']}: rerun dvc repro")
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)})
-    weights = None
-    if config.pretrained != "none":
-        if not paths.get("pretrained"):
-            raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
-                                f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage")
-        weights = load_pretrained(paths["pretrained"], config.pretrained)
-        check_pretrained(weights, config.pretrained, model_config, meta["vocab_sha256"], name, paths["pretrained"])
+    if config.pretrained != "none" and not paths.get("pretrained"):
+        raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
+                            f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage")
+    weights = pretrained_weights(config, model_config, meta["vocab_sha256"], name, paths.get("pretrained"))
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
     train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
     val = Reviews.load(paths["val"], meta["tokenize"], tokenize["seq_len"], "validation split")
@@ -297,9 +315,8 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
         return
     configure_cpu(config.threads)
     context = distributed.setup(pick_device(config.device).type)
-    seed_everything(config.seed)
     device = pick_device(config.device, context.local_rank)
-    model = initialise(model_config.build(), config.pretrained, weights, config.freeze_embeddings)
+    model = build_model(model_config, config, weights)
     start = fingerprint(config.as_dict(), model_config.as_dict(), context.world_size, train.ids, train.lengths,
                         train.labels, val.ids, val.labels, *([unlabelled.ids] if unlabelled else []), *model.state_dict().values())
     resume = Resume(paths["resume"], start)
