@@ -613,3 +613,19 @@ def test_lanes_through_the_command_give_one_lanes_answers(models, run):
     _, out, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "1", *texts)
     _, many, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "2", *texts)
     assert [r["probability"] for r in json_lines(many)] == pytest.approx([r["probability"] for r in json_lines(out)], abs=1e-6)
+
+
+def test_a_seed_without_a_checkpoint_is_named_before_the_others_are_chosen_from(models, run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seeds: [42, 7, 11]\n")
+    (tmp_path / "tiny").mkdir()
+    payload = torch.load(models / "tiny.pt", weights_only=True)
+    for seed in (42, 11):
+        torch.save(payload, tmp_path / "tiny" / f"seed{seed}.pt")
+    code, out, err = run("--arch", "tiny", "--models-dir", tmp_path, "--json", "the movie")
+    assert code == 0 and len(json_lines(out)) == 1
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "seed(s) 7 for tiny with no checkpoint" in warning[0] and "among seed(s) 42, 11" in warning[0]
+    torch.save(payload, tmp_path / "tiny" / "seed7.pt")
+    code, _, err = run("--arch", "tiny", "--models-dir", tmp_path, "the movie")
+    assert code == 0 and "warning" not in err  # every seed trained: nothing to say

@@ -272,7 +272,8 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
     leaderboard picks: among params.yaml's seeds, in their order (ties go to the first), each
     checkpoint's own recorded validation accuracy. Without a readable params.yaml, among every
     checkpoint there. Returns models_dir/arch/seed<seed>.pt; raises PipelineError for a seed that
-    params.yaml does not list, or a checkpoint that records no validation accuracy.
+    params.yaml does not list, or a checkpoint that records no validation accuracy. Warns (UserWarning)
+    when some of params.yaml's seeds have no checkpoint: the choice is then among the others.
     """
     try:
         seeds = read_seeds(params)
@@ -284,7 +285,13 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
         return checkpoint_path(models_dir, arch, seed)
     found = seed_checkpoints(arch, models_dir)
     if seeds is not None:
+        missing = [s for s in seeds if s not in found]
         found = {s: found[s] for s in seeds if s in found}
+        if missing and found:
+            # the choice is then among fewer seeds than the leaderboard's: say so rather than choose quietly
+            warnings.warn(f"{params} lists seed(s) {', '.join(map(str, missing))} for {arch} with no checkpoint in "
+                          f"{Path(models_dir, arch)}: choosing among seed(s) {', '.join(map(str, found))} "
+                          "(run dvc repro to train the others)", stacklevel=2)
     if len(found) <= 1:
         return next(iter(found.values()), None) or checkpoint_path(models_dir, arch, seeds[0] if seeds else first_seed())
     val = {}

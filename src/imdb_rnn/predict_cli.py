@@ -8,6 +8,7 @@ import codecs
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +200,11 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
     configure_cpu(args.threads)
-    path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard, seed=args.seed)
+    for warning in caught:
+        warn(f"warning: {warning.message}")
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size, args.lanes)
 
     readable = [item for item in items if not item.error]
