@@ -2,6 +2,7 @@
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 import sys
@@ -588,6 +589,9 @@ def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models):
         assert whyn == why1 and sum(w is not None for w in whyn) == len(BAD_INPUTS)
         np.testing.assert_allclose(many.logits(texts), one.logits(texts), rtol=0, atol=1e-6)
     assert torch.get_num_threads() == threads  # a lane's one thread is its own, not the caller's
+    with ThreadPoolExecutor(1) as pool:  # nor the default of threads started afterwards
+        assert pool.submit(torch.get_num_threads).result() == threads
+    assert many.probabilities([POSITIVE]).shape == (1,)  # fewer reviews than lanes
 
 
 @pytest.mark.parametrize("lanes, reviews, device, expected", [
@@ -595,6 +599,7 @@ def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models):
     (0, 2 * 64 * predict.MIN_LANE_BATCHES - 1, "cpu", 1),  # too few reviews to share out
     (3, 10, "cpu", 3),  # asked for
     (2, 10**6, "cuda", 1),  # a GPU scores in one stream
+    (3, 1, "cpu", 1),  # never more lanes than reviews: a lane with none would have nothing to score
 ])
 def test_lanes_for(monkeypatch, lanes, reviews, device, expected):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)

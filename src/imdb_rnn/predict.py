@@ -113,12 +113,13 @@ def check_payload(payload, path):
 
 
 def lanes_for(lanes, n_reviews, batch_size, device):
-    """How many scoring lanes to run: `lanes` if given (>= 1), else (0, auto) one per intra-op thread
-    on a CPU when every lane gets at least MIN_LANE_BATCHES batches, else 1. Always 1 on a GPU."""
+    """How many scoring lanes to run: `lanes` if given (>= 1; at most one a review), else (0, auto) one
+    per intra-op thread on a CPU when every lane gets at least MIN_LANE_BATCHES batches, else 1.
+    Always 1 on a GPU."""
     if torch.device(device).type != "cpu":
         return 1
     if lanes:
-        return lanes
+        return max(1, min(lanes, n_reviews))
     threads = torch.get_num_threads()
     return threads if n_reviews >= threads * batch_size * MIN_LANE_BATCHES else 1
 
@@ -130,7 +131,8 @@ class Predictor:
     per torch thread, for inputs of at least MIN_LANE_BATCHES batches a lane). A recurrent step is a
     chain of small matrix products that a second thread speeds up little, while two lanes keep both
     cores busy: 1.2x to 1.3x the reviews/s of one lane with two threads (benchmarks/bench_predict.py).
-    Each review's logit is the same up to float rounding whatever the lanes.
+    Each review's logit is the same up to float rounding whatever the lanes. Explanations (`explain`)
+    are computed in one lane. Raises PipelineError for negative lanes.
     """
 
     def __init__(self, model, payload, device="cpu", precision="float32", batch_size=DEFAULT_BATCH_SIZE, lanes=0):
@@ -206,9 +208,12 @@ class Predictor:
         order = np.argsort([len(t) for t in texts], kind="stable")
         shares = [order[i::lanes] for i in range(lanes)]
         logits, empty, n_words = np.zeros(len(texts), np.float32), np.zeros(len(texts), bool), np.zeros(len(texts), np.int64)
+        threads = torch.get_num_threads()
         with ThreadPoolExecutor(lanes) as pool:
             for rows, (l, e, n) in zip(shares, pool.map(share, shares, [1] * lanes)):
                 logits[rows], empty[rows], n_words[rows] = l, e, n
+        # torch keeps a process-wide default beside each thread's own: keep a lane's 1 out of it
+        torch.set_num_threads(threads)
         return logits, empty, n_words
 
     def explain(self, texts, cleaned=False):

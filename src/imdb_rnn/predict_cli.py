@@ -170,7 +170,7 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
     parser.add_argument("--lanes", type=int, default=0,
                         help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
-                        "thread when there are at least 4 batches a lane; 1 = off)")
+                        "thread when there are at least 4 batches a lane; 1 = off; --explain runs in one lane)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
     args = parser.parse_args(argv)
     if args.quantize:
@@ -201,10 +201,11 @@ def main(argv=None):
         raise PipelineError("--device cuda, but no CUDA device is visible: use --device cpu")
     configure_cpu(args.threads)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", UserWarning)  # the project's own (a seed without a checkpoint)
         path = resolve_checkpoint(args.model, args.arch, args.models_dir, args.leaderboard, seed=args.seed)
     for warning in caught:
-        warn(f"warning: {warning.message}")
+        if issubclass(warning.category, UserWarning):
+            warn(f"warning: {warning.message}")
     predictor = Predictor.load(path, pick_device(args.device), args.precision, args.batch_size, args.lanes)
 
     readable = [item for item in items if not item.error]
