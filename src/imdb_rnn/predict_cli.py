@@ -166,7 +166,7 @@ def parse_args(argv):
                         help="float32 (default: as trained), bfloat16, int8, or auto: bfloat16 where the CPU (AMX, "
                         "AVX512-BF16) or GPU has it, else float32")
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="reviews per batch")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"reviews per batch (and lane; default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
     parser.add_argument("--lanes", type=int, default=0,
                         help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
