@@ -576,21 +576,23 @@ def test_head_and_tail_truncation_reads_and_explains_the_same_words(models, tmp_
         Predictor.load(tmp_path / "incomplete.pt")
 
 
-def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models):
+def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models, request):
     texts, _ = synthetic_reviews(90, seed=11)
     texts += list(BAD_INPUTS.values()) + [" ".join(["film"] * n) + " superb" for n in (1, 47, 200)]
     texts = texts[::-1]  # not in length order: the lanes' shares must be put back where they came from
     one = Predictor.load(models / "tiny.pt", batch_size=4, lanes=1)
     threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # not 1, which is what each lane sets: a leak must show
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     for lanes in (2, 3):
         many = Predictor.load(models / "tiny.pt", batch_size=4, lanes=lanes)
         (p1, why1), (pn, whyn) = one.score(texts), many.score(texts)
         np.testing.assert_allclose(pn, p1, rtol=0, atol=1e-6)  # NaN where one lane gives NaN
         assert whyn == why1 and sum(w is not None for w in whyn) == len(BAD_INPUTS)
         np.testing.assert_allclose(many.logits(texts), one.logits(texts), rtol=0, atol=1e-6)
-    assert torch.get_num_threads() == threads  # a lane's one thread is its own, not the caller's
+    assert torch.get_num_threads() == 2  # a lane's one thread is its own, not the caller's
     with ThreadPoolExecutor(1) as pool:  # nor the default of threads started afterwards
-        assert pool.submit(torch.get_num_threads).result() == threads
+        assert pool.submit(torch.get_num_threads).result() == 2
     assert many.probabilities([POSITIVE]).shape == (1,)  # fewer reviews than lanes
 
 
