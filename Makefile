@@ -48,7 +48,7 @@ else
 endif
 
 test: install
-	python -m pytest -q tests
+	python -m pytest -q -n auto --dist loadfile tests
 
 # speed figures (print ratios against a baseline measured in the same run); see docs/benchmarks.md
 bench: install
