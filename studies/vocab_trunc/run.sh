@@ -17,3 +17,6 @@ python stages/pretrain_embeddings.py --params "$params" --reviews data/clean/rev
     --out "$data/pretrain/word2vec.pt" --metrics "$data/word2vec.json"
 python tools/split_stopping_study.py --data "$data" --params "$params" --models bilstm_w2v_adv --seeds $seeds \
     --group-by movie --workers 2 --threads 1 --out "studies/vocab_trunc/$variant"
+# The two choices together (256 units, head + tail truncation), on the `both` variant's data:
+#   python tools/split_stopping_study.py --data build/vocab_trunc/both --params studies/vocab_trunc/params_h256_both.yaml \
+#       --models bilstm_w2v_adv --seeds 42 --group-by movie --out studies/vocab_trunc/h256_both
