@@ -5,10 +5,11 @@ the model) through imdb_rnn.predict.Predictor, once per precision, batch size an
 and prints reviews/s. With a real checkpoint it also prints test accuracy per precision and checks
 that a faster precision loses at most --max-drop accuracy points. Every precision is compared with
 float32 at the same batch size and threads (float32 runs first, listed or not). Each setting scores
-the reviews twice and the second pass is timed: a batch shape seen for the first time costs a kernel
-set-up (oneDNN primitives, cached per shape in the process), so a first pass would favour whichever
-setting runs later; the first pass's rate is printed too (the first row's is a fresh process's). Without a checkpoint it builds a randomly initialised model of the
-params.yaml section (speed only) and says so.
+the reviews twice and the second pass is timed: a first pass over batch shapes the process has not
+seen is slower (kernel set-up: oneDNN caches its primitives per shape; 2 to 6% on 2026-11-30), so
+timing first passes would favour whichever setting runs later. The first pass's rate is printed too
+(the first row's is a fresh process's). Without a checkpoint it builds a randomly initialised model
+of the params.yaml section (speed only) and says so.
 
     python benchmarks/bench_predict.py                      # everything: 25,000 test reviews per setting
     python benchmarks/bench_predict.py --limit 500          # a quick check that it works
