@@ -3,6 +3,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, run_script
@@ -49,6 +50,24 @@ def test_a_tiny_study_runs_resumes_and_summarises(tiny_data, tmp_path):
     again = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads((out / "runs/review-gru-1.json").read_text())["seed"] == 99
+
+
+def test_a_refit_trains_on_every_labelled_review_for_its_epochs_and_keeps_the_last(tiny_data, tmp_path):
+    out = tmp_path / "study"
+    args = ("--data", tiny_data / "data", "--params", tiny_data / "params.yaml", "--out", out,
+            "--models", "gru", "--seeds", "1", "--threads", "1", "--refit")
+    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["refit-gru-1.json"]  # once, whatever the groupings
+    run = json.loads((out / "runs/refit-gru-1.json").read_text())
+    labelled = np.load(tiny_data / "data/tokens/train.npz")
+    assert run["train_reviews"] == int((labelled["lengths"] > 0).sum())  # both sides of the split
+    assert run["epochs"] == len(run["history"]) and 0 <= run["test_accuracy"] <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refit/gru"]["seeds"] == [1]
+    assert "| gru | 1 |" in (out / "summary.md").read_text()
+    baseline = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args[:7], "baseline", *args[8:], cwd=tmp_path)
+    assert baseline.returncode == 2 and "recurrent models only" in baseline.stderr
 
 
 def test_a_pretrained_architecture_starts_from_the_pretraining_output(tiny_data, tmp_path):

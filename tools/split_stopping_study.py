@@ -21,6 +21,12 @@ runs exist.
 tokens/{train,test}.npz, tokens/meta.json, vocab/vocab.txt, clean/reviews.parquet; and
 pretrain/{word2vec,lm}.pt for a pretrained architecture (`dvc repro pretrain_embeddings`).
 
+`--refit` answers a question the split cannot: what do the reviews held out for validation add once
+validation has chosen the settings and the epoch count? Each recurrent model trains on every labelled
+training review for exactly its `epochs` (set them to the epoch the study kept) and its last epoch is
+scored on test (OUT/runs/refit-<model>-<seed>.json; its own table in the summary). No validation
+figure exists for such a run.
+
 The seed study is the same machinery with the defaults' grouping and more architectures:
 
     python tools/split_stopping_study.py --group-by review --out studies/seeds --workers 2 \
@@ -85,7 +91,7 @@ def run_baseline(args, data, train_idx, val_idx):
     return {"C": chosen.C, "rules": {monitor: row for monitor in MONITORS}}
 
 
-def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
+def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=False):
     import torch
 
     from imdb_rnn.batches import Reviews
@@ -98,6 +104,11 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
     meta = read_json(f"{args.data}/tokens/meta.json", "tokenizer settings")
     vocab = read_vocab(f"{args.data}/vocab/vocab.txt")
     seq_len = min(config.seq_len, meta["tokenize"]["seq_len"])
+    if refit:
+        # fit() scores a validation set every epoch; with none left, one batch of training reviews
+        # stands in and its figures are not used: the last epoch is kept
+        train_idx, val_idx = np.sort(np.concatenate([train_idx, val_idx])), val_idx[:config.eval_batch_size]
+        config = dataclasses.replace(config, patience=config.epochs + 1)
     train, val = (Reviews.from_arrays({k: data[k][idx] for k in data}, meta["tokenize"], seq_len) for idx in (train_idx, val_idx))
     test = Reviews.from_arrays(test_data, meta["tokenize"], seq_len)
     configure_cpu(config.threads)
@@ -112,6 +123,12 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
         states[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     _, history, _, timing = fit(model, train, val, config, device, log=keep, name=f"{name} seed {seed}")
+    if refit:
+        model.load_state_dict(states[len(history)])
+        test_accuracy = accuracy(predict_logits(model, test, config.eval_batch_size, device), test.labels)
+        return {"epochs": len(history), "train_reviews": len(train), "test_accuracy": test_accuracy,
+                "history": [{k: row[k] for k in ("epoch", "train_loss", "train_accuracy", "seconds")} for row in history],
+                "train_seconds": timing["train_seconds"]}
     rules, tested = {}, {}
     for monitor in MONITORS:
         epoch, run = replay(history, monitor, settings["patience"])
@@ -125,13 +142,18 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx):
 
 def run_one(job):
     args, group_by, name, seed = job
-    path = Path(args.out) / "runs" / f"{group_by}-{name}-{seed}.json"
+    path = Path(args.out) / "runs" / f"{'refit' if args.refit else group_by}-{name}-{seed}.json"
     if path.exists():
         return path
     data, test_data = load_data(args.data)
     split = load_section(args.params, "split", SPLIT_SCHEMA)
     train_idx, val_idx = split_indices(data, split["val_fraction"], seed, group_by)
     start = time.perf_counter()
+    if args.refit:
+        result = run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=True)
+        write_json(path, {"refit": True, "model": name, "seed": seed, "seconds": round(time.perf_counter() - start, 1), **result})
+        print(f"{path.name}: {result['epochs']} epochs on {result['train_reviews']} reviews, test {result['test_accuracy']:.4f}", flush=True)
+        return path
     if name == BASELINE:
         result = run_baseline(args, data, train_idx, val_idx)
     else:
@@ -149,6 +171,7 @@ def summarise(out):
     runs = [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*.json"))]
     if not runs:
         raise PipelineError(f"no finished runs under {out}/runs")
+    refits, runs = [r for r in runs if r.get("refit")], [r for r in runs if not r.get("refit")]
     cells, table = {}, []
     for group_by, monitor in product(GROUP_BY, MONITORS):
         chosen = [r for r in runs if r["group_by"] == group_by]
@@ -200,6 +223,18 @@ def summarise(out):
         pair = "n/a" if cell["pairwise_difference_error"] is None else f"{100 * cell['pairwise_difference_error']:.2f}"
         lines.append(f"| {key.replace('/', ' | ')} | {cell['runs']} | {cell['mean_test_accuracy']:.4f} | {tau} | {pair} "
                      f"| {cell['best_by_val']} | {cell['best_by_test']} |")
+    if refits:
+        lines += ["", "| refit on every labelled training review: model | seeds | epochs | test accuracy (mean ± sd) | per seed | training seconds |",
+                  "|---|---:|---:|---:|---|---:|"]
+        for model in sorted({r["model"] for r in refits}):
+            rows = sorted((r for r in refits if r["model"] == model), key=lambda r: r["seed"])
+            test = [r["test_accuracy"] for r in rows]
+            sd = f" ± {np.std(test, ddof=1):.4f}" if len(rows) > 1 else ""
+            cells[f"refit/{model}"] = {"seeds": [r["seed"] for r in rows], "epochs": [r["epochs"] for r in rows], "test_accuracy": test,
+                                       "train_seconds": [r["train_seconds"] for r in rows]}
+            per_seed = ", ".join(f"{r['seed']}: {r['test_accuracy']:.4f}" for r in rows)
+            lines.append(f"| {model} | {len(rows)} | {', '.join(str(r['epochs']) for r in rows)} | {np.mean(test):.4f}{sd} "
+                         f"| {per_seed} | {', '.join(str(round(r['train_seconds'])) for r in rows)} |")
     write_json(Path(out) / "summary.json", cells)
     write_text(Path(out) / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -215,6 +250,8 @@ def main(argv=None):
     parser.add_argument("--group-by", nargs="+", default=list(GROUP_BY), choices=GROUP_BY)
     parser.add_argument("--workers", type=int, default=1, help="runs side by side, each with --threads threads")
     parser.add_argument("--threads", type=int, default=0, help="0: the cores shared out between the workers")
+    parser.add_argument("--refit", action="store_true",
+                        help="train recurrent models on every labelled training review for their epochs; score the last on test")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
     if args.threads == 0:
@@ -223,7 +260,9 @@ def main(argv=None):
     print(f"study on {platform.processor() or platform.machine()}, {args.workers} worker(s) x {args.threads} thread(s)", flush=True)
     if not args.summary_only:
         # model by model, in the order given: an interrupted study leaves whole models done
-        jobs = [(args, g, m, s) for m in args.models for s in args.seeds for g in args.group_by]
+        jobs = [(args, g, m, s) for m in args.models for s in args.seeds for g in args.group_by[:1 if args.refit else None]]
+        if args.refit and BASELINE in args.models:
+            parser.error("--refit trains recurrent models only; drop baseline from --models")
         if args.workers > 1:
             with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
                 list(pool.imap_unordered(run_one, jobs))
