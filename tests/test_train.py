@@ -22,7 +22,7 @@ from imdb_rnn.params import check, read_params
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.runtime import training_precision
 from imdb_rnn.train import fit
-from imdb_rnn.optim import make_optimizer
+from imdb_rnn.optim import make_optimizer, make_scheduler
 from synthetic import review
 from tiny_model import configs
 
@@ -286,6 +286,8 @@ def test_unknown_architecture(tmp_path):
         ("rnn", {"cell": "transformer"}, "rnn.cell must be one of rnn, lstm, gru"),
         ("rnn", {"pooling": "attention"}, "rnn.attention_dim is missing"),
         ("rnn", {"monitor": "val_f1"}, "rnn.monitor must be one of val_loss, val_accuracy"),
+        ("rnn", {"lr_schedule": "step"}, "rnn.lr_schedule must be one of constant, linear, cosine"),
+        ("rnn", {"warmup_steps": -1}, "rnn.warmup_steps must be >= 0"),
         ("train", {"device": "tpu"}, "train.device must be one of auto, cpu, cuda"),
         ("train", {"seed": 0}, "unknown parameter train.seed"),  # the seeds are params.yaml's `seeds` now
         ("rnn", {"vat_eps": -0.1}, "rnn.vat_eps must be >= 0"),
@@ -393,3 +395,49 @@ def test_auto_precision_is_float32_on_a_gpu():
     model = nn.LSTM(4, 4)
     assert training_precision("auto", torch.device("cuda"), model) == "float32"
     assert training_precision("bfloat16", torch.device("cuda"), model) == "bfloat16"  # asked for: as asked
+
+
+def rates(schedule, total, warmup=0, lr=0.01):
+    """The learning rate of each of `total` optimiser steps under `schedule`."""
+    optimizer = make_optimizer(nn.Linear(2, 1), lr)
+    scheduler = make_scheduler(optimizer, schedule, total, warmup)
+    seen = []
+    for _ in range(total):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+    return seen
+
+
+def test_lr_schedules_decay_to_zero_over_the_run_and_warm_up_first():
+    assert make_scheduler(make_optimizer(nn.Linear(2, 1), 0.01), "constant", 10) is None  # today's training, untouched
+    assert rates("constant", 4) == [0.01] * 4
+    assert rates("linear", 4) == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+    assert rates("cosine", 4) == pytest.approx([0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005, 0.01 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    # warm-up: from lr / warmup_steps, reaching lr after warmup_steps steps, then the decay over the steps left
+    assert rates("linear", 6, warmup=2) == pytest.approx([0.005, 0.0075, 0.01, 0.0075, 0.005, 0.0025])
+    assert rates("constant", 4, warmup=2) == pytest.approx([0.005, 0.0075, 0.01, 0.01])
+    with pytest.raises(PipelineError, match="warmup_steps is 10 but training has only 10 steps"):
+        make_scheduler(make_optimizer(nn.Linear(2, 1), 0.01), "linear", 10, 10)
+    with pytest.raises(PipelineError, match="unknown lr_schedule 'step'"):
+        make_scheduler(make_optimizer(nn.Linear(2, 1), 0.01), "step", 10)
+
+
+def test_a_decaying_schedule_learns_and_ends_the_run_at_a_rate_near_zero(marker_data, monkeypatch):
+    vocab, train, val = marker_data
+    seen = []
+    real = make_scheduler
+    monkeypatch.setattr("imdb_rnn.train.make_scheduler", lambda *a: seen.append(real(*a)) or seen[-1])
+    runs = {}
+    for schedule in ("constant", "linear"):
+        torch.manual_seed(0)
+        model_config, train_config = configs(small_arch("gru", epochs=3, patience=3, lr_schedule=schedule), len(vocab), COMMON)
+        _, history, _, _ = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="gru")
+        runs[schedule] = history
+    constant, linear = seen
+    assert constant is None
+    # the schedule spans every step of the 3 epochs: after the last one the rate is 0
+    assert linear.get_last_lr() == [0.0] and linear.last_epoch == 3 * -(-len(train) // 16)
+    assert runs["linear"][-1]["val_accuracy"] > 0.9  # still learns the markers
+    assert runs["linear"][-1]["val_loss"] != runs["constant"][-1]["val_loss"]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .artifacts import PipelineError
 from .model import CELLS, POOLINGS, RecurrentClassifier
+from .optim import LR_SCHEDULES
 from .params import GROUPS, Param, check, read_architectures, read_params, read_seeds
 
 # early stopping's measure on the validation split, and whether higher is better
@@ -25,6 +26,9 @@ ARCH_SCHEMA = {
     "dropout": Param((int, float), min=0, max=0.95),
     "embed_dropout": Param((int, float), min=0, max=0.95),
     "lr": Param(float, min=1e-7, max=1.0),
+    # the rate over the run's `epochs`: constant, or decayed to 0 (linear, cosine); warm-up steps first
+    "lr_schedule": Param(str, choices=LR_SCHEDULES, required=False),  # absent: constant
+    "warmup_steps": Param(int, min=0, max=10_000_000, required=False),  # absent: 0
     "weight_decay": Param((int, float), min=0, max=1.0),
     "grad_clip": Param((int, float), min=0),  # 0 = no clipping
     "batch_size": Param(int, min=1, max=65536),
@@ -97,6 +101,8 @@ class TrainConfig:
     seq_len: int
     freeze_embeddings: bool
     adversarial_eps: float
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     vat_eps: float = 0.0
     vat_weight: float = 1.0
     entropy_weight: float = 0.0

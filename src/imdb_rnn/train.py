@@ -23,7 +23,7 @@ from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, MONITORS, arch_settings
 from .inference import count_parameters, loss_and_accuracy, predict_logits
-from .optim import make_optimizer, optimizer_step
+from .optim import make_optimizer, make_scheduler, optimizer_step
 from .params import stage_of
 from .pretrained import check_pretrained, initialise, load_pretrained
 from .runtime import configure_cpu, pick_device, seed_everything, training_precision
@@ -66,6 +66,9 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     rng = np.random.default_rng(config.seed)
     model.to(device)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
+    steps_per_epoch = len(distributed.shard(bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context))
+    scheduler = make_scheduler(optimizer, config.lr_schedule, config.epochs * steps_per_epoch, config.warmup_steps)
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
     if config.unsup_ratio and unlabelled is None:
@@ -83,6 +86,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     if saved:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if scheduler:
+            scheduler.load_state_dict(saved["scheduler"])
         rng.bit_generator.state = saved["batch_rng"]
         torch.set_rng_state(saved["torch_rng"][context.rank])
         best, best_state, history, stale = saved["best"], saved["best_state"], saved["history"], saved["stale"]
@@ -139,7 +144,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
 
             optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
                            f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
-                           extra_backward if perturbed or unlabelled_rows is not None else None)
+                           extra_backward if perturbed or unlabelled_rows is not None else None, scheduler)
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
@@ -180,6 +185,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             resume.save(context, {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler else None,
                 "batch_rng": rng.bit_generator.state,
                 "torch_rng": distributed.gather(torch.get_rng_state(), context),
                 "best": best, "best_state": best_state, "history": history, "stale": stale,
