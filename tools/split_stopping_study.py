@@ -223,8 +223,10 @@ def summarise(out):
         pair = "n/a" if cell["pairwise_difference_error"] is None else f"{100 * cell['pairwise_difference_error']:.2f}"
         lines.append(f"| {key.replace('/', ' | ')} | {cell['runs']} | {cell['mean_test_accuracy']:.4f} | {tau} | {pair} "
                      f"| {cell['best_by_val']} | {cell['best_by_test']} |")
+    if not runs:  # a refit study alone: its table only
+        lines = []
     if refits:
-        lines += ["", "| refit on every labelled training review: model | seeds | epochs | test accuracy (mean ± sd) | per seed | training seconds |",
+        lines += [""] * bool(lines) + ["| refit on every labelled training review: model | seeds | epochs | test accuracy (mean ± sd) | per seed | training seconds |",
                   "|---|---:|---:|---:|---|---:|"]
         for model in sorted({r["model"] for r in refits}):
             rows = sorted((r for r in refits if r["model"] == model), key=lambda r: r["seed"])
