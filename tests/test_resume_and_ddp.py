@@ -29,8 +29,8 @@ def data(tmp_path_factory):
     archive = make_archive(root / "aclImdb_v1.tar.gz", per_label=250, unsup=10, seed=3)
     params = tiny_params(archive, seq_len=64, hidden=16)
     params["vocab"]["min_freq"] = 1
-    # a decaying rate: a resumed run must take up the scheduler's state too
-    params[ARCH].update(epochs=4, patience=4, lr=0.01, batch_size=8, dropout=0.2, embed_dropout=0.2, lr_schedule="linear")
+    # a warm-up, then a decaying rate: a resumed run must take up the schedulers' state too
+    params[ARCH].update(epochs=4, patience=4, lr=0.01, batch_size=8, dropout=0.2, embed_dropout=0.2, lr_schedule="linear", warmup_steps=10)
     write_params(root / "params.yaml", params)
     for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
         result = run_script(stage, cwd=root)

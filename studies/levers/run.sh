@@ -8,7 +8,7 @@
 #           split, chosen on validation as the baseline was.
 # The params are studies/h128_movie/params.yaml plus the overrides, applied as `dvc exp run -S`
 # applies them; the data is the pipeline's (`make pipeline` with params.yaml's tokenize settings).
-# Usage: bash studies/levers/run.sh VARIANT [SEEDS...]
+# Usage: bash studies/levers/run.sh VARIANT [SEEDS...]   (logs of the 2026-11-30 runs: studies/levers/logs/)
 set -euo pipefail
 variant=${1:?usage: run.sh refit|linear [SEEDS...]}; shift; seeds=${*:-42 7 11}
 common=("tokenize.truncate_side=both" "bilstm_w2v_adv.hidden_dim=256" "bilstm_w2v_adv.epochs=4")
