@@ -39,12 +39,15 @@ $(PLOTS_STAMP): $(STAMP) tools/plots_page.py
 		echo "vega not installed from npm ($(PLOTS)/install.log): dvc plots show will load it from a CDN (blank plots offline)"; \
 	fi
 
-# SOURCE=path/to/aclImdb_v1.tar.gz (or an aclImdb/ folder) runs on a local copy instead of the download
+# `dvc repro` with independent stages side by side, one lane of the cores each (tools/parallel_repro.py;
+# JOBS=1 runs one at a time). SOURCE=path/to/aclImdb_v1.tar.gz (or an aclImdb/ folder) runs on a local
+# copy instead of the download: written into params.yaml as `dvc exp run -S` would.
+JOBS ?= 0
 pipeline: install
 ifdef SOURCE
-	dvc exp run -S 'ingest.source=$(SOURCE)'
+	python tools/parallel_repro.py --jobs $(JOBS) -S 'ingest.source=$(SOURCE)'
 else
-	dvc repro
+	python tools/parallel_repro.py --jobs $(JOBS)
 endif
 
 test: install

@@ -41,14 +41,20 @@ def training_precision(precision, device, model):
     return "bfloat16" if device.type == "cpu" and lstm and native_bfloat16(device) else "float32"
 
 
+def usable_cores():
+    """How many cores this process may run on: its CPU affinity where the platform has one (a stage that
+    tools/parallel_repro.py pinned to one core, a container's cpuset), else every core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def configure_cpu(threads):
-    """`threads` per process, or 0: the cores shared out between the processes on this machine.
+    """`threads` per process, or 0: the usable cores shared out between the processes on this machine.
 
     Also flushes denormal floats to zero: gradients fading through hundreds of recurrent steps
     become denormal, and CPU arithmetic on denormals is many times slower (bench_train.py).
     """
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // processes))
+    torch.set_num_threads(threads or max(1, usable_cores() // processes))
     torch.set_flush_denormal(True)
 
 

@@ -1,0 +1,162 @@
+"""tools/parallel_repro.py: `make pipeline`'s stages side by side, in dependency order, with dvc repro's outputs up to float rounding."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, ran_stages, script_env
+from imdb_rnn.artifacts import PipelineError
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import parallel_repro  # noqa: E402
+from parallel_repro import Scheduler, share_cores  # noqa: E402
+
+TOOL = REPO_ROOT / "tools/parallel_repro.py"
+
+
+class FakeProcess:
+    """A stage that finishes after `ticks` polls with `code`."""
+
+    def __init__(self, ticks, code):
+        self.ticks, self.returncode, self.code = ticks, None, code
+
+    def poll(self):
+        self.ticks -= 1
+        if self.ticks <= 0:
+            self.returncode = self.code
+        return self.returncode
+
+
+def schedule(graph, jobs=2, cores=(0, 1), estimate=None, ticks=None, codes=None):
+    """Run a Scheduler on fake stages; return (start log [(stage, cores, running then)], results)."""
+    starts, running = [], set()
+
+    def start(stage, given):
+        process = FakeProcess((ticks or {}).get(stage, 1), (codes or {}).get(stage, 0))
+        starts.append((stage, tuple(given), frozenset(running)))
+        running.add(stage)
+        original = process.poll
+
+        def poll():
+            code = original()
+            if code is not None:
+                running.discard(stage)
+            return code
+
+        process.poll = poll
+        return process
+
+    results = Scheduler(graph, jobs, list(cores), estimate or {}, start, poll_seconds=0).run(log=lambda line: None)
+    return starts, results
+
+
+DIAMOND = {"ingest": set(), "split": {"ingest"}, "train@a": {"split"}, "train@b": {"split"}, "train@c": {"split"},
+           "compare": {"train@a", "train@b", "train@c"}}
+
+
+def test_stages_start_after_their_dependencies_at_most_jobs_at_a_time_longest_first():
+    starts, results = schedule(DIAMOND, estimate={"train@b": 100, "train@c": 50, "train@a": 10},
+                               ticks={"train@b": 5, "train@c": 2, "train@a": 1})
+    order = [stage for stage, _, _ in starts]
+    assert order == ["ingest", "split", "train@b", "train@c", "train@a", "compare"]  # longest first
+    finished_before = {}
+    for stage, _, running in starts:
+        assert len(running) < 2  # never a third at once
+        finished_before[stage] = running
+    for stage, deps in DIAMOND.items():  # nothing a stage depends on is still running when it starts
+        assert not deps & finished_before[stage]
+    assert all(code == 0 for code, _, _ in results.values()) and set(results) == set(DIAMOND)
+
+
+def test_every_stage_gets_one_lane_of_cores_even_alone_so_its_threads_do_not_depend_on_timing():
+    starts, _ = schedule(DIAMOND, jobs=2, cores=(0, 1, 2, 3), ticks={"train@a": 3, "train@b": 5, "train@c": 3})
+    cores = {stage: given for stage, given, _ in starts}
+    assert cores["ingest"] == cores["split"] == cores["compare"] == (0, 1)  # alone, and still one lane
+    assert {cores["train@a"], cores["train@b"]} == {(0, 1), (2, 3)}  # two lanes of two cores, apart
+    assert cores["train@c"] == cores["train@a"]  # the lane train@a left, beside train@b
+
+
+def test_a_failure_starts_nothing_new_but_lets_running_stages_finish():
+    starts, results = schedule(DIAMOND, estimate={"train@a": 3, "train@b": 2, "train@c": 1},
+                               ticks={"train@a": 1, "train@b": 4}, codes={"train@a": 2})
+    started = [stage for stage, _, _ in starts]
+    assert started == ["ingest", "split", "train@a", "train@b"]  # train@c and compare never start
+    assert results["train@a"][0] == 2 and results["train@b"][0] == 0  # train@b was running: it finished
+
+
+def test_share_cores_and_a_plan_that_names_an_unknown_stage():
+    assert share_cores([3, 1, 2, 0], 2) == [[0, 1], [2, 3]]
+    assert share_cores([0, 1, 2], 2) == [[0, 1], [2]]
+    assert share_cores([0], 2) == [[0]]  # never an empty lane
+    with pytest.raises(PipelineError, match="outside the plan: nowhere"):
+        Scheduler({"a": {"nowhere"}}, 2, [0, 1], {}, None)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_make_pipelines_parallel_repro_runs_every_stage_once_and_matches_dvc_repro(dvc_repo):
+    archs, seeds = ["rnn", "gru"], [42]
+    params = dvc_repo.train_only(archs, {"gru_w2v": "word2vec"}, seeds, epochs=1)
+    params["train"]["threads"] = 0  # each stage takes the cores it was given
+    params["vocab"]["min_freq"] = 1
+    dvc_repo.params = params
+    dvc_repo.commit("pipeline")
+    root = dvc_repo.root
+
+    result = subprocess.run([sys.executable, str(TOOL), "--jobs", "2"], cwd=root, env=script_env(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dvc_repo.dvc("status").stdout.strip().endswith("Data and pipelines are up to date.")  # DVC recorded every stage
+    logs = root / "build/parallel_repro"
+    ran = set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
+    assert {"ingest", "split", "train@rnn-42", "train@gru-42", "train_word2vec@gru_w2v-42", "compare"} <= ran
+    record = json.loads((root / "metrics/parallel_repro.json").read_text())
+    assert set(record["last_run"]["stages_ran"]) == set(record["stages"]) >= ran
+    if len(os.sched_getaffinity(0)) >= 2:  # two lanes: some training ran beside another stage, on one thread
+        threads = {arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
+                   for arch in ["rnn", "gru", "gru_w2v"]}
+        assert 1 in threads.values() and max(threads.values()) <= 2, threads
+        assert any(entry["cores"] == 1 for entry in record["stages"].values())
+
+    # nothing changed: a second run starts every stage, DVC skips each one
+    again = subprocess.run([sys.executable, str(TOOL)], cwd=root, env=script_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert not set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
+
+    # dvc repro, one stage at a time with every core, trains the same model up to float rounding
+    model = root / "data/models/gru/seed42.pt"
+    parallel = torch.load(model, weights_only=True)["state_dict"]
+    dvc_repo.dvc("repro", "--force", "--single-item", "train@gru-42")
+    serial = torch.load(model, weights_only=True)["state_dict"]
+    assert all(torch.allclose(parallel[key], serial[key], rtol=0, atol=1e-5) for key in serial)
+
+
+def test_a_failing_stage_is_named_and_exits_non_zero(dvc_repo):
+    params = dvc_repo.train_only(["rnn"], seeds=[42], epochs=1)
+    dvc_repo.params = params
+    dvc_repo.commit("pipeline")
+    (dvc_repo.root / "stages/split.py").write_text("raise SystemExit('error: broken on purpose')\n")
+    result = subprocess.run([sys.executable, str(TOOL)], cwd=dvc_repo.root, env=script_env(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage split failed;") and "did not run" in last, result.stderr
+    assert "broken on purpose" in result.stderr  # the stage's own message, from its log
+    assert not (dvc_repo.root / "data/models/rnn/seed42.pt").exists()
+
+
+def test_bad_arguments_are_one_line_errors(dvc_repo):
+    for args, message in ((["--jobs", "-1"], "--jobs must be 0 (auto) or more"),
+                          (["no_such_stage"], "no_such_stage"),
+                          (["-S", "train.threads"], "bad -S override")):
+        result = subprocess.run([sys.executable, str(TOOL), *args], cwd=dvc_repo.root, env=script_env(), capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
