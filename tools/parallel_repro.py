@@ -104,7 +104,7 @@ def auto_jobs(cores):
 
 
 class Scheduler:
-    """Starts `command(stage)` for every stage of `graph` once its dependencies have finished, at most
+    """Starts `start(stage, cores)` for every stage of `graph` once its dependencies have finished, at most
     `jobs` at a time, first the one with the longest chain of `estimate` seconds from its start to the
     end of the pipeline (Topcuoglu et al. 2002, HEFT's upward rank; unknown stages count as 0 and keep
     dvc.yaml's order). Each stage runs on one lane of the cores, even when it runs alone, so that the
