@@ -3,8 +3,11 @@
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,6 +92,12 @@ def test_a_failure_starts_nothing_new_but_lets_running_stages_finish():
     assert results["train@a"][0] == 2 and results["train@b"][0] == 0  # train@b was running: it finished
 
 
+def test_a_short_stage_that_a_long_one_waits_for_goes_first():
+    """The upward rank: `a` alone is short, but `c` (the longest) can only start after it."""
+    starts, _ = schedule({"a": set(), "b": set(), "c": {"a"}}, jobs=1, estimate={"a": 1, "b": 5, "c": 10})
+    assert [stage for stage, _, _ in starts] == ["a", "c", "b"]
+
+
 def test_share_cores_and_a_plan_that_names_an_unknown_stage():
     assert share_cores([3, 1, 2, 0], 2) == [[0, 1], [2, 3]]
     assert share_cores([0, 1, 2], 2) == [[0, 1], [2]]
@@ -119,16 +128,17 @@ def test_make_pipelines_parallel_repro_runs_every_stage_once_and_matches_dvc_rep
     assert {"ingest", "split", "train@rnn-42", "train@gru-42", "train_word2vec@gru_w2v-42", "compare"} <= ran
     record = json.loads((root / "metrics/parallel_repro.json").read_text())
     assert set(record["last_run"]["stages_ran"]) == set(record["stages"]) >= ran
-    if len(os.sched_getaffinity(0)) >= 2:  # two lanes: some training ran beside another stage, on one thread
-        threads = {arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
-                   for arch in ["rnn", "gru", "gru_w2v"]}
-        assert 1 in threads.values() and max(threads.values()) <= 2, threads
-        assert any(entry["cores"] == 1 for entry in record["stages"].values())
+    lane = len(share_cores(os.sched_getaffinity(0), 2)[0])  # the cores of each lane here
+    threads = {arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
+               for arch in ["rnn", "gru", "gru_w2v"]}
+    assert set(threads.values()) == {lane}, threads  # threads: 0 means the lane's cores, alone or not
+    assert {entry["cores"] for entry in record["stages"].values()} == {lane}
 
     # nothing changed: a second run starts every stage, DVC skips each one
     again = subprocess.run([sys.executable, str(TOOL)], cwd=root, env=script_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert not set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
+    assert json.loads((root / "metrics/parallel_repro.json").read_text()) == record  # a run of nothing keeps the record
 
     # dvc repro, one stage at a time with every core, trains the same model up to float rounding
     model = root / "data/models/gru/seed42.pt"
@@ -160,3 +170,34 @@ def test_bad_arguments_are_one_line_errors(dvc_repo):
                                 text=True, timeout=120)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def processes_in(folder):
+    """The pids of the processes whose working directory is `folder` (DVC and the stages it runs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd") == str(folder):
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_an_interrupt_stops_every_running_stage_and_dvc_records_none_of_them(dvc_repo):
+    params = dvc_repo.train_only(["rnn", "gru"], seeds=[42], epochs=50, patience=50)  # long enough to be interrupted
+    dvc_repo.params = params
+    dvc_repo.commit("pipeline")
+    root = dvc_repo.root
+    tool = subprocess.Popen([sys.executable, str(TOOL)], cwd=root, env=script_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in tool.stdout:  # the stage lines come on stdout
+        if "start train@" in line:
+            break
+    time.sleep(3)  # DVC has started the training's command
+    tool.send_signal(signal.SIGTERM)  # not a terminal's Ctrl-C: only the tool is signalled
+    _, stderr = tool.communicate(timeout=120)
+    assert tool.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
+    assert not processes_in(root), "a stage outlived the interrupt"
+    status = dvc_repo.dvc("status").stdout
+    assert "train@rnn-42" in status and "train@gru-42" in status  # neither was recorded as done

@@ -22,8 +22,9 @@ sums by thread count (tests/test_parallel_repro.py).
     python tools/parallel_repro.py -S ingest.source=../shared/data/aclImdb_v1.tar.gz
     python tools/parallel_repro.py train                  # these targets and what they depend on
 
--S applies an override to params.yaml as `dvc exp run -S` does (DVC's parser), before anything runs;
-`dvc exp save` then keeps the result as an experiment. Each stage's output goes to
+-S applies an override to params.yaml as `dvc exp run -S` does (DVC's parser; params.yaml only),
+before anything runs, and it stays there as it would after `dvc exp run`; `dvc exp save` then keeps
+the result as an experiment. Each stage's output goes to
 build/parallel_repro/STAGE.log; on the first failure no new stage starts, the running ones finish
 (as `make -j` does), and the failed stage's last lines are printed. Every run writes how long each
 stage took, on how many cores, to metrics/parallel_repro.json: the next run's order, and where the
@@ -59,7 +60,8 @@ def stage_graph(targets=()):
     with Repo() as repo:
         graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
         try:
-            wanted = {stage for target in targets or [None] for stage in repo.stage.collect(target, with_deps=True, graph=graph)}
+            # dvc.yaml by default, as dvc repro
+            wanted = {stage for target in targets or ["dvc.yaml"] for stage in repo.stage.collect(target, with_deps=True, graph=graph)}
         except DvcException as error:
             raise PipelineError(f"{error}: name a stage of dvc.yaml (dvc stage list)") from None
         # dvc.yaml's order, which the scheduler keeps among stages it has no times for
@@ -172,26 +174,34 @@ class Scheduler:
                     progress.update()
         return results
 
-    def interrupt(self):
-        """Pass an interrupt on to the running stages (DVC stops a stage cleanly on SIGINT) and wait for them."""
+    def interrupt(self, grace_seconds=60):
+        """Stop the running stages: SIGINT to each one's process group (DVC and the stage's command:
+        a stage ends with `error: interrupted` and DVC records nothing), SIGKILL to what is left after
+        `grace_seconds`."""
         for process, *_ in self.running.values():
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                os.killpg(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + grace_seconds
         for process, *_ in self.running.values():
-            process.wait()
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def dvc_start(repo_root, logs):
     """start(stage, cores) for Scheduler: `dvc --wait-for-lock repro --single-item STAGE`, its output to
     logs/STAGE.log, pinned to `cores` (where the platform can) with OMP_NUM_THREADS to match, so that
-    torch, Arrow and OpenMP each take that many threads."""
+    torch and OpenMP take that many threads. Each runs in a session of its own, so that an interrupt
+    reaches the stages through Scheduler.interrupt alone, whether it came from a terminal or not."""
     logs.mkdir(parents=True, exist_ok=True)
 
     def start(stage, cores):
         env = {**os.environ, "OMP_NUM_THREADS": str(len(cores))}
         with open(logs / f"{stage}.log", "w") as out:
             process = subprocess.Popen([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage],
-                                       cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env)
+                                       cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if PINNING:  # before DVC starts the stage's command (a second or more), which inherits it
             os.sched_setaffinity(process.pid, cores)
         return process
@@ -202,24 +212,28 @@ def dvc_start(repo_root, logs):
 def ran(log_path):
     """Whether DVC ran the stage's command (False: it found the stage unchanged, or took it from the run cache)."""
     try:
-        return "Running stage" in Path(log_path).read_text()
+        return "Running stage" in Path(log_path).read_text(errors="replace")
     except OSError:
         return False
 
 
 def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
-    """Merge this run's stage times into the record (a stage DVC skipped keeps its earlier time)."""
+    """Merge this run's stage times into the record (a stage DVC skipped keeps its earlier time); a run
+    in which no stage ran leaves the record as it was."""
+    ran_now = {stage: (seconds, cores) for stage, (code, seconds, cores) in results.items() if code == 0 and ran(logs / f"{stage}.log")}
+    if not ran_now:
+        return
     try:
-        stages = json.loads(Path(record_path).read_text())["stages"]
-    except (OSError, ValueError, KeyError):
-        stages = {}
-    for stage, (code, seconds, cores) in results.items():
-        if code == 0 and ran(logs / f"{stage}.log"):
-            stages[stage] = {"seconds": round(seconds, 1), "cores": cores}
+        stages = {name: {"seconds": float(entry["seconds"]), "cores": entry.get("cores")}
+                  for name, entry in json.loads(Path(record_path).read_text())["stages"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        stages = {}  # no record yet, or one this script cannot read: start a new one
+    for stage, (seconds, cores) in ran_now.items():
+        stages[stage] = {"seconds": round(seconds, 1), "cores": cores}
     record = {
         "last_run": {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jobs": jobs,
                      "wall_seconds": round(wall_seconds, 1), "cpu_count": os.cpu_count(),
-                     "stages_ran": sorted(s for s, (code, _, _) in results.items() if code == 0 and ran(logs / f"{s}.log"))},
+                     "stages_ran": sorted(ran_now)},
         "stages": dict(sorted(stages.items(), key=lambda item: -item[1]["seconds"])),
     }
     write_json(record_path, record)
@@ -259,13 +273,13 @@ def parallel_repro(targets=(), jobs=0, overrides=(), repo_root=".", logs=LOGS, r
     failed = sorted(s for s, (code, _, _) in results.items() if code)
     if failed:
         for stage in failed:
-            tail = (Path(logs) / f"{stage}.log").read_text().strip().splitlines()[-15:]
+            tail = (Path(logs) / f"{stage}.log").read_text(errors="replace").strip().splitlines()[-15:]
             print(f"--- {stage} ({Path(logs) / f'{stage}.log'}):\n" + "\n".join(tail), file=sys.stderr)
         not_run = sorted(set(graph) - set(results))
         raise PipelineError(f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
                             + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
                             + ": fix the error above and run again (finished stages are not rerun)")
-    print(f"{len(graph)} stages up to date in {wall / 60:.1f} min ({RECORD} has each stage's time)")
+    print(f"{len(graph)} stages up to date in {wall / 60:.1f} min ({record_path} has each stage's time)")
     return wall
 
 
