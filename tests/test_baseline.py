@@ -17,6 +17,7 @@ from conftest import assert_one_line_error, run_script, write_params
 from imdb_rnn.artifacts import PipelineError, load_npz, read_json, save_npz
 from imdb_rnn.baseline import Part, best_C, check_settings, log_count_ratio, part_of_split, select_C, select_rows
 from imdb_rnn.compare import load_run
+from imdb_rnn.inference import same_reviews
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "baseline.py"
 # the section params.yaml is meant to carry; small C values are kept so that the choice matters on tiny data
@@ -148,6 +149,10 @@ def test_stage_scores_the_test_reviews_in_the_leaderboard_format(inputs):
     assert metrics["parameters"] == metrics["features"] + 1
     confusion = metrics["confusion"]
     assert confusion["tp"] + confusion["fn"] == 60 and confusion["tn"] + confusion["fp"] == 60
+
+    # the test reviews in the order of tokenize's test.npz, which the evaluate stages score: compare pairs them
+    tokens = np.load(inputs["reviews"].parents[2] / "data/tokens/test.npz")
+    assert same_reviews(dict(np.load(inputs["predictions"])), {key: tokens[key] for key in ("review_ids", "labels")})
 
     # the leaderboard reads it like any architecture
     row = load_run("baseline", None, {"eval_dir": inputs["metrics"].parent, "timing_dir": inputs["timing"].parent,

@@ -52,7 +52,8 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
                 (root / folder / where).parent.mkdir(parents=True, exist_ok=True)
                 (root / folder / f"{where}.json").write_text(json.dumps(content))
             (root / "predictions" / where).parent.mkdir(parents=True, exist_ok=True)
-            save_npz(root / "predictions" / f"{where}.npz", logits=logits_with_accuracy(acc, 100 * n + (seed or 0)), labels=LABELS)
+            save_npz(root / "predictions" / f"{where}.npz", logits=logits_with_accuracy(acc, 100 * n + (seed or 0)), labels=LABELS,
+                     review_ids=np.arange(len(LABELS)))
             if seed is not None:
                 tsv = root / "live" / name / f"seed{seed}" / "plots" / "metrics" / "val" / "accuracy.tsv"
                 tsv.parent.mkdir(parents=True, exist_ok=True)
@@ -172,15 +173,24 @@ def test_missing_input_names_the_stage_to_run(tmp_path, monkeypatch, capsys, mis
     assert not (tmp_path / "leaderboard.md").exists() and not (tmp_path / "compare.png").exists()
 
 
-def test_predictions_on_another_test_set_are_refused(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("change", ["labels", "order", "no ids"])
+def test_predictions_of_other_test_reviews_are_refused(tmp_path, monkeypatch, capsys, change):
     write_inputs(tmp_path)
-    for seed in (42, 7):  # the same accuracy, on reviews whose labels are the other way round
+    for seed in (42, 7):  # the same accuracy and labels, on other reviews or in another order
         path = tmp_path / f"predictions/lstm/seed{seed}.npz"
         with np.load(path) as saved:
-            logits = -saved["logits"]
-        save_npz(path, logits=logits, labels=1 - LABELS)
+            arrays = dict(saved)
+        if change == "labels":
+            arrays.update(logits=-arrays["logits"], labels=1 - arrays["labels"])
+        elif change == "order":  # two reviews of the same label swapped: the labels alone cannot tell
+            first, second = np.flatnonzero(arrays["labels"] == 1)[:2]
+            arrays["review_ids"][[first, second]] = arrays["review_ids"][[second, first]]
+        else:  # a file from before review ids were saved
+            del arrays["review_ids"]
+        save_npz(path, **arrays)
     assert run_in_process(tmp_path, monkeypatch) == 1
-    assert "scored on different test sets" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not scored on the same test reviews in the same order" in err
 
 
 @pytest.mark.parametrize("seeds, fragment", [([], "non-empty list"), ([42, 42], "names a seed twice")])

@@ -112,7 +112,8 @@ def make_workspace(tmp_path, n=10, labels=None, in_train=None, **checkpoint_chan
         ids[row, seq_len - length :] = rng.integers(2, len(VOCAB), length)  # left padding
     labels = np.array([i % 2 for i in range(n)] if labels is None else labels, np.int8)
     in_train = np.zeros(n, bool) if in_train is None else np.asarray(in_train, bool)
-    save_npz(tmp_path / "test.npz", ids=ids, lengths=lengths, labels=labels, in_train=in_train)
+    review_ids = rng.permutation(10 * n)[:n]  # aclImdb's ids, in no particular order
+    save_npz(tmp_path / "test.npz", ids=ids, lengths=lengths, labels=labels, review_ids=review_ids, in_train=in_train)
     meta = {"clean": CLEAN, "tokenize": TOKENIZE, "vocab_size": len(VOCAB), "vocab_sha256": VOCAB_SHA}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     params = {"evaluate": {"batch_size": 4, "device": "cpu", "threads": 1, "curve_points": 50}}
@@ -174,6 +175,7 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     predictions = np.load(ws / "predictions.npz")
     np.testing.assert_allclose(predictions["logits"], logits, atol=1e-6)
     np.testing.assert_array_equal(predictions["labels"], labels)
+    np.testing.assert_array_equal(predictions["review_ids"], np.load(ws / "test.npz")["review_ids"])  # test.npz's order
 
     with open(ws / "confusion.csv") as f:
         rows = list(csv.DictReader(f))

@@ -14,7 +14,7 @@ def predictions(root, where, labels, right):
     sign = np.where(labels == 1, 1.0, -1.0)
     path = root / "predictions" / where
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(path, logits=np.where(right, sign, -sign).astype(np.float32), labels=labels)
+    save_npz(path, logits=np.where(right, sign, -sign).astype(np.float32), labels=labels, review_ids=np.arange(len(labels)))
 
 
 def test_difference_interval_and_mcnemar(tmp_path):
@@ -43,4 +43,11 @@ def test_missing_or_mismatched_predictions_are_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lstm/seed42.npz is missing" in result.stderr
     predictions(tmp_path, "lstm/seed42.npz", 1 - labels, np.ones(N, bool))
     result = run_script(REPO_ROOT / "tools/paired.py", "gru", "lstm", *args, cwd=tmp_path)
-    assert result.returncode == 1 and "different test sets" in result.stderr
+    assert result.returncode == 1 and "not scored on the same test reviews" in result.stderr
+    predictions(tmp_path, "lstm/seed42.npz", labels, np.ones(N, bool))  # the same labels, the reviews in another order
+    with np.load(tmp_path / "predictions/lstm/seed42.npz") as saved:
+        arrays = dict(saved)
+    arrays["review_ids"] = arrays["review_ids"][::-1].copy()
+    save_npz(tmp_path / "predictions/lstm/seed42.npz", **arrays)
+    result = run_script(REPO_ROOT / "tools/paired.py", "gru", "lstm", *args, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "same order" in result.stderr

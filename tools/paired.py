@@ -16,21 +16,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from imdb_rnn.artifacts import PipelineError, load_npz, run_main
-from imdb_rnn.inference import correct
+from imdb_rnn.inference import correct, same_reviews
 from imdb_rnn.params import BASELINE, first_seed
 from imdb_rnn.significance import mcnemar_exact, paired_difference
 
 
-def correct_of(name, seed, predictions_dir):
-    """(bool [N] right per test review, labels [N]) of one model's predictions file."""
+def predictions_of(name, seed, predictions_dir):
+    """One model's predictions file (evaluate.save_predictions' arrays)."""
     where = Path(predictions_dir) / (f"{name}.npz" if name == BASELINE else f"{name}/seed{seed}.npz")
     if not where.exists():
         raise PipelineError(f"{where} is missing: run the pipeline (dvc repro) with {name} and seed {seed} first")
-    predictions = load_npz(where, "test predictions")
-    return correct(predictions["logits"], predictions["labels"]), predictions["labels"]
+    return load_npz(where, "test predictions")
 
 
 def main():
@@ -42,9 +39,11 @@ def main():
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args()
     seed = first_seed() if args.seed is None else args.seed
-    (a, labels_a), (b, labels_b) = (correct_of(name, seed, args.predictions_dir) for name in (args.first, args.second))
-    if not np.array_equal(labels_a, labels_b):
-        raise PipelineError(f"{args.first} and {args.second} were scored on different test sets: rerun dvc repro")
+    first, second = (predictions_of(name, seed, args.predictions_dir) for name in (args.first, args.second))
+    if not same_reviews(first, second):
+        raise PipelineError(f"{args.first} and {args.second} were not scored on the same test reviews in the same order: "
+                            "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
+    a, b = (correct(p["logits"], p["labels"]) for p in (first, second))
     difference, low, high = paired_difference(b, a, args.resamples, 0.95, seed=0)
     print(f"{args.first}: {a.mean():.4f}  {args.second}: {b.mean():.4f}  (seed {seed}, {len(a):,} test reviews)")
     print(f"{args.second} - {args.first}: {100 * difference:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}] "

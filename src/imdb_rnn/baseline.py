@@ -277,7 +277,7 @@ def fit_baseline(params_path, paths):
     }
     for path, text in outputs.items():
         write_text(path, text)
-    save_predictions(paths['predictions'], logits, test.labels)
+    save_predictions(paths['predictions'], logits, test.labels, test.ids)
     write_json(paths['timing'], timing)
     write_json(paths['metrics'], metrics)
     print(

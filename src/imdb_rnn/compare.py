@@ -13,7 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
 from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
-from .inference import correct
+from .inference import correct, same_reviews
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {
@@ -72,7 +72,7 @@ def load_run(name, seed, paths, pretrained="none"):
             "train_tokens_per_second": timing["tokens_per_second"],
             "inference_reviews_per_second": evaluation["reviews_per_second"],
             "correct": correct(predictions["logits"], predictions["labels"]),
-            "labels": predictions["labels"],
+            "predictions": predictions,
         }
     except KeyError as err:
         raise PipelineError(f"the metrics of {name} (seed {seed}) lack {err}: rerun `dvc repro -f {evaluate}`")
@@ -118,13 +118,14 @@ def leaderboard(rows, settings):
     ranked = sorted(rows, key=lambda r: (-r["accuracy"], -(r["f1"] or 0.0), r["arch"]))
     top = ranked[0]
     for row in ranked[1:]:
-        if not np.array_equal(row["labels"], top["labels"]):
-            raise PipelineError(f"{row['arch']} and {top['arch']} were scored on different test sets: rerun dvc repro")
+        if not same_reviews(row["predictions"], top["predictions"]):
+            raise PipelineError(f"{row['arch']} and {top['arch']} were not scored on the same test reviews in the same order: "
+                                "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
     resamples, confidence, seed = settings["bootstrap_resamples"], settings["confidence"], settings["seed"]
     board = []
     for rank, row in enumerate(ranked, 1):
         right = row.pop("correct")
-        row.pop("labels")
+        row.pop("predictions")
         low, high = accuracy_interval(right, resamples, confidence, seed)
         stats = {"accuracy_ci": [round(low, 6), round(high, 6)],
                  "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}

@@ -110,10 +110,12 @@ def unseen_metrics(labels, logits, in_train):
     }
 
 
-def save_predictions(path, logits, labels):
-    """Per-review logits [N] (float32) and 0/1 labels [N] of the official test reviews, in test.npz's order:
-    what the compare stage's intervals and paired tests are computed from."""
-    save_npz(path, logits=np.asarray(logits, np.float32), labels=np.asarray(labels, np.int8))
+def save_predictions(path, logits, labels, review_ids):
+    """Per-review logits [N] (float32), 0/1 labels [N] and aclImdb review ids [N] of the official test
+    reviews, in test.npz's order: what the compare stage's intervals and paired tests are computed
+    from, and what lets them check that two files hold the same reviews (inference.same_reviews)."""
+    save_npz(path, logits=np.asarray(logits, np.float32), labels=np.asarray(labels, np.int8),
+             review_ids=np.asarray(review_ids, np.int64))
 
 
 def sigmoid(logits):
@@ -209,7 +211,7 @@ def evaluate_checkpoint(name, params_path, paths):
     check_compatible(payload, meta, checkpoint)
     tokenize = payload["tokenize"]
     test = load_npz(paths["test"], "tokenized test set")  # read once: the reviews and their in_train flags
-    missing = {"ids", "lengths", "labels", "in_train"} - set(test)
+    missing = {"ids", "lengths", "labels", "review_ids", "in_train"} - set(test)
     if missing:
         raise PipelineError(f"tokenized test set {paths['test']} lacks {sorted(missing)}: rerun the tokenize stage (dvc repro)")
     reviews = Reviews.from_arrays(test, tokenize, tokenize["seq_len"])
@@ -229,7 +231,7 @@ def evaluate_checkpoint(name, params_path, paths):
     }
     for path, text in outputs.items():
         write_text(path, text)
-    save_predictions(paths["predictions"], logits, labels)
+    save_predictions(paths["predictions"], logits, labels, test["review_ids"])
     write_json(paths["metrics"], metrics)
     auc = "undefined (one class)" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
     print(f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "
