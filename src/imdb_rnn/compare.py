@@ -13,7 +13,7 @@ import numpy as np
 
 from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
 from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
-from .inference import correct, same_reviews
+from .inference import correct
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {
@@ -35,6 +35,13 @@ COLUMNS = [  # (key, Markdown heading) after the statistics columns
     ("train_tokens_per_second", "training tokens/s"),
     ("inference_reviews_per_second", "inference reviews/s"),
 ]
+
+
+def same_reviews(a, b):
+    """Whether two predictions files (dicts of evaluate.save_predictions' arrays) hold the same test
+    reviews in the same order: review id and label together, since aclImdb numbers each label's
+    reviews from 0. Files without ids (written before they were saved) never match."""
+    return all(key in a and key in b and np.array_equal(a[key], b[key]) for key in ("review_ids", "labels"))
 
 
 def _require(path, stage):

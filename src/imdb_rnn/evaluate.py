@@ -113,7 +113,7 @@ def unseen_metrics(labels, logits, in_train):
 def save_predictions(path, logits, labels, review_ids):
     """Per-review logits [N] (float32), 0/1 labels [N] and aclImdb review ids [N] of the official test
     reviews, in test.npz's order: what the compare stage's intervals and paired tests are computed
-    from, and what lets them check that two files hold the same reviews (inference.same_reviews)."""
+    from, and what lets them check that two files hold the same reviews (compare.same_reviews)."""
     save_npz(path, logits=np.asarray(logits, np.float32), labels=np.asarray(labels, np.int8),
              review_ids=np.asarray(review_ids, np.int64))
 

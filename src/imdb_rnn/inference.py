@@ -26,13 +26,6 @@ def correct(logits, labels):
     return (np.asarray(logits) > 0) == (np.asarray(labels) > 0.5)
 
 
-def same_reviews(a, b):
-    """Whether two predictions files (dicts of evaluate.save_predictions' arrays) hold the same test
-    reviews in the same order: review id and label together, since aclImdb numbers each label's
-    reviews from 0. Files without ids (written before they were saved) never match."""
-    return all(key in a and key in b and np.array_equal(a[key], b[key]) for key in ("review_ids", "labels"))
-
-
 def accuracy(logits, labels):
     """The share of reviews on the right side (`correct`)."""
     return float(np.mean(correct(logits, labels)))
