@@ -128,11 +128,11 @@ def test_make_pipelines_parallel_repro_runs_every_stage_once_and_matches_dvc_rep
     assert {"ingest", "split", "train@rnn-42", "train@gru-42", "train_word2vec@gru_w2v-42", "compare"} <= ran
     record = json.loads((root / "metrics/parallel_repro.json").read_text())
     assert set(record["last_run"]["stages_ran"]) == set(record["stages"]) >= ran
-    lane = len(share_cores(os.sched_getaffinity(0), 2)[0])  # the cores of each lane here
+    lanes = {len(lane) for lane in share_cores(os.sched_getaffinity(0), 2)}  # the cores of each lane here
     threads = {arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
                for arch in ["rnn", "gru", "gru_w2v"]}
-    assert set(threads.values()) == {lane}, threads  # threads: 0 means the lane's cores, alone or not
-    assert {entry["cores"] for entry in record["stages"].values()} == {lane}
+    assert set(threads.values()) <= lanes, threads  # threads: 0 means the lane's cores, alone or not
+    assert {entry["cores"] for entry in record["stages"].values()} <= lanes
 
     # nothing changed: a second run starts every stage, DVC skips each one
     again = subprocess.run([sys.executable, str(TOOL)], cwd=root, env=script_env(), capture_output=True, text=True, timeout=600)
@@ -185,18 +185,23 @@ def processes_in(folder):
 
 
 def test_an_interrupt_stops_every_running_stage_and_dvc_records_none_of_them(dvc_repo):
-    params = dvc_repo.train_only(["rnn", "gru"], seeds=[42], epochs=50, patience=50)  # long enough to be interrupted
+    params = dvc_repo.train_only(["rnn", "gru"], seeds=[42], epochs=200, patience=200)  # long enough to be interrupted
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
     root = dvc_repo.root
-    tool = subprocess.Popen([sys.executable, str(TOOL)], cwd=root, env=script_env(), stdout=subprocess.PIPE,
+    tool = subprocess.Popen([sys.executable, str(TOOL)], cwd=root, env=script_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    for line in tool.stdout:  # the stage lines come on stdout
-        if "start train@" in line:
-            break
-    time.sleep(3)  # DVC has started the training's command
-    tool.send_signal(signal.SIGTERM)  # not a terminal's Ctrl-C: only the tool is signalled
-    _, stderr = tool.communicate(timeout=120)
+    try:
+        logs = root / "build/parallel_repro"
+        deadline = time.monotonic() + 300
+        while not any("epoch 1:" in log.read_text() for log in logs.glob("train@*.log")):  # a training is under way
+            assert time.monotonic() < deadline and tool.poll() is None, "no training started"
+            time.sleep(0.2)
+        tool.send_signal(signal.SIGTERM)  # not a terminal's Ctrl-C: only the tool is signalled
+        _, stderr = tool.communicate(timeout=120)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
     assert tool.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
     assert not processes_in(root), "a stage outlived the interrupt"
     status = dvc_repo.dvc("status").stdout

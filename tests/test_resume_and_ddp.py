@@ -110,7 +110,8 @@ def test_two_gloo_processes_learn_and_end_with_identical_weights(data, mixed, la
     command += [*train_args(tag), "--params", f"{tag}.yaml", *extra]
     result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest (\w+)", result.stdout))
+    # 16 hex digits: unbuffered, the two ranks' prints can interleave before the newline
+    digests = dict(re.findall(r"rank (\d) of 2 ends with weights digest ([0-9a-f]{16})", result.stdout))
     assert set(digests) == {"0", "1"}, result.stdout
     assert digests["0"] == digests["1"]
     metrics = json.loads((data / f"out/{tag}/metrics.json").read_text())

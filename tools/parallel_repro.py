@@ -27,8 +27,8 @@ before anything runs, and it stays there as it would after `dvc exp run`; `dvc e
 the result as an experiment. Each stage's output goes to
 build/parallel_repro/STAGE.log; on the first failure no new stage starts, the running ones finish
 (as `make -j` does), and the failed stage's last lines are printed. Every run writes how long each
-stage took, on how many cores, to metrics/parallel_repro.json: the next run's order, and where the
-pipeline's time goes.
+stage took, on how many cores, to metrics/parallel_repro.json (a run in which no stage ran, or an
+interrupted one, writes nothing): the next run's order, and where the pipeline's time goes.
 """
 
 import argparse
@@ -73,10 +73,12 @@ def stage_graph(targets=()):
 def recorded_seconds(metrics, record_path=RECORD):
     """{stage name: seconds} from the last runs' record, else the `train_seconds` of a stage's own
     metrics/timing/ file (what a training measured, under dvc repro too); stages with neither are left out."""
+    seconds = {}
     try:
-        seconds = {name: entry["seconds"] for name, entry in json.loads(Path(record_path).read_text())["stages"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        seconds = {}
+        for name, entry in json.loads(Path(record_path).read_text())["stages"].items():
+            seconds[name] = float(entry["seconds"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # no record, or one this script cannot read: what it read so far, then the timing files
     for stage, paths in metrics.items():
         for path in paths:
             if stage not in seconds and Path(path).parent.parts[:2] == ("metrics", "timing"):
@@ -110,7 +112,8 @@ class Scheduler:
     `jobs` at a time, first the one with the longest chain of `estimate` seconds from its start to the
     end of the pipeline (Topcuoglu et al. 2002, HEFT's upward rank; unknown stages count as 0 and keep
     dvc.yaml's order). Each stage runs on one lane of the cores, even when it runs alone, so that the
-    threads a stage gets, and with them its float rounding, do not depend on timing.
+    threads a stage gets, and with them its float rounding, do not depend on timing (where the
+    cores do not divide evenly, the first lanes have one more and a stage's lane still does).
     `start(stage, cores)` returns a Popen-like object (poll(), returncode)."""
 
     def __init__(self, graph, jobs, cores, estimate, start, poll_seconds=0.5):
@@ -179,15 +182,23 @@ class Scheduler:
         a stage ends with `error: interrupted` and DVC records nothing), SIGKILL to what is left after
         `grace_seconds`."""
         for process, *_ in self.running.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)
+            signal_group(process, signal.SIGINT)
         deadline = time.monotonic() + grace_seconds
         for process, *_ in self.running.values():
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):  # too slow, or a second Ctrl-C: no more waiting
+                for other, *_ in self.running.values():
+                    signal_group(other, signal.SIGKILL)
                 process.wait()
+
+
+def signal_group(process, signum):
+    """Send `signum` to the process group `process` leads, unless the group is already gone."""
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def dvc_start(repo_root, logs):
@@ -265,7 +276,7 @@ def parallel_repro(targets=(), jobs=0, overrides=(), repo_root=".", logs=LOGS, r
     with tqdm(total=len(graph), unit="stage", dynamic_ncols=True) as progress:
         try:
             results = scheduler.run(progress, log=lambda line: progress.write(f"{datetime.now():%H:%M:%S} {line}"))
-        except KeyboardInterrupt:
+        except BaseException:  # an interrupt, or any error here: no stage may outlive this script
             scheduler.interrupt()
             raise
     wall = time.monotonic() - began
