@@ -70,15 +70,26 @@ def stage_graph(targets=()):
                 {stage.addressing: [str(out) for out in stage.outs if out.metric] for stage in stages})
 
 
+def read_record(record_path=RECORD):
+    """{stage name: {"seconds", "cores"}} of the record's readable entries; {} where there is no record
+    or this script cannot read it."""
+    try:
+        entries = json.loads(Path(record_path).read_text())["stages"].items()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    stages = {}
+    for name, entry in entries:
+        try:
+            stages[name] = {"seconds": float(entry["seconds"]), "cores": entry.get("cores")}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
+    return stages
+
+
 def recorded_seconds(metrics, record_path=RECORD):
     """{stage name: seconds} from the last runs' record, else the `train_seconds` of a stage's own
     metrics/timing/ file (what a training measured, under dvc repro too); stages with neither are left out."""
-    seconds = {}
-    try:
-        for name, entry in json.loads(Path(record_path).read_text())["stages"].items():
-            seconds[name] = float(entry["seconds"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # no record, or one this script cannot read: what it read so far, then the timing files
+    seconds = {name: entry["seconds"] for name, entry in read_record(record_path).items()}
     for stage, paths in metrics.items():
         for path in paths:
             if stage not in seconds and Path(path).parent.parts[:2] == ("metrics", "timing"):
@@ -120,7 +131,7 @@ class Scheduler:
         unknown = {dep for deps in graph.values() for dep in deps} - set(graph)
         if unknown:
             raise PipelineError(f"stages depend on stages outside the plan: {', '.join(sorted(unknown))}")
-        self.graph, self.estimate, self.start, self.poll_seconds = graph, estimate, start, poll_seconds
+        self.graph, self.start, self.poll_seconds = graph, start, poll_seconds
         self.lanes = share_cores(cores, jobs)
         self.order = {name: i for i, name in enumerate(graph)}
         # a stage's priority: its own seconds plus the longest chain of seconds that waits for it (HEFT's upward rank)
@@ -152,12 +163,8 @@ class Scheduler:
                 waiting.discard(stage)
                 running[stage] = (self.start(stage, cores), time.monotonic(), lane, cores)
                 log(f"start {stage} on {len(cores)} core{'s' * (len(cores) > 1)}")
-            if failed and not running:
+            if not running:  # all done, or nothing more may start (after a failure)
                 break
-            if not running:
-                if waiting:  # nothing runs and nothing can start: a dependency failed
-                    break
-                continue
             time.sleep(self.poll_seconds)
             for stage, (process, started, lane, cores) in list(running.items()):
                 if process.poll() is None:
@@ -234,11 +241,7 @@ def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
     ran_now = {stage: (seconds, cores) for stage, (code, seconds, cores) in results.items() if code == 0 and ran(logs / f"{stage}.log")}
     if not ran_now:
         return
-    try:
-        stages = {name: {"seconds": float(entry["seconds"]), "cores": entry.get("cores")}
-                  for name, entry in json.loads(Path(record_path).read_text())["stages"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        stages = {}  # no record yet, or one this script cannot read: start a new one
+    stages = read_record(record_path)
     for stage, (seconds, cores) in ran_now.items():
         stages[stage] = {"seconds": round(seconds, 1), "cores": cores}
     record = {
