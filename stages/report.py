@@ -23,7 +23,7 @@ def main():
     parser.add_argument("--png", required=True)
     parser.add_argument("--examples", type=int, default=6, help="reviews shown of each kind (right, wrong)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=0, help="0 = every core")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
     args = parser.parse_args()
     if not (args.arch or args.model):
         raise PipelineError("name the model: --arch NAME (its best seed) or --model PATH")

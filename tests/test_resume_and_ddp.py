@@ -182,6 +182,36 @@ def test_a_worker_error_is_the_launchers_one_line(tmp_path):
     assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr
 
 
+PENDING = """
+import os, time
+import torch, torch.distributed as dist
+from imdb_rnn import distributed
+from imdb_rnn.artifacts import PipelineError, run_main
+
+def main():
+    context = distributed.setup("cpu")
+    if context.rank == 0:
+        time.sleep(120)  # busy elsewhere: it never joins rank 1's all-reduce
+    dist.all_reduce(torch.ones(4), async_op=True)
+    raise PipelineError("loss became nan on rank 1")
+
+run_main(main)
+"""
+
+
+def test_a_worker_that_fails_with_a_collective_in_flight_ends_at_once(tmp_path):
+    # leaving the process group would wait for rank 0, and rank 0 for it: the launcher must hear of
+    # the failure now, stop rank 0, and print the one line
+    (tmp_path / "worker.py").write_text(PENDING)
+    (tmp_path / "launch.py").write_text(LAUNCH)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "launch.py", "worker.py"], cwd=tmp_path, env=script_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr
+    assert time.monotonic() - start < 90  # not after rank 0's two minutes
+
+
 # --- which states are taken up ---------------------------------------------------------------
 
 

@@ -96,12 +96,18 @@ def _fail(line, code):
 
     torch's elastic launcher gives each worker an error file (TORCHELASTIC_ERROR_FILE); the launcher
     (distributed.launch) prints the first failing worker's line, so N workers still print one line.
+    A worker then ends at once (os._exit), without Python's or the process group's teardown.
     """
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file and "TORCHELASTIC_RUN_ID" in os.environ:
         Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
-    else:
-        print(line, file=sys.stderr)
+        # A worker ends here, with no teardown: a peer may be inside a collective that will never
+        # finish, and leaving the process group waits for it, or, with gloo's threads still holding
+        # the work at exit, aborts ("terminate called without an active exception").
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(line, file=sys.stderr)
     sys.exit(code)
 
 

@@ -30,7 +30,7 @@ from .text import without_known_words
 EVALUATE_SCHEMA = {
     "batch_size": Param(int, min=1, max=65536),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
-    "threads": Param(int, min=0, max=256),  # 0 = every core
+    "threads": Param(int, min=0, max=256),  # 0 = every core this process may use (its CPU affinity)
     "curve_points": Param(int, min=2, max=100_000),  # points kept on each ROC / precision-recall curve
 }
 LABEL_NAMES = ("neg", "pos")

@@ -167,7 +167,7 @@ def parse_args(argv):
                         "AVX512-BF16) or GPU has it, else float32")
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"reviews per batch (and lane; default {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
     parser.add_argument("--lanes", type=int, default=0,
                         help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
                         "thread when there are at least 4 batches a lane; 1 = off; --explain runs in one lane)")

@@ -344,7 +344,8 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     finally:
         if live:
             live.end()
-        distributed.shutdown(context)
+    # only after a finished training: a failed or interrupted worker ends without it (artifacts._fail)
+    distributed.shutdown(context)
     # DDP keeps every replica identical; the digest lets anyone check that from the logs
     print(f"{name}: rank {context.rank} of {context.world_size} ends with weights digest "
           f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
