@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--limit", type=int, default=0, help="score a random sample of this many test reviews (0 = all)")
     parser.add_argument("--precisions", default="float32,int8,bfloat16")
     parser.add_argument("--batch-sizes", default="64")
-    parser.add_argument("--threads", default="0", help="comma-separated thread counts (0 = every core)")
+    parser.add_argument("--threads", default="0", help="comma-separated thread counts (0 = every core this process may use)")
     parser.add_argument("--lanes", default="1,0", help="comma-separated scoring lanes (Predictor's lanes: 1 = one lane "
                         "with every thread, 0 = auto, one lane a thread); float32 with 1 lane is the reference")
     parser.add_argument("--max-drop", type=float, default=0.2, help="accuracy points a faster precision may lose")

@@ -115,7 +115,7 @@ def main():
     parser.add_argument("--val", type=Path, default=ROOT / "data/split/val.npz")
     parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
     parser.add_argument("--batches", type=int, default=12, help=f"timed training batches per path ({WARMUP} more warm up)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core this process may use)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -91,21 +91,42 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+# What a collective raises in a rank whose peer has gone: gloo's socket errors (RuntimeError), or
+# torch.distributed's DistError and its subclasses (NCCL's DistBackendError)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+PEER_STOPPED = "another training process stopped first"
+
+
+def in_worker():
+    """True in a process started by torch's elastic launcher (torchrun, or distributed.launch)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def _peer_gone(err):
+    return (any(cls.__name__ == "DistError" for cls in type(err).__mro__)
+            or isinstance(err, RuntimeError) and any(sign in str(err) for sign in _PEER_GONE))
+
+
 def _fail(line, code):
     """Print `line` and exit with `code`; a data-parallel worker hands the line to its launcher instead.
 
     torch's elastic launcher gives each worker an error file (TORCHELASTIC_ERROR_FILE); the launcher
     (distributed.launch) prints the first failing worker's line, so N workers still print one line.
-    A worker then ends at once (os._exit), without Python's or the process group's teardown.
+    A worker then ends at once (os._exit), without Python's or the process group's teardown: a peer
+    may be inside a collective that will never finish, and leaving the process group waits for it,
+    or, with gloo's threads still holding the work at exit, aborts ("terminate called without an
+    active exception").
     """
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if error_file and "TORCHELASTIC_RUN_ID" in os.environ:
-        Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
-        # A worker ends here, with no teardown: a peer may be inside a collective that will never
-        # finish, and leaving the process group waits for it, or, with gloo's threads still holding
-        # the work at exit, aborts ("terminate called without an active exception").
-        sys.stdout.flush()
-        sys.stderr.flush()
+    if error_file and in_worker():
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the launcher's stop must not cut this short
+            signal.signal(signum, signal.SIG_IGN)
+        write_text(error_file, json.dumps({"message": line, "timestamp": int(time.time())}))
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:  # a closed pipe (| head) must not keep the worker from ending
+                pass
         os._exit(code)
     print(line, file=sys.stderr)
     sys.exit(code)
@@ -146,7 +167,10 @@ def stage_main(description, run, paths, optional=(), arch=False, seed=False):
 
 def run_main(main):
     """Run a stage or command `main`: a PipelineError is one line on stderr and exit 1; an interrupt
-    (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either."""
+    (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either.
+
+    In a data-parallel worker any other exception ends the worker too (_fail): a collective that
+    failed because another rank has gone is PEER_STOPPED, anything else its traceback and a line."""
     signal.signal(signal.SIGTERM, _interrupt)
     # a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -156,3 +180,14 @@ def run_main(main):
         _fail(f"error: {err}", 1)
     except KeyboardInterrupt:
         _fail("error: interrupted", 130)
+    except Exception as err:
+        if not in_worker():
+            raise
+        # a data-parallel worker: its launcher prints one line for every worker
+        if _peer_gone(err):  # a consequence; the rank that stopped first says why
+            _fail(f"error: {PEER_STOPPED}", 1)
+        import traceback
+
+        traceback.print_exc()  # a bug: its traceback, then the launcher's line
+        summary = next(iter(str(err).splitlines()), "")
+        _fail(f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}: {summary}", 1)

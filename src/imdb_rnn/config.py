@@ -54,7 +54,7 @@ TRAIN_SCHEMA = {
     # or auto: bfloat16 where it pays (runtime.training_precision), float32 elsewhere
     "precision": Param(str, choices=("float32", "bfloat16", "auto")),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
-    "threads": Param(int, min=0, max=256),  # 0 = every core this process may use (its CPU affinity)
+    "threads": Param(int, min=0, max=256),  # 0 = the cores this process may use (its CPU affinity), shared out among train.processes
     "eval_batch_size": Param(int, min=1, max=65536),
     "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
     "processes": Param(int, min=1, max=1024),  # data-parallel processes (distributed.launch)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .artifacts import PEER_STOPPED, PipelineError, in_worker
+
 
 @dataclass(frozen=True)
 class Context:
@@ -43,17 +45,12 @@ def die_with_launcher():
     torchrun starts each worker in a session of its own, so killing dvc's process group (the agent
     with it) would otherwise leave the worker training on, and writing outputs, with no one waiting.
     """
-    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+    if not in_worker() or not sys.platform.startswith("linux"):
         return
     launcher = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher:  # the agent died before the signal was armed
         os._exit(1)
-
-
-def in_worker():
-    """True in a process started by torch's elastic launcher (torchrun or `launch`)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 def launch(processes, script, args):
@@ -68,8 +65,6 @@ def launch(processes, script, args):
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from .artifacts import PipelineError
-
     # the agent logs every step and every failure at length (each module its own logger, with its own
     # level); the one line below says what matters
     for name in list(logging.root.manager.loggerDict):
@@ -82,8 +77,10 @@ def launch(processes, script, args):
     except SignalException:
         raise KeyboardInterrupt from None
     except ChildFailedError as err:
-        # the first worker to fail says why; the others were stopped because of it ("interrupted")
-        failures = sorted(err.failures.items(), key=lambda item: (item[1].message == "error: interrupted", item[1].timestamp))
+        # the first worker to fail says why; the others stopped because of it (interrupted by the
+        # launcher, or their collective failed: PEER_STOPPED), maybe within the same second
+        consequences = ("error: interrupted", f"error: {PEER_STOPPED}")
+        failures = sorted(err.failures.items(), key=lambda item: (item[1].message in consequences, item[1].timestamp))
         told = [f for _, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")]
         if told:
             raise PipelineError(told[0].message.removeprefix("error: ")) from None
