@@ -91,8 +91,8 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-# What a collective raises in a rank whose peer has gone: gloo's socket errors (RuntimeError), or
-# torch.distributed's DistError and its subclasses (NCCL's DistBackendError)
+# What a collective raises in a rank whose peer has gone: gloo's socket errors (RuntimeError) and
+# torch.distributed's DistNetworkError. Not DistBackendError: NCCL raises it for its own faults too.
 _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 PEER_STOPPED = "another training process stopped first"
 
@@ -103,8 +103,15 @@ def in_worker():
 
 
 def _peer_gone(err):
-    return (any(cls.__name__ == "DistError" for cls in type(err).__mro__)
+    return (any(cls.__name__ == "DistNetworkError" for cls in type(err).__mro__)
             or isinstance(err, RuntimeError) and any(sign in str(err) for sign in _PEER_GONE))
+
+
+def _ignore_stops():
+    """A worker that is ending ignores the launcher's SIGTERM (and SIGINT): a KeyboardInterrupt raised
+    while it writes its line would skip the line and os._exit."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _fail(line, code):
@@ -119,15 +126,16 @@ def _fail(line, code):
     """
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file and in_worker():
-        for signum in (signal.SIGINT, signal.SIGTERM):  # the launcher's stop must not cut this short
-            signal.signal(signum, signal.SIG_IGN)
-        write_text(error_file, json.dumps({"message": line, "timestamp": int(time.time())}))
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except OSError:  # a closed pipe (| head) must not keep the worker from ending
-                pass
-        os._exit(code)
+        _ignore_stops()
+        try:
+            write_text(error_file, json.dumps({"message": line, "timestamp": int(time.time())}))
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # a closed pipe (| head) or stream must not keep the worker from ending
+                    pass
+            os._exit(code)
     print(line, file=sys.stderr)
     sys.exit(code)
 
@@ -176,12 +184,14 @@ def run_main(main):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return main()
-    except PipelineError as err:
-        _fail(f"error: {err}", 1)
-    except KeyboardInterrupt:
-        _fail("error: interrupted", 130)
-    except Exception as err:
-        if not in_worker():
+    except BaseException as err:
+        if in_worker():
+            _ignore_stops()
+        if isinstance(err, PipelineError):
+            _fail(f"error: {err}", 1)
+        if isinstance(err, KeyboardInterrupt):
+            _fail("error: interrupted", 130)
+        if not in_worker() or not isinstance(err, Exception):
             raise
         # a data-parallel worker: its launcher prints one line for every worker
         if _peer_gone(err):  # a consequence; the rank that stopped first says why
@@ -190,4 +200,5 @@ def run_main(main):
 
         traceback.print_exc()  # a bug: its traceback, then the launcher's line
         summary = next(iter(str(err).splitlines()), "")
-        _fail(f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}: {summary}", 1)
+        _fail(f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}"
+              + (f": {summary}" if summary else ""), 1)

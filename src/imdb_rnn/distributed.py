@@ -78,13 +78,16 @@ def launch(processes, script, args):
         raise KeyboardInterrupt from None
     except ChildFailedError as err:
         # the first worker to fail says why; the others stopped because of it (interrupted by the
-        # launcher, or their collective failed: PEER_STOPPED), maybe within the same second
+        # launcher, or their collective failed: PEER_STOPPED), maybe within the same second. A worker
+        # that died without a word (killed, crashed) is the cause when every line is a consequence.
         consequences = ("error: interrupted", f"error: {PEER_STOPPED}")
-        failures = sorted(err.failures.items(), key=lambda item: (item[1].message in consequences, item[1].timestamp))
-        told = [f for _, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")]
-        if told:
-            raise PipelineError(told[0].message.removeprefix("error: ")) from None
-        rank, failure = failures[0]
+        failures = sorted(err.failures.items(), key=lambda item: item[1].timestamp)
+        told = {rank: f.message for rank, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")}
+        causes = [message for message in told.values() if message not in consequences]
+        silent = [(rank, f) for rank, f in failures if rank not in told]
+        if causes or not silent:
+            raise PipelineError((causes or list(told.values()))[0].removeprefix("error: ")) from None
+        rank, failure = silent[0]
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
         raise PipelineError(f"training process {rank} of {processes} died ({how}) before it could say why; "
                             "rerun with train.processes=1 to see the problem") from None
