@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from imdb_rnn.artifacts import PipelineError, load_npz, run_main
-from imdb_rnn.compare import same_reviews
+from imdb_rnn.compare import check_same_reviews
 from imdb_rnn.inference import correct
 from imdb_rnn.params import BASELINE, first_seed
 from imdb_rnn.significance import mcnemar_exact, paired_difference
@@ -41,9 +41,7 @@ def main():
     args = parser.parse_args()
     seed = first_seed() if args.seed is None else args.seed
     first, second = (predictions_of(name, seed, args.predictions_dir) for name in (args.first, args.second))
-    if not same_reviews(first, second):
-        raise PipelineError(f"{args.first} and {args.second} were not scored on the same test reviews in the same order: "
-                            "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
+    check_same_reviews(first, second, args.first, args.second)
     a, b = (correct(p["logits"], p["labels"]) for p in (first, second))
     difference, low, high = paired_difference(b, a, args.resamples, 0.95, seed=0)
     print(f"{args.first}: {a.mean():.4f}  {args.second}: {b.mean():.4f}  (seed {seed}, {len(a):,} test reviews)")

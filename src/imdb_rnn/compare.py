@@ -44,6 +44,14 @@ def same_reviews(a, b):
     return all(key in a and key in b and np.array_equal(a[key], b[key]) for key in ("review_ids", "labels"))
 
 
+def check_same_reviews(a, b, first, second):
+    """Raise PipelineError unless predictions `a` (of model `first`) and `b` (of `second`) hold the same
+    test reviews in the same order (same_reviews): the one check that compare and tools/paired.py make."""
+    if not same_reviews(a, b):
+        raise PipelineError(f"{first} and {second} were not scored on the same test reviews in the same order: "
+                            "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
+
+
 def _require(path, stage):
     if not Path(path).exists():
         raise PipelineError(f"{path} is missing: run `dvc repro {stage}` first")
@@ -125,9 +133,7 @@ def leaderboard(rows, settings):
     ranked = sorted(rows, key=lambda r: (-r["accuracy"], -(r["f1"] or 0.0), r["arch"]))
     top = ranked[0]
     for row in ranked[1:]:
-        if not same_reviews(row["predictions"], top["predictions"]):
-            raise PipelineError(f"{row['arch']} and {top['arch']} were not scored on the same test reviews in the same order: "
-                                "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
+        check_same_reviews(row["predictions"], top["predictions"], row["arch"], top["arch"])
     resamples, confidence, seed = settings["bootstrap_resamples"], settings["confidence"], settings["seed"]
     board = []
     for rank, row in enumerate(ranked, 1):
