@@ -32,7 +32,7 @@ import torch
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn import distributed
-from imdb_rnn.artifacts import read_json
+from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews
 from imdb_rnn.config import ModelConfig, TrainConfig, arch_settings
 from imdb_rnn.runtime import configure_cpu, seed_everything
@@ -101,7 +101,7 @@ def main():
         single = run([sys.executable, *me, "--batch-size", str(batch), "--report", f"{tmp}/one.json"], f"{tmp}/one.json")
         multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.processes),
                      *me, "--batch-size", str(per_rank), "--report", f"{tmp}/many.json"], f"{tmp}/many.json")
-    print(f"{args.arch}, {args.limit} reviews, the second of two epochs timed, on {os.cpu_count()} cores")
+    print(f"{args.arch}, {args.limit} reviews, the second of two epochs timed, on {usable_cores()} cores")
     for what, r in (("1 process", single), (f"{args.processes} processes (DDP)", multi)):
         print(f"  {what} x {r['threads']} threads, {r['batch_size']} reviews per rank and step "
               f"(effective batch {r['batch_size'] * r['processes']}), {r['steps']} optimiser steps: "

@@ -22,7 +22,6 @@ means side-by-side stages finish the pipeline's training sooner on this CPU.
 
 import argparse
 import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 from bench_train import WARMUP, time_batches  # benchmarks/bench_train.py: the same training step
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import read_json
+from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews, bucketed
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.optim import make_optimizer
@@ -80,7 +79,7 @@ def lane_process(args, name, barrier, results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["bilstm", "gru"], help="params.yaml architecture sections")
-    parser.add_argument("--lanes", type=int, default=os.cpu_count() or 1, help="trainings side by side, 1 thread each (default: one per core)")
+    parser.add_argument("--lanes", type=int, default=usable_cores(), help="trainings side by side, 1 thread each (default: one per core this process may use)")
     parser.add_argument("--batches", type=int, default=12, help=f"timed training batches per lane ({WARMUP} more warm up)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--train", type=Path, default=ROOT / "data/split/train.npz")

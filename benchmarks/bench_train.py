@@ -28,7 +28,6 @@ Data: data/split/train.npz (+ data/tokens/meta.json) when present, else the trai
 """
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -40,7 +39,7 @@ from torch import nn
 
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import read_json
+from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews, align_left, bucketed
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.config import ModelConfig, arch_settings
@@ -135,7 +134,7 @@ def main():
 
     params = read_params(args.params)
     arch = arch_settings(ROOT / "params.yaml", args.arch)[0]
-    threads = args.threads or params["train"]["threads"] or os.cpu_count()
+    threads = args.threads or params["train"]["threads"] or usable_cores()
     torch.set_num_threads(threads)
 
     reviews, vocab_size, described = load_reviews(args, params)

@@ -218,3 +218,36 @@ def test_the_split_stage_by_movie_on_the_tiny_archive(tmp_path, tiny_archive):
     assert report["movie_overlap"] == {"movies_on_both_sides": 0, "val_reviews_of_a_training_movie": 0.0}
     assert report["train"]["movies"] + report["val"]["movies"] == TINY_PER_LABEL // 4
     assert report["balanced"] and report["duplicates"]["texts_on_both_sides"] == 0
+
+
+def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg):
+    """tokens.npz with `pos_movies` movies of `pos_per_movie` positive reviews each and `n_neg` one-review negative movies."""
+    n_pos = pos_movies * pos_per_movie
+    n = n_pos + n_neg
+    save_npz(tmp_path / "tokens.npz", ids=np.full((n, 3), 2, np.int32), lengths=np.full(n, 3, np.int32),
+             labels=np.array([1] * n_pos + [0] * n_neg, np.int8), review_ids=np.arange(n, dtype=np.int32),
+             movies=np.array([f"tt{i // pos_per_movie}" for i in range(n_pos)] + [f"tn{i}" for i in range(n_neg)]),
+             text_hashes=np.arange(n, dtype=np.int64))
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 0, "group_by": "movie"}})
+    return run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
+
+
+def test_a_movie_split_that_leaves_validation_one_class_is_a_one_line_error(tmp_path):
+    # every positive review belongs to one movie: whole movies cannot put positives on both sides
+    result = movie_tokens(tmp_path, pos_movies=1, pos_per_movie=40, n_neg=40)
+    assert_one_line_error(result, "gives validation both classes")
+    assert "split.group_by: review" in result.stderr
+    assert not (tmp_path / "split").exists() and not (tmp_path / "split.json").exists()
+
+
+def test_an_uneven_movie_split_is_written_with_a_warning(tmp_path):
+    # positives come 15 to a movie: validation's target of 22 takes one movie, so it is 15 of 37 positive
+    result = movie_tokens(tmp_path, pos_movies=6, pos_per_movie=15, n_neg=90)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "split.json").read_text())
+    assert (report["val"]["pos"], report["val"]["neg"], report["balanced"]) == (15, 22, False)
+    assert "split: warning: validation is 40.5% positive and training 52.4%" in result.stderr
+    assert "split.group_by: review" in result.stderr
+    even = movie_tokens(tmp_path, pos_movies=45, pos_per_movie=2, n_neg=90)  # 11 movies of 2 meet the target of 22
+    assert even.returncode == 0 and "warning" not in even.stderr
+    assert json.loads((tmp_path / "split.json").read_text())["balanced"]

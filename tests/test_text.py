@@ -1,5 +1,6 @@
 """Text processing: cleaning, counting, vocabulary, ids and padding, against a pure-Python reference."""
 
+import os
 import random
 import re
 import string
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from imdb_rnn import text
 from imdb_rnn.text import (PAD_ID, UNK_ID, build_vocab, clean_texts, count_words, encode, normalize_text, pad, split_words,
                            tokenize)
 
@@ -306,3 +308,15 @@ def test_normalize_changes_no_ascii_text_without_entities():
 def test_unicode_punctuation_and_symbols_are_punctuation_once_normalized():
     assert clean(["\u00a1Qu\u00e9 bueno! \u00a35 \u2605\u2605 \U0001f600 caf\u00e9"], normalize=True)[0].split() == ["qué", "bueno", "5", "café"]
     assert clean(["\u00a1Qu\u00e9 bueno! \u00a3\u2605"], normalize=True, punctuation="keep") == ["¡qué bueno! £★"]
+
+
+@pytest.mark.parametrize("cores, pools", [({0}, 0), ({0, 1, 2}, 1)])
+def test_text_work_uses_the_cores_the_process_may_run_on(monkeypatch, cores, pools):
+    # a stage pinned to one core (make pipeline's lanes) must not split its text work into a thread per core of the machine
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    made, real_pool = [], text.ThreadPoolExecutor
+    monkeypatch.setattr(text, "ThreadPoolExecutor", lambda n: made.append(n) or real_pool(n))
+    reviews = [f"Review {i}: a FINE film<br />really" for i in range(30)]
+    assert clean(reviews) == [f"review {i} a fine film really" for i in range(30)]
+    assert made == [len(cores)] * pools

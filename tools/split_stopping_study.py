@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from imdb_rnn.artifacts import PipelineError, load_npz, read_json, write_json, write_text
+from imdb_rnn.artifacts import PipelineError, load_npz, read_json, usable_cores, write_json, write_text
 from imdb_rnn.baseline import NAME as BASELINE, SCHEMA as BASELINE_SCHEMA, check_settings, part_of_split, score, select_C, select_rows
 from imdb_rnn.config import MONITORS, ModelConfig, arch_settings
 from imdb_rnn.ingest import read_table
@@ -257,8 +257,7 @@ def main(argv=None):
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
     if args.threads == 0:
-        import os
-        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
+        args.threads = max(1, usable_cores() // args.workers)
     print(f"study on {platform.processor() or platform.machine()}, {args.workers} worker(s) x {args.threads} thread(s)", flush=True)
     if not args.summary_only:
         # model by model, in the order given: an interrupted study leaves whole models done

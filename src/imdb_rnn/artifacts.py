@@ -1,4 +1,4 @@
-"""Errors and atomic file writes shared by every stage.
+"""Errors, atomic file writes and the process's cores, shared by every stage.
 
 A stage that is killed must never leave a file that looks finished, so every output is written
 to a temporary file beside its target and renamed into place only once it is complete.
@@ -16,6 +16,12 @@ from pathlib import Path
 
 class PipelineError(Exception):
     """A problem the user can fix; printed as one line, never as a traceback."""
+
+
+def usable_cores():
+    """How many cores this process may run on: its CPU affinity where the platform has one (a stage that
+    tools/parallel_repro.py pinned to one core, a container's cpuset), else every core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextmanager

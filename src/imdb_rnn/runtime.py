@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from .artifacts import PipelineError
+from .artifacts import PipelineError, usable_cores
 
 
 def pick_device(name, local_rank=0):
@@ -39,12 +39,6 @@ def training_precision(precision, device, model):
     device = torch.device(device)
     lstm = any(isinstance(module, torch.nn.LSTM) for module in model.modules())
     return "bfloat16" if device.type == "cpu" and lstm and native_bfloat16(device) else "float32"
-
-
-def usable_cores():
-    """How many cores this process may run on: its CPU affinity where the platform has one (a stage that
-    tools/parallel_repro.py pinned to one core, a container's cpuset), else every core."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def configure_cpu(threads):

@@ -5,6 +5,8 @@ reviews beside training reviews of the same movie; `group_by: movie` keeps each 
 as test is. Either way, reviews with the same text stay on one side.
 """
 
+import sys
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -49,8 +51,9 @@ def stratified_split(labels, val_fraction, seed, groups=None):
 
     Groups are visited in a seeded random order and go into validation while no class passes its
     target (round(class size x val_fraction)); a second pass adds any group that brings the counts
-    closer to the targets in total. With many small groups each class ends at or near its target. Raises PipelineError when there are fewer than two classes, or a class
-    too small for both parts.
+    closer to the targets in total. With many small groups each class ends at or near its target.
+    Raises PipelineError when there are fewer than two classes, a class too small for both parts,
+    or groups too large to leave both classes on both sides.
     """
     labels = np.asarray(labels)
     classes = np.unique(labels)
@@ -87,6 +90,11 @@ def stratified_split(labels, val_fraction, seed, groups=None):
     train = np.flatnonzero(~in_val[inverse])
     if len(val) == 0 or len(train) == 0:
         raise PipelineError(f"no split with split.val_fraction={val_fraction}: a single group holds too many reviews")
+    for side, idx in (("validation", val), ("training", train)):
+        if len(np.unique(labels[idx])) < len(classes):
+            # whole groups (movies) too large for the targets: a one-class side is the exercise's bug again
+            raise PipelineError(f"no split with split.val_fraction={val_fraction} gives {side} both classes: too few groups "
+                                "(movies) hold each class; use more reviews or split.group_by: review")
     return rng.permutation(train), rng.permutation(val)
 
 
@@ -155,3 +163,8 @@ def split_reviews(params_path, paths):
     write_json(paths['report'], report)
     print(f"split: by {params['group_by']}: {report['train']['reviews']} train / {report['val']['reviews']} val reviews, "
           f"{report['movie_overlap']['movies_on_both_sides']} movies on both sides")
+    if not report["balanced"]:
+        print(f"split: warning: validation is {report['val']['pos_fraction']:.1%} positive and training "
+              f"{report['train']['pos_fraction']:.1%}: whole {params['group_by']}s could not be shared out evenly, so "
+              "validation accuracy weighs the classes unlike training; try another split.seed, or split.group_by: review",
+              file=sys.stderr)

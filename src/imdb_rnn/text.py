@@ -6,7 +6,6 @@ implementation serves 100,000 reviews in a stage and a single sentence in `imdb-
 
 import hashlib
 import html
-import os
 import re
 import string
 import unicodedata
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .artifacts import PipelineError, load
+from .artifacts import PipelineError, load, usable_cores
 from .params import Param
 
 PAD_ID, UNK_ID = 0, 1
@@ -102,7 +101,8 @@ def normalize_text(text):
 
 
 def _threads():
-    return max(1, min(8, os.cpu_count() or 1))
+    # the cores this process may use (a stage pinned to one core gets one), at most 8
+    return max(1, min(8, usable_cores()))
 
 
 def _chunks(array, n):
