@@ -9,7 +9,7 @@
    three times that with backward (the convention of the issue: bilstm 1.57 MFLOP a token).
    Each figure is a percentage of the float32 peak measured above in the same process.
 3. Where a training step's time goes: torch.profiler over the timed batches, each op's own time
-   grouped as recurrent kernels, embedding + optimiser, and the rest; then the epoch's other
+   grouped as recurrent kernels, embedding + optimiser, dropout masks, and the rest; then the epoch's other
    costs measured apart: validation (scoring the validation split once an epoch, from the
    inference figure) and data (Reviews.batch, numpy to tensors).
 4. Levers, as ratios to today's path (float32, the architecture's batch size) in the same run:
@@ -79,6 +79,8 @@ def category(op):
         return "recurrent kernels"
     if "embedding" in name or "adam" in name:
         return "embedding + optimiser"
+    if "bernoulli" in name:  # dropout's masks: drawn one element at a time on one thread
+        return "dropout masks"
     return "other ops"
 
 

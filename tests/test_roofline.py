@@ -18,10 +18,11 @@ def test_flops_per_token_are_the_issues_figures():
     assert forward_flops_per_token(arch("stacked_lstm")) == 2 * 2 * 4 * 96 * (128 + 96) + 2 * 2 * 4 * 96 * (192 + 96)
 
 
-def test_profiled_ops_fall_into_the_three_groups():
+def test_profiled_ops_fall_into_their_groups():
     assert category("aten::mkldnn_rnn_layer") == category("MkldnnRnnLayerBackward0") == "recurrent kernels"
     assert category("aten::gru") == category("aten::lstm") == "recurrent kernels"
     assert category("aten::embedding_dense_backward") == category("aten::_fused_adam_") == "embedding + optimiser"
+    assert category("aten::bernoulli_") == "dropout masks"
     assert category("aten::addmm") == "other ops"
 
 
