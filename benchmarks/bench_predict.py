@@ -14,6 +14,10 @@ of the params.yaml section (speed only) and says so.
     python benchmarks/bench_predict.py                      # everything: 25,000 test reviews per setting
     python benchmarks/bench_predict.py --limit 500          # a quick check that it works
     python benchmarks/bench_predict.py --batch-sizes 64,128,256,512 --threads 1,2
+
+Last it prints how near the best float32 rate is to the float32 torch.mm peak, measured then (the
+recurrent layers' matrix products, counted as roofline.py counts them), and what share of that peak
+--target reviews/s (2,000, issue #16's) would need.
 """
 
 import argparse
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 import torch
 
 from machine import describe  # benchmarks/machine.py
+from roofline import forward_flops_per_token, matmul_peak  # benchmarks/roofline.py
 
 from imdb_rnn.artifacts import PipelineError, run_main, write_json
 from imdb_rnn.ingest import read_reviews, read_table
@@ -88,6 +93,21 @@ def timed(predictor, texts):
     return probabilities, *seconds
 
 
+def limit(row, model_config, target):
+    """A line on how near float32 scoring (`row`, the best float32 result) is to this CPU's float32 torch.mm
+    peak, measured now with every usable core: the recurrent layers' matrix products on real tokens
+    (roofline.py's count), the most reviews/s the peak allows, and the share of it `target` reviews/s needs."""
+    configure_cpu(0)
+    peak = matmul_peak(torch.float32)  # GFLOP/s
+    flops = forward_flops_per_token(model_config)  # a token, forward
+    tokens_per_review = row["tokens_per_second"] / row["reviews_per_second"]
+    reached = flops * row["tokens_per_second"] / 1e9
+    return (f"float32 against this CPU's limit: {flops / 1e6:.2f} MFLOP a token, {tokens_per_review:.1f} tokens a review; "
+            f"{reached:.1f} GFLOP/s is {100 * reached / peak:.0f}% of the float32 torch.mm peak ({peak:.1f} GFLOP/s, "
+            f"{torch.get_num_threads()} threads); at the peak, {peak * 1e9 / (flops * tokens_per_review):,.0f} reviews/s; "
+            f"{target:,.0f} reviews/s would need {100 * target * tokens_per_review * flops / 1e9 / peak:.0f}% of it")
+
+
 def csv_ints(text):
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -108,6 +128,7 @@ def main():
     parser.add_argument("--lanes", default="1,0", help="comma-separated scoring lanes (Predictor's lanes: 1 = one lane "
                         "with every thread, 0 = auto, one lane a thread); float32 with 1 lane is the reference")
     parser.add_argument("--max-drop", type=float, default=0.2, help="accuracy points a faster precision may lose")
+    parser.add_argument("--target", type=float, default=2000, help="reviews/s to hold against this CPU's float32 peak (issue #16's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
@@ -179,6 +200,8 @@ def main():
                        and (r["threads"], r["batch_size"]) == (row["threads"], row["batch_size"]))
             print(f"float32, {row['lanes']} lanes against 1 at {row['threads']} threads, batch {row['batch_size']}: "
                   f"{row['reviews_per_second'] / one['reviews_per_second']:.2f}x")
+    if base:
+        print(limit(base, payload["model_config"], args.target))
     failed = False
     if real and base:
         for row in results:

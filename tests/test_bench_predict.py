@@ -1,6 +1,7 @@
 """benchmarks/bench_predict.py on the tiny data: both passes timed, lanes give float32's answers."""
 
 import json
+import re
 
 from conftest import REPO_ROOT, run_script
 
@@ -18,3 +19,9 @@ def test_a_run_times_the_second_pass_and_lanes_keep_float32s_probabilities(tiny_
     for row in rows:
         assert row["reviews_per_second"] > 0 and row["first_pass_reviews_per_second"] > 0
         assert row["max_probability_change"] <= 1e-5  # two lanes against one: the same float32 answers
+    # the float32 limit line: the ceiling the measured peak allows and the share the target needs agree
+    line = next(line for line in result.stdout.splitlines() if line.startswith("float32 against this CPU's limit"))
+    ceiling, need = re.search(r"at the peak, ([\d,]+) reviews/s; 2,000 reviews/s would need (\d+)% of it", line).groups()
+    assert abs(int(need) - 100 * 2000 / int(ceiling.replace(",", ""))) <= 1, line
+    tokens = float(re.search(r"([\d.]+) tokens a review", line)[1])
+    assert all(abs(tokens - row["tokens_per_second"] / row["reviews_per_second"]) < 0.2 for row in rows), line
