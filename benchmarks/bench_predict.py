@@ -95,14 +95,15 @@ def timed(predictor, texts):
 
 def limit(row, model_config, target):
     """A line on how near float32 scoring (`row`, the best float32 result) is to this CPU's float32 torch.mm
-    peak, measured now with every usable core: the recurrent layers' matrix products on real tokens
-    (roofline.py's count), the most reviews/s the peak allows, and the share of it `target` reviews/s needs."""
-    configure_cpu(0)
+    peak, measured now with the row's threads (its lanes share them): the recurrent layers' matrix products
+    on real tokens (roofline.py's count), the most reviews/s the peak allows, and the share of it `target`
+    reviews/s needs."""
+    configure_cpu(row["threads"])
     peak = matmul_peak(torch.float32)  # GFLOP/s
     flops = forward_flops_per_token(model_config)  # a token, forward
     tokens_per_review = row["tokens_per_second"] / row["reviews_per_second"]
     reached = flops * row["tokens_per_second"] / 1e9
-    return (f"float32 against this CPU's limit: {flops / 1e6:.2f} MFLOP a token, {tokens_per_review:.1f} tokens a review; "
+    return (f"float32 against this CPU's limit: {flops:,} FLOP a token, {tokens_per_review:.1f} tokens a review; "
             f"{reached:.1f} GFLOP/s is {100 * reached / peak:.0f}% of the float32 torch.mm peak ({peak:.1f} GFLOP/s, "
             f"{torch.get_num_threads()} threads); at the peak, {peak * 1e9 / (flops * tokens_per_review):,.0f} reviews/s; "
             f"{target:,.0f} reviews/s would need {100 * target * tokens_per_review * flops / 1e9 / peak:.0f}% of it")

@@ -32,6 +32,7 @@ import yaml
 
 from machine import describe  # benchmarks/machine.py
 
+from imdb_rnn.artifacts import usable_cores
 from imdb_rnn.ingest import read_reviews
 from imdb_rnn.params import read_params, stage_arguments
 from imdb_rnn.text import build_vocab, clean_texts, count_words, encode, pad, split_words
@@ -112,7 +113,7 @@ def bench_text(args, params):
     if args.limit:
         texts = texts[: args.limit]
     n, seq_len = len(texts), params["tokenize"]["seq_len"]
-    print(f"{n} reviews, padded to {seq_len}; {os.cpu_count()} CPU cores")
+    print(f"{n} reviews, padded to {seq_len}; {usable_cores()} CPU cores this process may use")
 
     # warm-up, untimed, for both: Arrow's thread pool, first allocations
     our_way(texts[:50], params["clean"], params["vocab"], params["tokenize"])
@@ -153,7 +154,7 @@ def bench_stages(args, params):
     params = dict(params, ingest=dict(params["ingest"], source=str(Path(args.source).resolve())))
     with tempfile.TemporaryDirectory(prefix="bench_stages_") as tmp:
         Path(tmp, "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env_note = f"{os.cpu_count()} CPU cores"
+        env_note = f"{usable_cores()} CPU cores this process may use"
         print(f"the five data stages on {args.source} in {tmp} ({env_note}):", flush=True)
         total, peak = 0.0, 0.0
         for stage in DATA_STAGES:

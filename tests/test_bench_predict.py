@@ -2,8 +2,13 @@
 
 import json
 import re
+import sys
 
 from conftest import REPO_ROOT, run_script
+from imdb_rnn.config import arch_settings
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from roofline import forward_flops_per_token  # noqa: E402
 
 
 def test_a_run_times_the_second_pass_and_lanes_keep_float32s_probabilities(tiny_data, tmp_path):
@@ -25,3 +30,8 @@ def test_a_run_times_the_second_pass_and_lanes_keep_float32s_probabilities(tiny_
     assert abs(int(need) - 100 * 2000 / int(ceiling.replace(",", ""))) <= 1, line
     tokens = float(re.search(r"([\d.]+) tokens a review", line)[1])
     assert all(abs(tokens - row["tokens_per_second"] / row["reviews_per_second"]) < 0.2 for row in rows), line
+    flops = forward_flops_per_token(arch_settings(tiny_data / "params.yaml", "bilstm")[0])
+    assert f"{flops:,} FLOP a token" in line
+    best = max(rows, key=lambda row: row["reviews_per_second"])
+    share = int(re.search(r"GFLOP/s is (\d+)% of the float32 torch.mm peak", line)[1])
+    assert abs(share - 100 * best["reviews_per_second"] / int(ceiling.replace(",", ""))) <= 1, line

@@ -220,7 +220,7 @@ def test_the_split_stage_by_movie_on_the_tiny_archive(tmp_path, tiny_archive):
     assert report["balanced"] and report["duplicates"]["texts_on_both_sides"] == 0
 
 
-def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg):
+def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg, val_fraction=0.25):
     """tokens.npz with `pos_movies` movies of `pos_per_movie` positive reviews each and `n_neg` one-review negative movies."""
     n_pos = pos_movies * pos_per_movie
     n = n_pos + n_neg
@@ -228,16 +228,25 @@ def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg):
              labels=np.array([1] * n_pos + [0] * n_neg, np.int8), review_ids=np.arange(n, dtype=np.int32),
              movies=np.array([f"tt{i // pos_per_movie}" for i in range(n_pos)] + [f"tn{i}" for i in range(n_neg)]),
              text_hashes=np.arange(n, dtype=np.int64))
-    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 0, "group_by": "movie"}})
+    write_params(tmp_path / "params.yaml", {"split": {"val_fraction": val_fraction, "seed": 0, "group_by": "movie"}})
     return run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
 
 
-def test_a_movie_split_that_leaves_validation_one_class_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("val_fraction, side", [(0.25, "validation"), (0.9, "training")])
+def test_a_movie_split_that_leaves_a_side_one_class_is_a_one_line_error(tmp_path, val_fraction, side):
     # every positive review belongs to one movie: whole movies cannot put positives on both sides
-    result = movie_tokens(tmp_path, pos_movies=1, pos_per_movie=40, n_neg=40)
-    assert_one_line_error(result, "gives validation both classes")
-    assert "split.group_by: review" in result.stderr
+    result = movie_tokens(tmp_path, pos_movies=1, pos_per_movie=40, n_neg=40, val_fraction=val_fraction)
+    assert_one_line_error(result, f"split.val_fraction={val_fraction} leaves {side} without a pos review: all 40 lie in 1 movie(s)",
+                          "or split.group_by: review")
     assert not (tmp_path / "split").exists() and not (tmp_path / "split.json").exists()
+
+
+def test_copies_of_one_text_that_leave_a_side_one_class_are_refused_without_suggesting_the_grouping_in_use():
+    labels = np.array([1] * 4 + [0] * 20)
+    hashes = np.concatenate([np.zeros(4), np.arange(1, 21)])  # the 4 positive reviews are one text
+    with pytest.raises(PipelineError, match=r"leaves validation without a pos review: all 4 lie in 1 group\(s\) of reviews with one text") as err:
+        split_indices({"labels": labels, "text_hashes": hashes}, 0.25, 0, "review")
+    assert "group_by" not in str(err.value)
 
 
 def test_an_uneven_movie_split_is_written_with_a_warning(tmp_path):
@@ -246,8 +255,8 @@ def test_an_uneven_movie_split_is_written_with_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "split.json").read_text())
     assert (report["val"]["pos"], report["val"]["neg"], report["balanced"]) == (15, 22, False)
-    assert "split: warning: validation is 40.5% positive and training 52.4%" in result.stderr
-    assert "split.group_by: review" in result.stderr
+    assert "split: warning: validation is 40.5% positive and training 52.4%: whole movies could not be shared out evenly" in result.stderr
+    assert "(another split.seed may help), or split.group_by: review" in result.stderr
     even = movie_tokens(tmp_path, pos_movies=45, pos_per_movie=2, n_neg=90)  # 11 movies of 2 meet the target of 22
     assert even.returncode == 0 and "warning" not in even.stderr
     assert json.loads((tmp_path / "split.json").read_text())["balanced"]

@@ -16,6 +16,7 @@ from .params import load_section, Param
 from .text import without_known_words
 
 GROUP_BY = ("review", "movie")
+CLASS_NAMES = {0: "neg", 1: "pos"}
 
 SCHEMA = {
     "val_fraction": Param(float, min=0.01, max=0.99),
@@ -44,10 +45,11 @@ def groups_of(text_hashes, movies=None):
     return connected_components(graph, directed=False)[1][:n]
 
 
-def stratified_split(labels, val_fraction, seed, groups=None):
+def stratified_split(labels, val_fraction, seed, groups=None, group_by="review"):
     """Return (train_idx, val_idx), whole groups on each side and each class in `val_fraction` proportion.
 
-    `groups` (shape (n,), any values) defaults to one group per review.
+    `groups` (shape (n,), any values) defaults to one group per review; `group_by` (review or movie)
+    names what joined them, for the messages.
 
     Groups are visited in a seeded random order and go into validation while no class passes its
     target (round(class size x val_fraction)); a second pass adds any group that brings the counts
@@ -64,7 +66,7 @@ def stratified_split(labels, val_fraction, seed, groups=None):
         size = int((labels == cls).sum())
         n_val = int(round(size * val_fraction))
         if n_val in (0, size):
-            name = {0: "neg", 1: "pos"}.get(int(cls), str(cls))
+            name = CLASS_NAMES.get(int(cls), str(cls))
             needed = next(n for n in range(2, 10_000) if 0 < round(n * val_fraction) < n)  # the rounding above
             raise PipelineError(
                 f"only {size} training review(s) of class {name}: split.val_fraction={val_fraction} leaves "
@@ -91,10 +93,14 @@ def stratified_split(labels, val_fraction, seed, groups=None):
     if len(val) == 0 or len(train) == 0:
         raise PipelineError(f"no split with split.val_fraction={val_fraction}: a single group holds too many reviews")
     for side, idx in (("validation", val), ("training", train)):
-        if len(np.unique(labels[idx])) < len(classes):
-            # whole groups (movies) too large for the targets: a one-class side is the exercise's bug again
-            raise PipelineError(f"no split with split.val_fraction={val_fraction} gives {side} both classes: too few groups "
-                                "(movies) hold each class; use more reviews or split.group_by: review")
+        for cls in np.setdiff1d(classes, labels[idx]):
+            # a side with one class scores every model alike (the exercise's split): whole groups too large for the targets
+            holders = int((per_group[:, list(classes).index(cls)] > 0).sum())
+            what = f"{holders} movie(s)" if group_by == "movie" else f"{holders} group(s) of reviews with one text"
+            raise PipelineError(
+                f"split.val_fraction={val_fraction} leaves {side} without a {CLASS_NAMES.get(int(cls), cls)} review: "
+                f"all {int((labels == cls).sum())} lie in {what}, which stay whole; use more reviews"
+                + (" or split.group_by: review" if group_by == "movie" else ""))
     return rng.permutation(train), rng.permutation(val)
 
 
@@ -112,7 +118,7 @@ def split_indices(data, val_fraction, seed, group_by):
                 "not one line per review: metrics/ingest.json, movie_files): restore those files or set split.group_by: review"
             )
         movies = data["movies"]
-    return stratified_split(data["labels"], val_fraction, seed, groups_of(data["text_hashes"], movies))
+    return stratified_split(data["labels"], val_fraction, seed, groups_of(data["text_hashes"], movies), group_by)
 
 
 def split_report(data, train_idx, val_idx):
@@ -164,7 +170,8 @@ def split_reviews(params_path, paths):
     print(f"split: by {params['group_by']}: {report['train']['reviews']} train / {report['val']['reviews']} val reviews, "
           f"{report['movie_overlap']['movies_on_both_sides']} movies on both sides")
     if not report["balanced"]:
+        grouped = params["group_by"] == "movie"
         print(f"split: warning: validation is {report['val']['pos_fraction']:.1%} positive and training "
-              f"{report['train']['pos_fraction']:.1%}: whole {params['group_by']}s could not be shared out evenly, so "
-              "validation accuracy weighs the classes unlike training; try another split.seed, or split.group_by: review",
-              file=sys.stderr)
+              f"{report['train']['pos_fraction']:.1%}: whole {'movies' if grouped else 'groups of reviews with one text'} "
+              "could not be shared out evenly, so validation accuracy weighs the classes unlike training; use more reviews"
+              + (" (another split.seed may help), or split.group_by: review" if grouped else ""), file=sys.stderr)
