@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from imdb_rnn.artifacts import usable_cores
+
 
 def cpu_model():
     try:
@@ -30,7 +32,9 @@ def describe():
         "AVX2": torch.cpu._is_avx2_supported(),
     }
     listed = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in features.items())
-    return (f"cpu: {cpu_model()}, {os.cpu_count()} cores; {listed}; kernels: {torch.backends.cpu.get_cpu_capability()}; "
+    usable, total = usable_cores(), os.cpu_count()
+    cores = f"{total} cores" if usable == total else f"{usable} of {total} cores usable"  # a pinned or cgroup-limited process
+    return (f"cpu: {cpu_model()}, {cores}; {listed}; kernels: {torch.backends.cpu.get_cpu_capability()}; "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 

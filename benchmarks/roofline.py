@@ -79,7 +79,7 @@ def category(op):
         return "recurrent kernels"
     if "embedding" in name or "adam" in name:
         return "embedding + optimiser"
-    if "bernoulli" in name:  # dropout's masks: one thread on this project's AMD EPYC (16 ms for 216 x 64 x 128 at 1 or 2 threads)
+    if "bernoulli" in name:  # dropout's masks: serial off Intel CPUs (studies/dropout/masks_2026-11-30.log)
         return "dropout masks"
     return "other ops"
 

@@ -238,6 +238,7 @@ def test_a_movie_split_that_leaves_a_side_one_class_is_a_one_line_error(tmp_path
     result = movie_tokens(tmp_path, pos_movies=1, pos_per_movie=40, n_neg=40, val_fraction=val_fraction)
     assert_one_line_error(result, f"split.val_fraction={val_fraction} leaves {side} without a pos review: all 40 lie in 1 movie(s)",
                           "or split.group_by: review")
+    assert ("lower split.val_fraction" in result.stderr) == (side == "training")
     assert not (tmp_path / "split").exists() and not (tmp_path / "split.json").exists()
 
 

@@ -100,6 +100,7 @@ def stratified_split(labels, val_fraction, seed, groups=None, group_by="review")
             raise PipelineError(
                 f"split.val_fraction={val_fraction} leaves {side} without a {CLASS_NAMES.get(int(cls), cls)} review: "
                 f"all {int((labels == cls).sum())} lie in {what}, which stay whole; use more reviews"
+                + (", lower split.val_fraction" if side == "training" else "")
                 + (" or split.group_by: review" if group_by == "movie" else ""))
     return rng.permutation(train), rng.permutation(val)
 
