@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -131,8 +132,7 @@ def _fail(line, code):
     active exception").
     """
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if error_file and in_worker():
-        _ignore_stops()
+    if error_file and in_worker():  # run_main's handler already ignores the launcher's stop here
         try:
             write_text(error_file, json.dumps({"message": line, "timestamp": int(time.time())}))
         finally:
@@ -202,8 +202,6 @@ def run_main(main):
         # a data-parallel worker: its launcher prints one line for every worker
         if _peer_gone(err):  # a consequence; the rank that stopped first says why
             _fail(f"error: {PEER_STOPPED}", 1)
-        import traceback
-
         traceback.print_exc()  # a bug: its traceback, then the launcher's line
         summary = next(iter(str(err).splitlines()), "")
         _fail(f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}"
