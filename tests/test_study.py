@@ -108,3 +108,23 @@ def test_an_ablation_trains_each_variant_through_the_stage_and_resumes(tiny_data
     bad = run_script(REPO_ROOT / "tools/ablation.py", "--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data,
                      "--out", tmp_path / "bad", "--variant", "x", "entropy_weight=1", cwd=tmp_path)
     assert bad.returncode == 1 and "rnn.entropy_weight is 1 but rnn.unsup_ratio is 0" in bad.stderr.splitlines()[-1]
+
+
+def test_a_study_of_weight_averaging_also_reports_the_same_run_without_it(tiny_data, tmp_path):
+    from conftest import write_params
+    from imdb_rnn.params import read_params
+
+    params = read_params(tiny_data / "params.yaml")
+    params["gru"]["ema_decay"] = 0.9
+    write_params(tmp_path / "params.yaml", params)
+    out = tmp_path / "study"
+    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", "--data", tiny_data / "data", "--params",
+                        tmp_path / "params.yaml", "--out", out, "--models", "gru", "--seeds", "1", "--threads", "1",
+                        "--group-by", "movie", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "runs/movie-gru-1.json").read_text())
+    (row,) = run["history"]
+    for monitor in ("val_loss", "val_accuracy"):
+        assert run["rules"][monitor]["val_loss"] == row["val_loss"]
+        assert run["rules_raw"][monitor]["val_loss"] == row["val_loss_raw"] != row["val_loss"]
+        assert 0 <= run["rules_raw"][monitor]["test_accuracy"] <= 1

@@ -22,7 +22,7 @@ from imdb_rnn.params import check, read_params
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.runtime import training_precision
 from imdb_rnn.train import fit
-from imdb_rnn.optim import make_optimizer, make_scheduler
+from imdb_rnn.optim import make_optimizer, make_scheduler, optimizer_step
 from synthetic import review
 from tiny_model import configs
 
@@ -296,6 +296,8 @@ def test_unknown_architecture(tmp_path):
         ("rnn", {"unsup_ratio": -1}, "rnn.unsup_ratio must be >= 0"),
         ("rnn", {"entropy_weight": 1.0}, "rnn.entropy_weight is 1.0 but rnn.unsup_ratio is 0"),
         ("rnn", {"unsup_ratio": 1}, "rnn.unsup_ratio is 1 but neither vat_eps nor entropy_weight is on"),
+        ("rnn", {"ema_decay": 1.0}, "rnn.ema_decay must be <= 0.9999"),
+        ("arch_defaults", {"ema_decay": -0.5}, "arch_defaults.ema_decay must be >= 0"),
     ],
 )
 def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch, capsys, section, change, fragments):
@@ -441,3 +443,70 @@ def test_a_decaying_schedule_learns_and_ends_the_run_at_a_rate_near_zero(marker_
     assert linear.get_last_lr() == [0.0] and linear.last_epoch == 3 * -(-len(train) // 16)
     assert runs["linear"][-1]["val_accuracy"] > 0.9  # still learns the markers
     assert runs["linear"][-1]["val_loss"] != runs["constant"][-1]["val_loss"]
+
+
+def test_weight_averaging_keeps_the_moving_average_and_leaves_training_as_it_was(marker_data, monkeypatch):
+    """ema_decay d: the weights validated and returned are w_1, then avg <- d * avg + (1 - d) * w_t after
+    every step t; the trained weights, and their validation figures (val_*_raw), are those of a run
+    without the average."""
+    vocab, train, val = marker_data
+    decay = 0.9
+    runs = {}
+    for ema in (0.0, decay):
+        steps = []
+        def recording_step(model, *args, **kwargs):
+            optimizer_step(model, *args, **kwargs)
+            steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+        monkeypatch.setattr("imdb_rnn.train.optimizer_step", recording_step)
+        params = small_arch("lstm", epochs=3, patience=3, monitor="val_loss", ema_decay=ema)
+        torch.manual_seed(0)
+        model_config, train_config = configs(params, len(vocab), COMMON)
+        seen = []
+        state, history, summary, _ = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm",
+                                         log=lambda row, module: seen.append(module))
+        runs[ema] = (state, history, steps, seen)
+    plain_state, plain, plain_steps, _ = runs[0.0]
+    state, history, steps, seen = runs[decay]
+    assert [r["val_loss_raw"] for r in history] == [r["val_loss"] for r in plain]
+    assert [r["val_accuracy_raw"] for r in history] == [r["val_accuracy"] for r in plain]
+    assert "val_loss_raw" not in plain[0]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(steps, plain_steps) for k in a)
+    averages = [dict(steps[0])]
+    for weights in steps[1:]:
+        averages.append({k: decay * averages[-1][k] + (1 - decay) * weights[k] for k in weights})
+    # the returned state: the average at the end of the best epoch (every epoch has as many steps)
+    end = summary["best_epoch"] * len(steps) // len(history) - 1
+    assert all(torch.allclose(state[k], averages[end][k], atol=1e-6) for k in state)
+    assert any(not torch.allclose(state[k], steps[end][k], atol=1e-3) for k in state)
+    assert history[-1]["val_loss"] != history[-1]["val_loss_raw"]
+    assert history[-1]["val_accuracy"] > 0.9  # the average learns the marker task too
+    assert all(module is seen[0] for module in seen) and seen[0] is not runs[0.0][3][0]
+
+
+def test_weight_averaging_resumes_as_if_never_interrupted(marker_data, monkeypatch, tmp_path):
+    from imdb_rnn.train import Resume
+
+    vocab, train, val = marker_data
+    params = small_arch("lstm", epochs=3, patience=3, ema_decay=0.9)
+
+    def run(resume=None, fail_at=None):
+        torch.manual_seed(0)
+        model_config, train_config = configs(params, len(vocab), COMMON)
+        calls = []
+
+        def log(row, module):
+            calls.append(row["epoch"])
+            if row["epoch"] == fail_at and module is not None:
+                raise KeyboardInterrupt
+
+        return fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm", resume=resume, log=log)
+
+    whole_state, whole, _, _ = run()
+    resume = Resume(tmp_path / "resume.pt", "fingerprint")
+    with pytest.raises(KeyboardInterrupt):
+        run(resume, fail_at=2)  # the state after epoch 1 is on disk
+    state, history, _, _ = run(resume)
+    assert history == [dict(row, seconds=r["seconds"], tokens_per_second=r["tokens_per_second"])
+                       for row, r in zip(whole, history)]
+    assert all(torch.equal(state[k], whole_state[k]) for k in state)

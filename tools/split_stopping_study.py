@@ -117,10 +117,12 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     # as the train stage: the pretraining stage's output, checked to fit
     weights = pretrained_weights(config, model_config, meta["vocab_sha256"], name, f"{args.data}/pretrain/{config.pretrained}.pt")
     model = build_model(model_config, config, weights)
-    states = {}
+    states, raw_states = {}, {}
 
-    def keep(row):
-        states[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def keep(row, module):
+        states[row["epoch"]] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if module is not model:  # ema_decay: the trained weights too, those of the run without the average
+            raw_states[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     _, history, _, timing = fit(model, train, val, config, device, log=keep, name=f"{name} seed {seed}")
     if refit:
@@ -129,15 +131,22 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
         return {"epochs": len(history), "train_reviews": len(train), "test_accuracy": test_accuracy,
                 "history": [{k: row[k] for k in ("epoch", "train_loss", "train_accuracy", "seconds")} for row in history],
                 "train_seconds": timing["train_seconds"]}
-    rules, tested = {}, {}
-    for monitor in MONITORS:
-        epoch, run = replay(history, monitor, settings["patience"])
-        if epoch not in tested:
-            model.load_state_dict(states[epoch])
-            tested[epoch] = accuracy(predict_logits(model, test, config.eval_batch_size, device), test.labels)
-        rules[monitor] = {"epoch": epoch, "epochs_run": run, "val_accuracy": history[epoch - 1]["val_accuracy"],
-                          "val_loss": history[epoch - 1]["val_loss"], "test_accuracy": tested[epoch]}
-    return {"patience": settings["patience"], "history": history, "rules": rules, "train_seconds": timing["train_seconds"]}
+    def rules_of(states, suffix=""):
+        rules, tested = {}, {}
+        for monitor in MONITORS:
+            rows = [{**row, monitor: row[monitor + suffix]} for row in history]
+            epoch, run = replay(rows, monitor, settings["patience"])
+            if epoch not in tested:
+                model.load_state_dict(states[epoch])
+                tested[epoch] = accuracy(predict_logits(model, test, config.eval_batch_size, device), test.labels)
+            rules[monitor] = {"epoch": epoch, "epochs_run": run, "val_accuracy": history[epoch - 1]["val_accuracy" + suffix],
+                              "val_loss": history[epoch - 1]["val_loss" + suffix], "test_accuracy": tested[epoch]}
+        return rules
+
+    result = {"patience": settings["patience"], "history": history, "rules": rules_of(states), "train_seconds": timing["train_seconds"]}
+    if raw_states:  # the same run without the weight average, for a paired comparison
+        result["rules_raw"] = rules_of(raw_states, "_raw")
+    return result
 
 
 def run_one(job):

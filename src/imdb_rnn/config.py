@@ -46,6 +46,9 @@ ARCH_SCHEMA = {
     "entropy_weight": Param((int, float), min=0, max=100.0),
     # unlabelled reviews drawn per labelled one in each step, for the two terms above (0 = none)
     "unsup_ratio": Param((int, float), min=0, max=16.0),
+    # Polyak averaging: the decay of an exponential moving average of the weights, which validation
+    # scores and the checkpoint keeps (0 = off; 0.995 averages over about 200 steps)
+    "ema_decay": Param((int, float), min=0, max=0.9999, required=False),  # absent: 0
 }
 
 # what every training process shares
@@ -107,6 +110,7 @@ class TrainConfig:
     vat_weight: float = 1.0
     entropy_weight: float = 0.0
     unsup_ratio: float = 0.0
+    ema_decay: float = 0.0
     monitor: str = "val_loss"
     precision: str = "float32"
     pretrained: str = "none"  # none, word2vec or lm (params.yaml: pretrained_architectures)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import distributed
@@ -49,6 +50,13 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     The best epoch is the first with the lowest validation loss (monitor val_loss) or the highest
     validation accuracy (val_accuracy); training stops after config.patience epochs without a better one.
 
+    With config.ema_decay > 0 the weights validated, compared and returned are an exponential moving
+    average of the trained ones (Polyak & Juditsky, 1992; torch.optim.swa_utils.AveragedModel), updated
+    after every optimiser step; each history row then also gives the trained weights' own figures
+    (val_loss_raw, val_accuracy_raw), which are those of the same run without the average.
+    `log(row, module)` is called after each epoch with the module `row`'s validation figures are of
+    (module None for the epochs a resumed run replays).
+
     `train` and `val` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
     whole training state after every epoch and, when a matching unfinished state is there at the
     start, continues after its last finished epoch with the same batches, dropout masks and weights
@@ -65,6 +73,10 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     context = context or distributed.Context()
     rng = np.random.default_rng(config.seed)
     model.to(device)
+    # copied before any hook is registered on the model (the embedding perturbation's)
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                if config.ema_decay else None)
+    scored = averaged.module if averaged else model  # what validation scores and the run keeps
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
     steps_per_epoch = len(distributed.shard(bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context))
@@ -86,6 +98,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     if saved:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if averaged:
+            averaged.load_state_dict(saved["averaged"])
         if scheduler:
             scheduler.load_state_dict(saved["scheduler"])
         rng.bit_generator.state = saved["batch_rng"]
@@ -95,7 +109,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         print(f"{name}: resuming after epoch {len(history)} from {resume.path}", flush=True)
         for row in history:
             if log:
-                log(row)
+                log(row, None)
     for epoch in range(len(history) + 1, config.epochs + 1):
         model.train()
         batches = bucketed(train.lengths, config.batch_size, rng, config.bucket_pool)
@@ -145,6 +159,8 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
                            f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
                            extra_backward if perturbed or unlabelled_rows is not None else None, scheduler)
+            if averaged:
+                averaged.update_parameters(model)
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
@@ -155,7 +171,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         train_seconds += epoch_seconds
         train_tokens += epoch_tokens
         # every rank holds the same weights, so every rank scores the same validation set alike
-        val_loss, val_acc = loss_and_accuracy(predict_logits(model, val, config.eval_batch_size, device), val.labels)
+        val_loss, val_acc = loss_and_accuracy(predict_logits(scored, val, config.eval_batch_size, device), val.labels)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / seen,
@@ -165,9 +181,12 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             "seconds": epoch_seconds,
             "tokens_per_second": epoch_tokens / epoch_seconds,
         }
+        if averaged:
+            row["val_loss_raw"], row["val_accuracy_raw"] = loss_and_accuracy(
+                predict_logits(model, val, config.eval_batch_size, device), val.labels)
         history.append(row)
         if log:
-            log(row)
+            log(row, scored)
         if context.is_main_process:
             print(
                 f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
@@ -177,7 +196,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         if best is None or (row[config.monitor] > best[config.monitor] if higher_is_better
                             else row[config.monitor] < best[config.monitor]):
             best, stale = row, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in scored.state_dict().items()})
         else:
             stale += 1
         stop = stale >= config.patience
@@ -185,6 +204,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             resume.save(context, {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "averaged": averaged.state_dict() if averaged else None,
                 "scheduler": scheduler.state_dict() if scheduler else None,
                 "batch_rng": rng.bit_generator.state,
                 "torch_rng": distributed.gather(torch.get_rng_state(), context),
@@ -331,11 +351,12 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
 
     live = Live(paths["live"], dvcyaml=False, save_dvc_exp=False, report=None) if context.is_main_process else None
 
-    def log(row):
+    def log(row, module):
         if live:
-            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-                split, metric = key.split("_")
-                live.log_metric(f"{split}/{metric}", round(row[key], 6))
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_loss_raw", "val_accuracy_raw"):
+                if key in row:  # the raw figures with ema_decay only
+                    split, metric = key.split("_", 1)
+                    live.log_metric(f"{split}/{metric}", round(row[key], 6))
             live.next_step()
 
     try:
