@@ -247,6 +247,24 @@ def test_stage_checkpoint_loads(two_trainings, tiny_data):
     assert not model.training
 
 
+def test_stage_with_weight_averaging_keeps_the_average_and_logs_both(two_trainings, tiny_data):
+    """Through the train stage: the checkpoint holds the average, dvclive logs the trained weights' figures beside it."""
+    folder = two_trainings
+    tiny_train_params(tiny_data, folder, epochs=2, ema_decay=0.9)
+    result = run_script("train", *train_args(tiny_data, folder, out="ema"), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    plain, ema = (torch.load(folder / run / "model.pt", weights_only=True) for run in ("a", "ema"))
+    assert plain["state_dict"].keys() == ema["state_dict"].keys()
+    assert not torch.equal(plain["state_dict"]["embedding.weight"], ema["state_dict"]["embedding.weight"])
+    live = {p.relative_to(folder / "ema/live/plots/metrics").as_posix() for p in (folder / "ema/live").rglob("*.tsv")}
+    assert {"val/loss_raw.tsv", "val/accuracy_raw.tsv", "val/loss.tsv", "val/accuracy.tsv"} <= live
+    # the trained weights' figures are the plain run's (`a`, the same params but the average)
+    raw = (folder / "ema/live/plots/metrics/val/loss_raw.tsv").read_text().splitlines()
+    plain_loss = (folder / "a/live/plots/metrics/val/loss.tsv").read_text().splitlines()
+    assert [line.split("\t")[1:] for line in raw[1:]] == [line.split("\t")[1:] for line in plain_loss[1:]]
+    tiny_train_params(tiny_data, folder, epochs=2)  # as the fixture left it, for the tests after this one
+
+
 def test_stage_non_finite_loss_writes_no_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
     tiny_train_params(tiny_data, tmp_path)
     forward = RecurrentClassifier.forward
@@ -459,15 +477,16 @@ def test_weight_averaging_keeps_the_moving_average_and_leaves_training_as_it_was
             steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
 
         monkeypatch.setattr("imdb_rnn.train.optimizer_step", recording_step)
-        params = small_arch("lstm", epochs=3, patience=3, monitor="val_loss", ema_decay=ema)
+        # dropout on: the average must not draw random numbers the training would otherwise get
+        params = small_arch("lstm", epochs=3, patience=3, monitor="val_loss", ema_decay=ema, dropout=0.2, embed_dropout=0.2)
         torch.manual_seed(0)
         model_config, train_config = configs(params, len(vocab), COMMON)
-        seen = []
-        state, history, summary, _ = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm",
+        model, seen = model_config.build(), []
+        state, history, summary, _ = fit(model, train, val, train_config, torch.device("cpu"), name="lstm",
                                          log=lambda row, module: seen.append(module))
-        runs[ema] = (state, history, steps, seen)
-    plain_state, plain, plain_steps, _ = runs[0.0]
-    state, history, steps, seen = runs[decay]
+        runs[ema] = (state, history, steps, seen, model)
+    plain_state, plain, plain_steps, plain_seen, plain_model = runs[0.0]
+    state, history, steps, seen, model = runs[decay]
     assert [r["val_loss_raw"] for r in history] == [r["val_loss"] for r in plain]
     assert [r["val_accuracy_raw"] for r in history] == [r["val_accuracy"] for r in plain]
     assert "val_loss_raw" not in plain[0]
@@ -481,14 +500,16 @@ def test_weight_averaging_keeps_the_moving_average_and_leaves_training_as_it_was
     assert any(not torch.allclose(state[k], steps[end][k], atol=1e-3) for k in state)
     assert history[-1]["val_loss"] != history[-1]["val_loss_raw"]
     assert history[-1]["val_accuracy"] > 0.9  # the average learns the marker task too
-    assert all(module is seen[0] for module in seen) and seen[0] is not runs[0.0][3][0]
+    # log gets the module its row's validation figures are of: the average with it on, the model without
+    assert all(module is seen[0] for module in seen) and seen[0] is not model
+    assert all(module is plain_model for module in plain_seen)
 
 
 def test_weight_averaging_resumes_as_if_never_interrupted(marker_data, monkeypatch, tmp_path):
     from imdb_rnn.train import Resume
 
     vocab, train, val = marker_data
-    params = small_arch("lstm", epochs=3, patience=3, ema_decay=0.9)
+    params = small_arch("lstm", epochs=3, patience=3, ema_decay=0.9, dropout=0.2, embed_dropout=0.2)
 
     def run(resume=None, fail_at=None):
         torch.manual_seed(0)

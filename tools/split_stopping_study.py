@@ -8,7 +8,9 @@ would (split.seed = the seed), then:
   stopping rule, so each rule {val_loss, val_accuracy} with the architecture's patience is replayed
   on the validation history: the epoch it keeps is exactly the one a run with that rule would keep.
   Only the epochs some rule keeps are scored on the official test reviews.
-Test accuracy is recorded, never used for a choice.
+Test accuracy is recorded, never used for a choice. An architecture with `ema_decay` (weight
+averaging) is also replayed on its trained weights' own validation figures (`rules_raw`): the same
+run without the average, so the summary's last table gives averaged − trained seed by seed.
 
 Each run writes OUT/runs/<group_by>-<model>-<seed>.json; a run whose file exists is skipped, so an
 interrupted study resumes where it stopped. OUT/summary.json and OUT/summary.md aggregate whatever
@@ -131,6 +133,7 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
         return {"epochs": len(history), "train_reviews": len(train), "test_accuracy": test_accuracy,
                 "history": [{k: row[k] for k in ("epoch", "train_loss", "train_accuracy", "seconds")} for row in history],
                 "train_seconds": timing["train_seconds"]}
+
     def rules_of(states, suffix=""):
         rules, tested = {}, {}
         for monitor in MONITORS:
@@ -170,8 +173,10 @@ def run_one(job):
     report = split_report(data, train_idx, val_idx)
     write_json(path, {"group_by": group_by, "model": name, "seed": seed, "split": report,
                       "seconds": round(time.perf_counter() - start, 1), **result})
-    print(f"{path.name}: " + ", ".join(f"{m}: epoch {r['epoch']} val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f}"
-                                       for m, r in result["rules"].items()), flush=True)
+    for label, rules in (("", result["rules"]), (" (trained weights, without the average)", result.get("rules_raw"))):
+        if rules:
+            print(f"{path.name}{label}: " + ", ".join(f"{m}: epoch {r['epoch']} val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f}"
+                                                      for m, r in rules.items()), flush=True)
     return path
 
 
@@ -232,6 +237,18 @@ def summarise(out):
         pair = "n/a" if cell["pairwise_difference_error"] is None else f"{100 * cell['pairwise_difference_error']:.2f}"
         lines.append(f"| {key.replace('/', ' | ')} | {cell['runs']} | {cell['mean_test_accuracy']:.4f} | {tau} | {pair} "
                      f"| {cell['best_by_val']} | {cell['best_by_test']} |")
+    averaged = [r for r in runs if "rules_raw" in r]
+    if averaged:  # ema_decay: the averaged weights against the same runs' trained weights, seed by seed
+        lines += ["", "| group_by | stopping on | model | seeds | validation: averaged − trained, points (per seed) "
+                  "| test: averaged − trained, points (per seed) | kept epoch, averaged / trained |", "|---|---|---|---:|---|---|---|"]
+        for group_by, monitor, model in sorted({(r["group_by"], m, r["model"]) for r in averaged for m in MONITORS}):
+            rows = sorted((r for r in averaged if (r["group_by"], r["model"]) == (group_by, model)), key=lambda r: r["seed"])
+            diffs = {key: [100 * (r["rules"][monitor][key] - r["rules_raw"][monitor][key]) for r in rows]
+                     for key in ("val_accuracy", "test_accuracy")}
+            cells[f"{group_by}/{monitor}/averaged_minus_trained/{model}"] = {"seeds": [r["seed"] for r in rows], **diffs}
+            lines.append(f"| {group_by} | {monitor} | {model} | {len(rows)} | "
+                         + " | ".join(f"{np.mean(d):+.2f} ({', '.join(f'{x:+.2f}' for x in d)})" for d in diffs.values())
+                         + f" | {', '.join(str(r['rules'][monitor]['epoch']) + ' / ' + str(r['rules_raw'][monitor]['epoch']) for r in rows)} |")
     if not runs:  # a refit study alone: its table only
         lines = []
     if refits:

@@ -46,8 +46,8 @@ ARCH_SCHEMA = {
     "entropy_weight": Param((int, float), min=0, max=100.0),
     # unlabelled reviews drawn per labelled one in each step, for the two terms above (0 = none)
     "unsup_ratio": Param((int, float), min=0, max=16.0),
-    # Polyak averaging: the decay of an exponential moving average of the weights, which validation
-    # scores and the checkpoint keeps (0 = off; 0.995 averages over about 200 steps)
+    # weight averaging: the decay of an exponential moving average (EMA) of the weights, which validation
+    # scores, early stopping follows and the checkpoint keeps (0 = off; 0.995 averages over about 200 steps)
     "ema_decay": Param((int, float), min=0, max=0.9999, required=False),  # absent: 0
 }
 

@@ -51,9 +51,11 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     validation accuracy (val_accuracy); training stops after config.patience epochs without a better one.
 
     With config.ema_decay > 0 the weights validated, compared and returned are an exponential moving
-    average of the trained ones (Polyak & Juditsky, 1992; torch.optim.swa_utils.AveragedModel), updated
-    after every optimiser step; each history row then also gives the trained weights' own figures
-    (val_loss_raw, val_accuracy_raw), which are those of the same run without the average.
+    average (EMA) of the trained ones, a form of Polyak averaging (torch.optim.swa_utils.AveragedModel
+    with get_ema_multi_avg_fn), updated after every optimiser step; val_loss and val_accuracy, and so
+    early stopping, are the average's. Each history row then also gives the trained weights' own
+    figures (val_loss_raw, val_accuracy_raw; a second validation pass an epoch), which for every epoch
+    both run are those of the same run without the average.
     `log(row, module)` is called after each epoch with the module `row`'s validation figures are of
     (module None for the epochs a resumed run replays).
 
@@ -190,7 +192,9 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         if context.is_main_process:
             print(
                 f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f} | {epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
+                f"val loss {val_loss:.4f} acc {val_acc:.4f} | "
+                + (f"trained weights: val loss {row['val_loss_raw']:.4f} acc {row['val_accuracy_raw']:.4f} | " if averaged else "")
+                + f"{epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
                 flush=True,
             )
         if best is None or (row[config.monitor] > best[config.monitor] if higher_is_better
