@@ -133,4 +133,4 @@ def test_a_study_of_weight_averaging_also_reports_the_same_run_without_it(tiny_d
     assert averaged["rules"] != plain["rules"]
     table = (tmp_path / "study0.9/summary.md").read_text()
     diff = 100 * (averaged["rules"]["val_accuracy"]["test_accuracy"] - plain["rules"]["val_accuracy"]["test_accuracy"])
-    assert f"| movie | val_accuracy | gru | 1 |" in table and f"({diff:+.2f})" in table
+    assert f"| movie | val_accuracy | gru | 1 |" in table and f"(1: {diff:+.2f})" in table

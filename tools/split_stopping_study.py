@@ -239,16 +239,17 @@ def summarise(out):
                      f"| {cell['best_by_val']} | {cell['best_by_test']} |")
     averaged = [r for r in runs if "rules_raw" in r]
     if averaged:  # ema_decay: the averaged weights against the same runs' trained weights, seed by seed
-        lines += ["", "| group_by | stopping on | model | seeds | validation: averaged − trained, points (per seed) "
-                  "| test: averaged − trained, points (per seed) | kept epoch, averaged / trained |", "|---|---|---|---:|---|---|---|"]
+        lines += ["", "| group_by | stopping on | model | seeds | validation: averaged − trained, points (mean; per seed) "
+                  "| test: averaged − trained, points (mean; per seed) | kept epoch, averaged / trained, per seed |", "|---|---|---|---:|---|---|---|"]
         for group_by, monitor, model in sorted({(r["group_by"], m, r["model"]) for r in averaged for m in MONITORS}):
             rows = sorted((r for r in averaged if (r["group_by"], r["model"]) == (group_by, model)), key=lambda r: r["seed"])
             diffs = {key: [100 * (r["rules"][monitor][key] - r["rules_raw"][monitor][key]) for r in rows]
                      for key in ("val_accuracy", "test_accuracy")}
             cells[f"{group_by}/{monitor}/averaged_minus_trained/{model}"] = {"seeds": [r["seed"] for r in rows], **diffs}
-            lines.append(f"| {group_by} | {monitor} | {model} | {len(rows)} | "
-                         + " | ".join(f"{np.mean(d):+.2f} ({', '.join(f'{x:+.2f}' for x in d)})" for d in diffs.values())
-                         + f" | {', '.join(str(r['rules'][monitor]['epoch']) + ' / ' + str(r['rules_raw'][monitor]['epoch']) for r in rows)} |")
+            per_seed = [" | ".join(f"{np.mean(d):+.2f} (" + ", ".join(f"{r['seed']}: {x:+.2f}" for r, x in zip(rows, d)) + ")"
+                                   for d in diffs.values())]
+            kept = ", ".join(f"{r['seed']}: {r['rules'][monitor]['epoch']} / {r['rules_raw'][monitor]['epoch']}" for r in rows)
+            lines.append(f"| {group_by} | {monitor} | {model} | {len(rows)} | {per_seed[0]} | {kept} |")
     if not runs:  # a refit study alone: its table only
         lines = []
     if refits:
