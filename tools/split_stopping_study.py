@@ -122,6 +122,8 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     states, raw_states = {}, {}
 
     def keep(row, module):
+        if module is None:  # a row a resumed run replays (fit's contract); the study never resumes a fit
+            return
         states[row["epoch"]] = {k: v.detach().clone() for k, v in module.state_dict().items()}
         if module is not model:  # ema_decay: the trained weights too, those of the run without the average
             raw_states[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
