@@ -124,9 +124,10 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     def keep(row, module):
         if module is None:  # a row a resumed run replays (fit's contract); the study never resumes a fit
             return
-        states[row["epoch"]] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        snapshot = lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        states[row["epoch"]] = snapshot(module)
         if module is not model:  # ema_decay: the trained weights too, those of the run without the average
-            raw_states[row["epoch"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            raw_states[row["epoch"]] = snapshot(model)
 
     _, history, _, timing = fit(model, train, val, config, device, log=keep, name=f"{name} seed {seed}")
     if refit:
@@ -248,10 +249,10 @@ def summarise(out):
             diffs = {key: [100 * (r["rules"][monitor][key] - r["rules_raw"][monitor][key]) for r in rows]
                      for key in ("val_accuracy", "test_accuracy")}
             cells[f"{group_by}/{monitor}/averaged_minus_trained/{model}"] = {"seeds": [r["seed"] for r in rows], **diffs}
-            per_seed = [" | ".join(f"{np.mean(d):+.2f} (" + ", ".join(f"{r['seed']}: {x:+.2f}" for r, x in zip(rows, d)) + ")"
-                                   for d in diffs.values())]
+            per_seed = " | ".join(f"{np.mean(d):+.2f} (" + ", ".join(f"{r['seed']}: {x:+.2f}" for r, x in zip(rows, d)) + ")"
+                                  for d in diffs.values())
             kept = ", ".join(f"{r['seed']}: {r['rules'][monitor]['epoch']} / {r['rules_raw'][monitor]['epoch']}" for r in rows)
-            lines.append(f"| {group_by} | {monitor} | {model} | {len(rows)} | {per_seed[0]} | {kept} |")
+            lines.append(f"| {group_by} | {monitor} | {model} | {len(rows)} | {per_seed} | {kept} |")
     if not runs:  # a refit study alone: its table only
         lines = []
     if refits:

@@ -79,6 +79,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
                 if config.ema_decay else None)
     scored = averaged.module if averaged else model  # what validation scores and the run keeps
+    validate = lambda module: loss_and_accuracy(predict_logits(module, val, config.eval_batch_size, device), val.labels)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
     steps_per_epoch = len(distributed.shard(bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context))
@@ -173,7 +174,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         train_seconds += epoch_seconds
         train_tokens += epoch_tokens
         # every rank holds the same weights, so every rank scores the same validation set alike
-        val_loss, val_acc = loss_and_accuracy(predict_logits(scored, val, config.eval_batch_size, device), val.labels)
+        val_loss, val_acc = validate(scored)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / seen,
@@ -184,8 +185,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             "tokens_per_second": epoch_tokens / epoch_seconds,
         }
         if averaged:
-            row["val_loss_raw"], row["val_accuracy_raw"] = loss_and_accuracy(
-                predict_logits(model, val, config.eval_batch_size, device), val.labels)
+            row["val_loss_raw"], row["val_accuracy_raw"] = validate(model)
         history.append(row)
         if log:
             log(row, scored)
