@@ -46,7 +46,7 @@ def test_a_default_overridden_in_one_section_changes_that_architecture_alone(par
 
 TWINS = {"rnn_w2v": ("rnn", {"embed_dim"}), "lstm_lm": ("lstm", set()), "gru_w2v": ("gru", set()),
          "bilstm_w2v": ("bilstm", set()), "stacked_lstm_w2v": ("stacked_lstm", set()),
-         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps", "hidden_dim"}),
+         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps", "hidden_dim", "ema_decay"}),
          "bilstm_mixed": ("bilstm", {"adversarial_eps", "vat_eps", "entropy_weight", "unsup_ratio"})}
 
 

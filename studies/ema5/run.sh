@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # #17: a fifth epoch for the weight average. With `ema_decay` 0.995 the averaged weights' validation
-# accuracy still rose at epoch 4 (the last) on all three seeds of studies/ema/d128 (+0.44, +0.52,
+# accuracy still rose at epoch 4 (the last) on all three seeds of studies/ema/d128 (+0.43, +0.53,
 # +0.38 points over epoch 3), while the trained weights had begun to overfit. This study runs the
 # same settings for 5 epochs; with the constant rate its first 4 epochs are those runs again.
 # Rule, set before the run: the cap becomes 5 if the average at epoch 5 beats epoch 4 on validation
