@@ -99,7 +99,7 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     from imdb_rnn.batches import Reviews
     from imdb_rnn.inference import accuracy, predict_logits
     from imdb_rnn.runtime import configure_cpu, pick_device
-    from imdb_rnn.train import build_model, fit, pretrained_weights
+    from imdb_rnn.train import build_model, fit, pretrained_weights, snapshot
 
     settings, config = arch_settings(args.params, name)
     config = dataclasses.replace(config, seed=seed, patience=config.epochs, threads=args.threads)
@@ -124,7 +124,6 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     def keep(row, module):
         if module is None:  # a row a resumed run replays (fit's contract); the study never resumes a fit
             return
-        snapshot = lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()}
         states[row["epoch"]] = snapshot(module)
         if module is not model:  # ema_decay: the trained weights too, those of the run without the average
             raw_states[row["epoch"]] = snapshot(model)

@@ -4,7 +4,6 @@ Runs as one process, or as one of N data-parallel processes (distributed.launch)
 writes every output.
 """
 
-import copy
 import hashlib
 import json
 import sys
@@ -200,7 +199,7 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         if best is None or (row[config.monitor] > best[config.monitor] if higher_is_better
                             else row[config.monitor] < best[config.monitor]):
             best, stale = row, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in scored.state_dict().items()})
+            best_state = snapshot(scored)
         else:
             stale += 1
         stop = stale >= config.patience
@@ -272,6 +271,11 @@ class Resume:
         if context.is_main_process:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 torch.save({"fingerprint": self.fingerprint, **state}, f)
+
+
+def snapshot(module):
+    """A copy of `module`'s state_dict on the CPU ({name: tensor}), which later steps do not change."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def fingerprint(*parts):
