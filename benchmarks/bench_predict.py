@@ -41,7 +41,7 @@ from imdb_rnn.predict import PRECISIONS, Predictor, check_payload, lanes_for
 from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import ModelConfig, arch_settings
-from imdb_rnn.runtime import configure_cpu
+from imdb_rnn.runtime import configure_cpu, native_bfloat16, no_bfloat16_reason
 
 
 def test_reviews(args):
@@ -138,6 +138,9 @@ def main():
     precisions = ["float32"] + [p for p in precisions if p != "float32"]
     if unknown := set(precisions) - set(PRECISIONS):
         raise PipelineError(f"unknown precision {sorted(unknown)[0]}: choose from {', '.join(PRECISIONS)}")
+    if "bfloat16" in precisions and not native_bfloat16("cpu"):  # Predictor refuses it: say so, measure the rest
+        print(f"bfloat16 not measured: {no_bfloat16_reason('cpu')}")
+        precisions.remove("bfloat16")
 
     texts, labels, source = test_reviews(args)
     if Path(args.model).exists():
@@ -153,7 +156,7 @@ def main():
     print(f"model: {what}")
     print(f"reviews: {len(texts)} test reviews from {source}")
     print(describe())
-    print(f"oneDNN bf16 on this CPU: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print(f"native bfloat16 (runtime.native_bfloat16): {native_bfloat16('cpu')}")
     print(f"{'precision':<10} {'threads':>7} {'lanes':>5} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} "
           f"{'vs f32':>8} {'max|dp|':>8} {'1st pass':>9}")
 

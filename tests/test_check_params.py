@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, repo_params, run_script, tiny_params, write_params
+from conftest import AVX2_ONLY, REPO_ROOT, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.check import check_params
 
@@ -83,3 +83,26 @@ def test_a_passing_check_reruns_nothing_downstream(dvc_repo):
     second = dvc_repo.dvc("repro", "ingest")
     assert "Running stage 'check_params'" in second.stdout, second.stdout
     assert "Running stage 'ingest'" not in second.stdout and "Stage 'ingest' didn't change" in second.stdout
+
+
+@pytest.mark.precision
+def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_again_where_training_runs(dvc_repo, tiny_data, tmp_path):
+    """oneDNN held to AVX2 (AVX2_ONLY) has no bfloat16 LSTM on any CPU. check_params refuses it first;
+    since DVC reuses a cached check_params on another machine, the train stage refuses it again."""
+    dvc_repo.commit("pipeline")
+    result = dvc_repo.dvc("exp", "run", "-S", "train.precision=bfloat16", check=False, env=AVX2_ONLY)
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(ours) == 1, result.stdout + result.stderr
+    assert "train.precision is bfloat16, but" in ours[0] and "use float32, or auto" in ours[0]
+    assert "Running stage 'ingest'" not in result.stdout
+
+    params = yaml.safe_load((tiny_data / "params.yaml").read_text())
+    params["train"]["precision"] = "bfloat16"
+    write_params(tmp_path / "params.yaml", params)
+    data = tiny_data / "data"
+    trained = run_script("train", "--arch", "lstm", "--params", tmp_path / "params.yaml", "--train", data / "split/train.npz",
+                         "--val", data / "split/val.npz", "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
+                         "--out", "model.pt", "--metrics", "train.json", "--timing", "timing.json", "--live", "live",
+                         "--resume", "resume.pt", cwd=tmp_path, env=AVX2_ONLY)
+    assert_one_line_error(trained, "train.precision is bfloat16, but", "use float32, or auto")
+    assert not (tmp_path / "model.pt").exists()

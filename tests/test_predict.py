@@ -1,5 +1,6 @@
 """imdb-predict: a tiny model trained on synthetic reviews scores new text exactly as training read it."""
 
+import codecs
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from imdb_rnn.predict import Predictor
 from imdb_rnn.text import UNK_ID
 from imdb_rnn.checkpoint import load_checkpoint
 
-from conftest import assert_one_line_error
+from conftest import AVX2_ONLY, assert_one_line_error, needs_native_bfloat16, script_env
 from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
 
 IMDB_PREDICT = Path(sys.executable).with_name("imdb-predict")
@@ -407,7 +408,8 @@ def test_explain_defaults_to_the_attention_checkpoint(models, run):
     assert code == 0 and out.startswith("arg:1: pos")
 
 
-@pytest.mark.parametrize("option", [["--quantize"], ["--precision", "bfloat16"]])
+@pytest.mark.precision
+@pytest.mark.parametrize("option", [["--quantize"], pytest.param(["--precision", "bfloat16"], marks=needs_native_bfloat16)])
 def test_faster_precisions_agree_with_float32(models, run, option):
     texts, labels = synthetic_reviews(30, seed=11)
     _, out, _ = run("--model", models / "tiny.pt", "--json", *texts)
@@ -465,18 +467,40 @@ def model_kinds(model):
     return dtypes, kinds
 
 
-@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")])
-def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch, amx, avx512_bf16, expected):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    assert predict.resolve_precision("auto", "cpu") == expected
+@pytest.mark.precision
+@needs_native_bfloat16
+def test_auto_precision_is_bfloat16_where_the_cpu_runs_it():
+    assert predict.resolve_precision("auto", "cpu") == "bfloat16"
     assert predict.resolve_precision("float32", "cpu") == "float32" and predict.resolve_precision("int8", "cpu") == "int8"
     assert predict_cli.parse_args(["a review"]).precision == "float32"  # the default: the checkpoint's own arithmetic
 
 
+@pytest.mark.precision
+def test_without_native_bfloat16_auto_is_float32_and_bfloat16_is_refused(monkeypatch, models):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)  # a CPU without it: nothing runs in bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert predict.resolve_precision("auto", "cpu") == "float32"
+    assert predict.resolve_precision("int8", "cpu") == "int8"
+    with pytest.raises(PipelineError, match="precision is bfloat16, but this CPU has no native bfloat16"):
+        Predictor.load(models / "tiny.pt", precision="bfloat16")
+
+
+@pytest.mark.precision
+def test_the_console_script_refuses_bfloat16_where_the_kernels_lack_it_in_one_line(models):
+    """Through the installed command, with oneDNN held to AVX2 (what a CPU without AVX-512 runs), on any CPU."""
+    result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "bfloat16", POSITIVE],
+                            env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert_one_line_error(result, "precision is bfloat16, but", "use float32, or auto")
+    auto = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "auto", "--json", POSITIVE],
+                          env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    assert auto.returncode == 0 and json_lines(auto.stdout)[0]["precision"] == "float32", auto.stderr
+
+
+@pytest.mark.precision
 @pytest.mark.parametrize("option, precision", [(["--precision", "auto"], predict.resolve_precision("auto", "cpu")),
                                                (["--precision", "float32"], "float32"),
-                                               (["--precision", "bfloat16"], "bfloat16"),
+                                               pytest.param(["--precision", "bfloat16"], "bfloat16", marks=needs_native_bfloat16),
                                                (["--quantize"], "int8"), (["--precision", "int8"], "int8")])
 def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, option, precision):
     ran = []
@@ -506,9 +530,14 @@ def test_int8_quantizes_the_gru_and_attention_layers(models):
     _, kinds = model_kinds(predictor.model)
     assert kinds == {qdynamic.GRU, qdynamic.Linear}
     assert len(predictor.model.layers[0]) == 2  # both directions quantized, none left out
+    assert model_kinds(Predictor.load(models / "attention.pt").model) == ({torch.float32}, {nn.GRU, nn.Linear})
+
+
+@pytest.mark.precision
+@needs_native_bfloat16
+def test_bfloat16_casts_the_gru_and_attention_layers(models):
     bf16 = Predictor.load(models / "attention.pt", precision="bfloat16")
     assert model_kinds(bf16.model) == ({torch.bfloat16}, {nn.GRU, nn.Linear})
-    assert model_kinds(Predictor.load(models / "attention.pt").model) == ({torch.float32}, {nn.GRU, nn.Linear})
 
 
 def test_cleaned_text_is_read_as_it_is_and_raw_text_is_cleaned(models):
@@ -544,10 +573,11 @@ def test_nothing_to_score_gives_empty_float_arrays(models):
         assert scores.shape == (0,) and scores.dtype == np.float32
 
 
+@pytest.mark.precision
 def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusals(models):
     model, _ = load_checkpoint(models / "tiny.pt")
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    for precision in ("bfloat16", "int8"):
+    for precision in ("int8", "bfloat16") if predict.native_bfloat16("cpu") else ("int8",):  # bfloat16: only where it runs
         assert predict.apply_precision(model, precision) is not model
     state = model.state_dict()  # still the float32 model, weight for weight
     assert all(state[name].dtype == torch.float32 and torch.equal(state[name], p) for name, p in before.items())
@@ -636,3 +666,116 @@ def test_a_seed_without_a_checkpoint_is_named_before_the_others_are_chosen_from(
     torch.save(payload, tmp_path / "tiny" / "seed7.pt")
     code, _, err = run("--arch", "tiny", "--models-dir", tmp_path, "the movie")
     assert code == 0 and "warning" not in err  # every seed trained: nothing to say
+
+
+# ---------------------------------------------------------------- a Unix tool: pipes, options, encodings
+
+
+def predict_process(models, *args, **kwargs):
+    """The installed imdb-predict on the tiny model; output captured unless `stdout` is given."""
+    if "stdout" not in kwargs:
+        kwargs["capture_output"] = True
+    return subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *map(str, args)],
+                          timeout=120, **kwargs)
+
+
+def test_standard_input_is_one_review_per_newline_whatever_else_a_line_holds(models):
+    """U+0085, U+2028, U+2029, form feeds and a CRLF ending are inside a line or end it: one record per
+    input line, stdin:N is line N (blank lines are skipped, not renumbered)."""
+    texts, labels = synthetic_reviews(12, seed=21)
+    separators = ["\x85", "\u2028", "\u2029", "\x0c", "\x0b", "\x1c", "\x1e"]
+    lines = [f"{t}{separators[i % len(separators)]}uh" if i % 2 else t for i, t in enumerate(texts)]
+    lines.insert(3, "")  # a blank line 4
+    data = ("\n".join(lines[:6]) + "\r\n" + "\n".join(lines[6:]) + "\n").encode()
+    result = predict_process(models, "--json", "-", input=data)
+    assert result.returncode == 0, result.stderr
+    rows = json_lines(result.stdout.decode())
+    expected = [f"stdin:{n}" for n in range(1, len(lines) + 1) if n != 4]
+    assert [r["source"] for r in rows] == expected and len(rows) == len(texts)
+    assert [r["label"] for r in rows] == ["pos" if y else "neg" for y in labels]
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(models, tmp_path):
+    texts, _ = synthetic_reviews(3000, seed=4)  # output far larger than a pipe's buffer
+    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n")
+    shell = (f"'{IMDB_PREDICT}' --model '{models / 'tiny.pt'}' --threads 1 --json - < reviews.txt | head -n 1; "
+             "echo \"status ${PIPESTATUS[0]}\"")
+    result = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    first, status = result.stdout.splitlines()
+    assert json.loads(first)["source"] == "stdin:1" and result.stderr == ""
+    assert status in ("status 0", "status 141")
+    for args in (["--json", "-"], [POSITIVE]):  # large, and small output: the pipe is closed before the first write
+        process = subprocess.Popen([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
+                                   stdin=open(tmp_path / "reviews.txt", "rb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()
+        assert process.wait(timeout=300) in (0, 141) and process.stderr.read() == b""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_failed_write_is_one_error_line(models):
+    for args in ([POSITIVE], ["--json", *synthetic_reviews(2000, seed=4)[0]]):
+        with open("/dev/full", "w") as full:
+            result = predict_process(models, *args, stdout=full, stderr=subprocess.PIPE, text=True)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == ["error: cannot write the results to standard output: No space left on device"]
+
+
+def test_review_text_after_a_double_dash_is_never_an_option(models):
+    result = predict_process(models, "--json", "--", "-awful, boring", "--superb", "-", text=True, input=f"{POSITIVE}\n")
+    assert result.returncode == 0, result.stderr
+    rows = json_lines(result.stdout)
+    assert [r["source"] for r in rows] == ["arg:1", "arg:2", "stdin:1"] and [r["label"] for r in rows] == ["neg", "pos", "pos"]
+    refused = predict_process(models, "-awful", text=True)
+    assert refused.returncode == 2 and refused.stdout == ""
+    line = assert_one_line_error(refused, "unrecognized arguments: -awful", "goes after '--'")
+    assert "--help" in line
+
+
+@pytest.mark.parametrize("abbreviated", ["--js", "--arc=gru", "--mod"])
+def test_options_are_never_abbreviated(models, abbreviated):
+    result = predict_process(models, abbreviated, POSITIVE, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert_one_line_error(result, abbreviated.split("=")[0])
+    assert "--help" in predict_process(models, "--help", text=True).stdout.replace("\n", " ")  # and help says '--'
+    assert "after '--'" in " ".join(predict_process(models, "--help", text=True).stdout.split())
+
+
+def test_a_utf16_file_scores_as_its_utf8_twin_and_nul_laden_text_is_refused(models, tmp_path):
+    text = "Brilliant film, I loved it: superb, wonderful \u2014 caf\u00e9"
+    files = {"utf8.txt": text.encode("utf-8"), "utf8-bom.txt": codecs.BOM_UTF8 + text.encode("utf-8"),
+             "utf16.txt": text.encode("utf-16"),  # with the platform's byte-order mark, as Notepad's "Unicode"
+             "utf16be.txt": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+             "utf16le.txt": codecs.BOM_UTF16_LE + text.encode("utf-16-le")}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+    args = [arg for name in files for arg in ("--file", tmp_path / name)]
+    result = predict_process(models, "--json", *args, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert len({r["probability"] for r in json_lines(result.stdout)}) == 1  # the same review, read the same way
+    (tmp_path / "no-bom.txt").write_bytes(text.encode("utf-16-le"))  # NUL after every ASCII letter
+    (tmp_path / "broken16.txt").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le")[:-1])  # an odd byte count
+    result = predict_process(models, "--json", "--file", tmp_path / "no-bom.txt", "--file", tmp_path / "broken16.txt",
+                             "--file", tmp_path / "utf8.txt", text=True)
+    assert result.returncode == 1
+    no_bom, broken, good = json_lines(result.stdout)
+    assert no_bom["probability"] is None and "NUL characters" in no_bom["error"] and "save it as UTF-8" in no_bom["error"]
+    assert broken["probability"] is None and "not valid UTF-16" in broken["error"]
+    assert good["label"] == "pos"
+    nul_line = predict_process(models, "--json", text=True, input=f"{POSITIVE}\nsuperb\x00film\n")
+    assert [r["source"] for r in json_lines(nul_line.stdout)] == ["stdin:1", "stdin:2"]
+    assert json_lines(nul_line.stdout)[1]["probability"] is None and nul_line.returncode == 1
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_is_asked_for(models, monkeypatch, capsys):
+    def broken(self, texts):
+        raise RuntimeError("the kernel failed\nsecond line")
+
+    monkeypatch.setattr(Predictor, "score", broken)
+    monkeypatch.setattr(sys, "stdin", FakeStdin())
+    with pytest.raises(SystemExit) as exit_:
+        predict_cli.cli(["--model", str(models / "tiny.pt"), POSITIVE])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: unexpected RuntimeError: the kernel failed (rerun with --debug for the traceback, and report it)"]
+    with pytest.raises(RuntimeError, match="the kernel failed"):  # --debug: the exception itself, so Python prints its traceback
+        predict_cli.cli(["--model", str(models / "tiny.pt"), "--debug", POSITIVE])

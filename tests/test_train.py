@@ -3,6 +3,7 @@
 import json
 import random
 import runpy
+import subprocess
 import sys
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import STAGES, assert_one_line_error, dvc_args, repo_params, run_script, write_params
+from conftest import (AVX2_ONLY, STAGES, assert_one_line_error, dvc_args, needs_native_bfloat16, repo_params, run_script,
+                      script_env, write_params)
 from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
@@ -376,6 +378,8 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
     assert timing["tokens_per_second"] == round(2 * train.tokens() / seconds, 1)
 
 
+@pytest.mark.precision
+@needs_native_bfloat16
 def test_bfloat16_training_learns_with_float32_weights_and_says_so(marker_data):
     vocab, train, val = marker_data
     params = small_arch("lstm", epochs=3, patience=3)
@@ -392,15 +396,20 @@ def test_bfloat16_training_learns_with_float32_weights_and_says_so(marker_data):
     assert runs["bfloat16"][0][0]["train_loss"] != runs["float32"][0][0]["train_loss"]  # the path really ran
 
 
-@pytest.mark.parametrize("cell, native, expected", [
-    ("lstm", True, "bfloat16"),  # PyTorch's CPU autocast runs the LSTM kernel in bfloat16: it pays
-    ("gru", True, "float32"),  # the GRU stays float32 under autocast: the casts would only cost
-    ("lstm", False, "float32"),  # bfloat16 emulated without AMX or AVX512-BF16: slow
-])
-def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran(marker_data, monkeypatch, cell, native, expected):
-    vocab, train, val = marker_data
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+def no_native_bfloat16(monkeypatch):
+    """Make this process see a CPU without native bfloat16 (safe on any CPU: nothing runs in bfloat16)."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+
+
+@pytest.mark.precision
+@pytest.mark.parametrize("cell, expected", [
+    ("lstm", "bfloat16"),  # PyTorch's CPU autocast runs the LSTM kernel in bfloat16: it pays
+    ("gru", "float32"),  # the GRU stays float32 under autocast: the casts would only cost
+])
+@needs_native_bfloat16
+def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran(marker_data, cell, expected):
+    vocab, train, val = marker_data
     runs = {}
     for precision in ("auto", expected):
         torch.manual_seed(0)
@@ -411,10 +420,49 @@ def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran
     assert runs["auto"] == runs[expected]  # auto ran exactly the path it names
 
 
-def test_auto_precision_is_float32_on_a_gpu():
+@pytest.mark.precision
+def test_without_native_bfloat16_auto_trains_in_float32_and_bfloat16_is_refused(marker_data, monkeypatch):
+    vocab, train, val = marker_data
+    no_native_bfloat16(monkeypatch)
+    model_config, train_config = configs(small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "auto"})
+    *_, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm")
+    assert timing["precision"] == "float32"  # bfloat16 emulated without AMX or AVX512-BF16: slow, or no kernel
+    model_config, train_config = configs(small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "bfloat16"})
+    with pytest.raises(PipelineError, match="train.precision is bfloat16, but this CPU has no native bfloat16 .*: use float32, or auto"):
+        fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm")
+
+
+@pytest.mark.precision
+def test_the_kernels_decide_native_bfloat16_not_the_cpu_flags():
+    """oneDNN held to AVX2 has no bfloat16 LSTM even on a CPU whose flags say AVX512-BF16 (and torch's
+    flag check still says so): the probe sees the limit, and the train stage refuses in one line."""
+    code = ("import torch; from imdb_rnn.runtime import native_bfloat16, require_precision\n"
+            "print(native_bfloat16('cpu'))\nrequire_precision('bfloat16', 'cpu', 'train.precision')")
+    result = subprocess.run([sys.executable, "-c", code], env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    assert result.stdout == "False\n" and "train.precision is bfloat16, but" in result.stderr, result.stderr
+
+
+def test_the_bfloat16_probe_leaves_the_random_stream_as_it_was():
+    from imdb_rnn import runtime
+
+    runtime._cpu_runs_bfloat16.cache_clear()
+    torch.manual_seed(3)
+    runtime._cpu_runs_bfloat16()
+    after_probe = torch.rand(4)
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(4), after_probe)  # a seeded run is the same whether the probe ran first or not
+
+
+def test_auto_precision_is_float32_on_a_gpu(monkeypatch):
     model = nn.LSTM(4, 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert training_precision("auto", torch.device("cuda"), model) == "float32"
-    assert training_precision("bfloat16", torch.device("cuda"), model) == "bfloat16"  # asked for: as asked
+    assert training_precision("bfloat16", torch.device("cuda"), model) == "bfloat16"  # asked for, and the GPU has it
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    with pytest.raises(PipelineError, match="the GPU Tesla T4 has no bfloat16"):
+        training_precision("bfloat16", torch.device("cuda"), model)
 
 
 def rates(schedule, total, warmup=0, lr=0.01):

@@ -62,6 +62,33 @@ def load(path, what, loader, make="run the stage that makes it (dvc repro)", err
         raise PipelineError(f"{what} {path} is corrupt or truncated ({type(err).__name__}): {remake}")
 
 
+def _discard_stdout():
+    """Point file descriptor 1 at /dev/null, so that the interpreter's last flush of what is still
+    buffered cannot fail again ("Exception ignored ... BrokenPipeError") after the line was said."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing will flush it
+        pass
+
+
+@contextmanager
+def standard_output():
+    """Yield sys.stdout for a command's results, flushed at the end. A reader that went away (`| head`)
+    ends the command quietly with exit 141, as coreutils' tools end (128 + SIGPIPE); a failed write (a
+    full disk, /dev/full) is one PipelineError line, never a traceback."""
+    try:
+        yield sys.stdout
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        raise SystemExit(141)
+    except OSError as err:
+        _discard_stdout()
+        raise PipelineError(f"cannot write the results to standard output: {err.strerror or err}") from None
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

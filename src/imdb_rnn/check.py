@@ -10,7 +10,7 @@ against the pretraining stage's).
 from .artifacts import PipelineError, write_text
 from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings
 from .compare import SCHEMA as COMPARE_SCHEMA
-from .config import arch_settings
+from .config import TRAIN_SCHEMA, arch_settings
 from .corpus import SCHEMA as VOCAB_SCHEMA
 from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA
 from .evaluate import EVALUATE_SCHEMA
@@ -35,6 +35,21 @@ SECTIONS = {  # section: (schema, the stage's extra check)
 }
 
 
+def check_device(train):
+    """train.precision against this machine's hardware, early. The train stage checks it again where it
+    runs, since DVC does not rerun this cached stage on another machine; a cuda device that is not
+    visible here is left to it too (pick_device)."""
+    if train["precision"] != "bfloat16":
+        return
+    from .runtime import pick_device, require_precision  # torch: seconds of import, only for the one value that needs it
+
+    try:
+        device = pick_device(train["device"])
+    except PipelineError:
+        return
+    require_precision(train["precision"], device, "train.precision")
+
+
 def check_params(params_path, paths):
     """Check all of params.yaml as the stages will; then write paths["out"], a marker the first data
     stage depends on (its content never changes, so a passing check reruns nothing downstream).
@@ -46,6 +61,7 @@ def check_params(params_path, paths):
         sections[section] = load_section(params_path, section, schema)
         if extra:
             extra(sections[section])
+    check_device(load_section(params_path, "train", TRAIN_SCHEMA))
     seeds = read_seeds(params_path)
     known = read_architectures(params_path)
     settings_of = {}

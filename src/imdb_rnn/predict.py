@@ -28,7 +28,7 @@ from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, ch
                    without_known_words)
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
-from .runtime import native_bfloat16
+from .runtime import native_bfloat16, require_precision
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -65,7 +65,9 @@ def unscorable_reason(n_words):
 def resolve_precision(precision, device):
     """`auto` is bfloat16 where the device has native bfloat16 (2.7x float32's speed on this project's
     CPU, but probabilities up to 0.035 away from float32's: docs/benchmarks.md), float32 elsewhere;
-    any other precision is itself."""
+    any other precision is itself. Raises PipelineError for bfloat16 where the device only emulates it
+    (several times slower than float32)."""
+    require_precision(precision, device, "precision")
     if precision != "auto":
         return precision
     return "bfloat16" if native_bfloat16(device) else "float32"

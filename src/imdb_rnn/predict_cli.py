@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, run_main
+from .artifacts import PipelineError, run_main, standard_output
 from .predict import DEFAULT_BATCH_SIZE, PRECISIONS, Predictor, label_of, resolve_checkpoint, unscorable_reason
 from .runtime import configure_cpu, pick_device
 
@@ -29,12 +29,34 @@ class Item:
     error: str | None = None
 
 
+# the encodings a review file may be in, told by its byte-order mark; none: UTF-8
+BOMS = ((codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+
+
 def decode(raw, source, warn):
+    """The text of `raw`: UTF-8 (with or without a byte-order mark), or UTF-16 with one (what Windows
+    Notepad saves as "Unicode"). Invalid UTF-8 is replaced, as the ingest stage does, with a warning
+    that says how much; invalid UTF-16 is refused. Returns (text, None) or (None, the reason)."""
+    for bom, codec, name in BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec), None
+            except UnicodeDecodeError as err:
+                return None, f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): save it as UTF-8"
     text = raw.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - raw.count("\ufffd".encode())
     if bad:
-        warn(f"warning: {source} is not valid UTF-8: {bad} bad byte sequence(s) replaced (as the ingest stage does)")
-    return text
+        warn(f"warning: {source} is not valid UTF-8 (nor UTF-16 with a byte-order mark): {bad} bad byte sequence(s) "
+             "replaced with U+FFFD and the rest scored (as the ingest stage does)")
+    return text, None
+
+
+def unreadable(text):
+    """Why `text` is no review to score, or None: NUL characters mean a binary file or a text in another
+    encoding (UTF-16 without a byte-order mark, UTF-32), which would score as noise."""
+    if "\x00" in text:
+        return "holds NUL characters, so it is not UTF-8 text (UTF-16 without a byte-order mark, or a binary file?): save it as UTF-8"
+    return None
 
 
 def read_file(path, warn):
@@ -46,13 +68,23 @@ def read_file(path, warn):
         return Item(path, error="is a directory, not a review file")
     except OSError as err:
         return Item(path, error=err.strerror or type(err).__name__)
-    return Item(path, decode(raw, path, warn))
+    text, error = decode(raw, path, warn)
+    return Item(path, text, error or unreadable(text))
 
 
 def read_stdin(warn):
-    """One review per line; blank lines separate nothing and are skipped."""
-    text = decode(sys.stdin.buffer.read(), "standard input", warn)
-    return [Item(f"stdin:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    """One review per line: lines end at "\n" only, with a trailing "\r" dropped, so that stdin:N is
+    input line N (str.splitlines would also split at U+0085, U+2028 or a form feed inside a review,
+    which clean.normalize reads as spaces). Blank lines are skipped, keeping the numbering."""
+    text, error = decode(sys.stdin.buffer.read(), "standard input", warn)
+    if error:
+        raise PipelineError(f"standard input {error}")
+    items = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if line.strip():
+            items.append(Item(f"stdin:{n}", line, unreadable(line)))
+    return items
 
 
 def _names_a_file(text):
@@ -144,12 +176,23 @@ def write_json_lines(records, out):
         out.write(json.dumps(record, ensure_ascii=not utf) + "\n")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (exit 2) that says how to pass a review starting with '-'."""
+
+    def error(self, message):
+        hint = ("; a review that starts with '-' goes after '--' (imdb-predict [options] -- '-review text')"
+                if "unrecognized arguments" in message else "")
+        self.exit(2, f"error: {message}{hint} (imdb-predict --help lists the options)\n")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="imdb-predict",
         description="Label movie reviews positive or negative with a trained checkpoint.",
-        epilog="Reviews come from the arguments ('-' reads standard input), --file (one review per file), "
-        "or standard input when nothing else is given (one review per line, blank lines skipped).",
+        epilog="Reviews come from the arguments ('-' reads standard input), --file (one review per file: UTF-8, or "
+        "UTF-16 with a byte-order mark), or standard input when nothing else is given (one review per line, blank lines "
+        "skipped). Everything after '--' is review text, never an option: imdb-predict --json -- '-awful, truly'.",
+        allow_abbrev=False,  # --js is an error, not --json: a script keeps working when an option is added
     )
     parser.add_argument("texts", nargs="*", help="review texts; '-' reads reviews from standard input, one per line")
     parser.add_argument("--file", action="append", metavar="PATH", help="a text file holding one review (repeatable)")
@@ -172,6 +215,7 @@ def parse_args(argv):
                         help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
                         "thread when there are at least 4 batches a lane; 1 = off; --explain runs in one lane)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error (otherwise one line)")
     args = parser.parse_args(argv)
     if args.quantize:
         args.precision = "int8"
@@ -224,27 +268,45 @@ def main(argv=None):
     probs = [probs[i] for i in kept]
     explanations = [explanations[i] for i in kept] if explanations is not None else None
 
-    out = sys.stdout
-    if args.json:
-        scored = {id(item): i for i, item in enumerate(good)}
-        write_json_lines([json_record(item) if item.error else
-                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None,
-                                      predictor.precision)
-                          for item in items], out)
-    elif explanations is not None:
-        bold = out.isatty() and "NO_COLOR" not in os.environ
-        print_explanations(good, explanations, args.top, bold, out)
-    elif good:
-        print_table(good, probs, out)
+    with standard_output() as out:
+        write_results(args, items, good, probs, explanations, predictor.precision, out)
     for item in items:
         if item.error:
             warn(f"error: {item.source}: {item.error}")
     return 1 if len(good) < len(items) else 0
 
 
+def write_results(args, items, good, probs, explanations, precision, out):
+    if args.json:
+        scored = {id(item): i for i, item in enumerate(good)}
+        write_json_lines([json_record(item) if item.error else
+                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None,
+                                      precision)
+                          for item in items], out)
+    elif explanations is not None:
+        bold = out.isatty() and "NO_COLOR" not in os.environ
+        print_explanations(good, explanations, args.top, bold, out)
+    elif good:
+        print_table(good, probs, out)
+
+
 def cli(argv=None):
-    """Console entry point: one-line errors, exit 1 when anything could not be scored."""
-    sys.exit(run_main(lambda: main(argv)))
+    """Console entry point: one-line errors, exit 1 when anything could not be scored, 141 when the
+    reader of standard output went away. An unexpected error is one line too, unless --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+    def guarded():
+        try:
+            return main(argv)
+        except Exception as err:
+            if isinstance(err, PipelineError) or debug:
+                raise
+            summary = next(iter(str(err).splitlines()), "")
+            raise PipelineError(f"unexpected {type(err).__name__}{': ' + summary if summary else ''} "
+                                "(rerun with --debug for the traceback, and report it)") from err
+
+    sys.exit(run_main(guarded))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Where and how a process computes: device, CPU threads, seeds."""
 
+import functools
 import os
 import random
 
@@ -20,12 +21,53 @@ def pick_device(name, local_rank=0):
 
 
 def native_bfloat16(device):
-    """Whether `device` multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bfloat16, or
-    a CPU with AMX or AVX512-BF16 (oneDNN's bfloat16 kernels; elsewhere bfloat16 is emulated and slow)."""
+    """Whether `device` runs bfloat16 in hardware: a CUDA GPU that supports bfloat16, or a CPU with AMX
+    or AVX512-BF16 whose oneDNN kernels really run it. The flags alone are not enough: oneDNN may be
+    held below them (ONEDNN_MAX_CPU_ISA=AVX2), and then it has no bfloat16 LSTM at all, so one tiny
+    LSTM training step under bfloat16 autocast is tried once and remembered (_cpu_runs_bfloat16).
+    Elsewhere bfloat16 is emulated: slower than float32, or refused by oneDNN."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_bfloat16_flags() and _cpu_runs_bfloat16()
+
+
+def cpu_bfloat16_flags():
+    """Whether the CPU reports AMX or AVX512-BF16 (what it has, not what the kernels may use)."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+@functools.cache
+def _cpu_runs_bfloat16():
+    with torch.random.fork_rng(devices=[]):  # the probe's weights must not move the caller's seed
+        lstm = torch.nn.LSTM(4, 4)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out, _ = lstm(torch.ones(3, 2, 4))
+            out.float().sum().backward()
+        except RuntimeError:  # "could not create a primitive descriptor for the LSTM forward propagation primitive"
+            return False
+    return True
+
+
+def no_bfloat16_reason(device):
+    """Why `device` has no native bfloat16, in words for an error line (native_bfloat16 is False)."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        gpu = device.type == "cuda" and torch.cuda.is_available()
+        return f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16" if gpu else f"no {device.type} device runs bfloat16 here"
+    if not cpu_bfloat16_flags():
+        return (f"this CPU has no native bfloat16 (neither AMX nor AVX512-BF16; its kernels: "
+                f"{torch.backends.cpu.get_cpu_capability()}), so bfloat16 would only be emulated")
+    return "oneDNN is limited below this CPU's bfloat16 instructions (ONEDNN_MAX_CPU_ISA), so it has no bfloat16 LSTM"
+
+
+def require_precision(precision, device, what):
+    """Raise PipelineError when `precision` is bfloat16 and `device` has no native bfloat16: `what` names
+    the setting in the one-line error (train.precision, --precision)."""
+    if precision == "bfloat16" and not native_bfloat16(device):
+        raise PipelineError(f"{what} is bfloat16, but {no_bfloat16_reason(device)}: use float32, or auto "
+                            "(bfloat16 only where the hardware has it)")
 
 
 def training_precision(precision, device, model):
@@ -33,7 +75,9 @@ def training_precision(precision, device, model):
     float32 elsewhere. It pays on a CPU with native bfloat16 for a model with LSTM layers: PyTorch's CPU
     autocast runs the LSTM kernel in bfloat16 (oneDNN) but not the GRU or the tanh RNN, which would only
     pay for the casts (docs/benchmarks.md: bilstm 1.54x, gru 0.92x). On a GPU at these sizes float32 is
-    faster (bilstm 0.80x in bfloat16 on an H200, docs/benchmarks.md#the-gpu-path)."""
+    faster (bilstm 0.80x in bfloat16 on an H200, docs/benchmarks.md#the-gpu-path).
+    Raises PipelineError for bfloat16 on a device without it (require_precision)."""
+    require_precision(precision, device, "train.precision")
     if precision != "auto":
         return precision
     device = torch.device(device)
