@@ -42,6 +42,18 @@ needs_native_bfloat16 = pytest.mark.skipif(not _native_bfloat16(), reason="this 
 TINY_UNSUP = 20
 
 
+# The files that take longest, longest first: `make test` hands whole files to the workers in this order
+# (--dist loadfile --no-loadscope-reorder; xdist would otherwise order them by their number of tests),
+# so that no three-minute pipeline file starts last while the other worker has nothing left to do.
+LONGEST_FIRST = ("test_experiments.py", "test_scaling.py", "test_pipeline.py", "test_parallel_repro.py",
+                 "test_resume_and_ddp.py", "test_study.py", "test_predict.py", "test_check_params.py", "test_report.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def script_env(extra=None, progress=False):
     """Environment for a stage subprocess: quiet, offline, and without progress bars unless asked."""
     env = dict(os.environ)
