@@ -41,6 +41,8 @@ def set_key(params, dotted, value):
     ("bilstm_mixed.unsup_ratio", -1, "bilstm_mixed.unsup_ratio"),
     ("report.architectures", ["gru"], "no attention pooling"),
     ("report.architectures", ["nope"], "does not train"),
+    ("pretrain_embeddings.workers", 4, "reproducible only with one worker thread"),
+    ("pretrain_embeddings.sources", ["train", "test"], "test reviews must stay unseen"),
 ])
 def test_a_bad_parameter_anywhere_is_named(tmp_path, key, value, says):
     params = set_key(repo_params(), key, value)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from conftest import (AVX2_ONLY, STAGES, assert_one_line_error, dvc_args, needs_native_bfloat16, repo_params, run_script,
@@ -291,6 +292,23 @@ def test_unknown_architecture(tmp_path):
     result = run_script("train", "--arch", "transformer", cwd=tmp_path)
     assert_one_line_error(result, "unknown architecture 'transformer'", ", ".join(ARCHS))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize("live", [".", "project", "project/sub/.."])
+def test_a_live_folder_that_holds_the_project_is_refused_and_nothing_deleted(tiny_data, tmp_path, live):
+    """dvclive empties the folder it logs to of params.yaml, dvc.yaml and plots/ when a run starts."""
+    (tmp_path / "project/plots").mkdir(parents=True)
+    for folder in (tmp_path, tmp_path / "project"):
+        write_params(folder / "params.yaml", yaml.safe_load((tiny_data / "params.yaml").read_text()))
+        (folder / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "project/sub").mkdir()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    data = tiny_data / "data"
+    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--val", data / "split/val.npz",
+                        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt", "--out", "model.pt",
+                        "--metrics", "train.json", "--timing", "timing.json", "--live", live, "--resume", "resume.pt", cwd=tmp_path)
+    assert_one_line_error(result, f"--live {live} is a project folder", "a folder of its own")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing deleted, nothing written
 
 
 @pytest.mark.parametrize(

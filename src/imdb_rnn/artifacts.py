@@ -25,6 +25,20 @@ def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+PROJECT_FILES = ("params.yaml", "dvc.yaml", ".dvc", ".git")
+
+
+def check_output_folder(path, flag):
+    """Raise PipelineError when the output folder `path` is a project's own: the current folder, or one that
+    holds params.yaml, dvc.yaml, .dvc or .git. A folder output may be emptied (dvclive deletes params.yaml,
+    dvc.yaml and plots/ from the folder it logs to when a run starts), so it must be a folder of its own."""
+    folder = Path(path)
+    held = [name for name in PROJECT_FILES if (folder / name).exists()]
+    if held or folder.resolve() == Path.cwd().resolve():
+        raise PipelineError(f"{flag} {path} is a project folder ({'it holds ' + ', '.join(held) if held else 'the current one'}), "
+                            "whose files it could delete: give a folder of its own, as dvc.yaml does (metrics/live/ARCH/seedN)")
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""

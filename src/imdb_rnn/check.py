@@ -8,11 +8,11 @@ against the pretraining stage's).
 """
 
 from .artifacts import PipelineError, write_text
-from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings
+from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings as check_baseline
 from .compare import SCHEMA as COMPARE_SCHEMA
 from .config import TRAIN_SCHEMA, arch_settings
 from .corpus import SCHEMA as VOCAB_SCHEMA
-from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA
+from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA, check_settings as check_embeddings
 from .evaluate import EVALUATE_SCHEMA
 from .ingest import SCHEMA as INGEST_SCHEMA
 from .lm import SCHEMA as LM_SCHEMA
@@ -27,9 +27,9 @@ SECTIONS = {  # section: (schema, the stage's extra check)
     "vocab": (VOCAB_SCHEMA, None),
     "tokenize": (TOKENIZE_SCHEMA, check_truncation),
     "split": (SPLIT_SCHEMA, None),
-    "pretrain_embeddings": (EMBEDDINGS_SCHEMA, None),
+    "pretrain_embeddings": (EMBEDDINGS_SCHEMA, check_embeddings),
     "pretrain_lm": (LM_SCHEMA, None),
-    "baseline": (BASELINE_SCHEMA, check_settings),
+    "baseline": (BASELINE_SCHEMA, check_baseline),
     "evaluate": (EVALUATE_SCHEMA, None),
     "compare": (COMPARE_SCHEMA, None),
 }

@@ -24,13 +24,26 @@ SCHEMA = {
     "sg": Param(int, choices=(0, 1)),  # 0 = CBOW, 1 = skip-gram (about 4x slower)
     "negative": Param(int, min=1, max=100),
     "epochs": Param(int, min=1, max=1000),
-    "workers": Param(int, min=1, max=64),  # gensim is reproducible only with one worker thread
+    "workers": Param(int, min=1, max=64),  # 1 only (check_settings): gensim is reproducible only with one worker thread
     "seed": Param(int, min=0, max=2**31 - 1),
     "sources": Param(list),
 }
 SOURCES = ("train", "unsup")
 PROBES = ("good", "bad", "great", "awful", "boring")  # nearest neighbours reported as a sanity check
 NEIGHBOURS = 5
+
+
+def check_settings(params):
+    """The checks of the pretrain_embeddings section beyond its schema. Raises PipelineError for test reviews
+    among the sources, or for more than one worker: gensim's worker threads interleave their batches
+    in whatever order they finish, so two runs on the same text and seed give different vectors (and
+    every model trained from them differs too)."""
+    check_sources(params["sources"])
+    if params["workers"] != 1:
+        raise PipelineError(f"parameter pretrain_embeddings.workers is {params['workers']}: gensim's word2vec is reproducible "
+                            "only with one worker thread (more interleave batches by timing, so each run gives other "
+                            "vectors and other models downstream); set workers: 1")
+    return params
 
 
 def check_sources(sources, param="pretrain_embeddings.sources"):
@@ -207,8 +220,7 @@ def pretrain_embeddings(params_path, paths):
     `paths` maps reviews, vocab, out, metrics to files, as dvc.yaml names them.
     """
 
-    params = load_section(params_path, "pretrain_embeddings", SCHEMA)
-    check_sources(params["sources"])  # before any reading: a bad setting fails at once
+    params = check_settings(load_section(params_path, "pretrain_embeddings", SCHEMA))  # before any reading
     vocab = read_vocab(paths['vocab'])
     matrix, report = pretrain(paths['reviews'], vocab, params)
     save_pretrained(paths['out'], "word2vec", {"dim": int(matrix.shape[1])}, torch.from_numpy(matrix), vocab_sha256(vocab))

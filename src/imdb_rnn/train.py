@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .adversarial import EmbeddingPerturbation, adversarial_loss, entropy, random_state, virtual_adversarial_loss
-from .artifacts import PipelineError, atomic_path, read_json, write_json
+from .artifacts import PipelineError, atomic_path, check_output_folder, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, MONITORS, arch_settings
@@ -322,6 +322,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     (distributed.launch). Raises PipelineError on any problem.
     """
     settings, config = arch_settings(params_path, name, seed)
+    check_output_folder(paths["live"], "--live")
     meta = read_json(paths["meta"], "tokenizer settings")
     vocab = read_vocab(paths["vocab"])
     if len(vocab) != meta["vocab_size"]:
