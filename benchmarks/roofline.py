@@ -42,12 +42,12 @@ from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews, bucketed
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.inference import predict_logits
+from imdb_rnn.model import GATES
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
 from imdb_rnn.runtime import configure_cpu, native_bfloat16, no_bfloat16_reason
 
 ROOT = Path(__file__).resolve().parents[1]
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def matmul_peak(dtype, n=2048, repeats=5):

@@ -108,3 +108,35 @@ def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_agai
                          "--resume", "resume.pt", cwd=tmp_path, env=AVX2_ONLY)
     assert_one_line_error(trained, "train.precision is bfloat16, but", "use float32, or auto")
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_a_model_memory_cannot_hold_is_refused_before_any_stage_and_where_it_trains(tmp_path, tiny_data):
+    """8 layers of 8,192 bidirectional GRU units: 132 GiB of weights, gradients and Adam's state alone."""
+    params = repo_params()
+    params["gru"].update(num_layers=8, hidden_dim=8192, bidirectional=True)
+    with pytest.raises(PipelineError, match=r"gru needs at least [\d,.]+ GiB to train \([\d,.]+ million parameters.* but this "
+                                            r"machine has [\d,.]+ GiB: lower gru.hidden_dim, gru.num_layers or gru.batch_size"):
+        checked(tmp_path, params)
+    tiny = yaml.safe_load((tiny_data / "params.yaml").read_text())
+    tiny["gru"].update(num_layers=8, hidden_dim=8192, bidirectional=True)
+    write_params(tmp_path / "params.yaml", tiny)
+    data = tiny_data / "data"
+    trained = run_script("train", "--arch", "gru", "--params", tmp_path / "params.yaml", "--train", data / "split/train.npz",
+                         "--val", data / "split/val.npz", "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
+                         "--out", "model.pt", "--metrics", "train.json", "--timing", "timing.json", "--live", "live",
+                         "--resume", "resume.pt", cwd=tmp_path, timeout=60)
+    assert_one_line_error(trained, "gru needs at least", "lower gru.hidden_dim")
+
+
+def test_the_memory_estimate_counts_the_models_own_parameters():
+    from imdb_rnn.config import ModelConfig
+    from imdb_rnn.runtime import training_memory
+
+    for cell, bidirectional, layers, pooling in (("lstm", True, 2, "max"), ("gru", False, 1, "attention"), ("rnn", True, 3, "attention")):
+        config = ModelConfig(vocab_size=50, cell=cell, bidirectional=bidirectional, num_layers=layers, pooling=pooling,
+                             embed_dim=6, hidden_dim=5, dropout=0.0, embed_dropout=0.0, attention_dim=4)
+        need, parameters, activations = training_memory(config, batch_size=3, seq_len=7)
+        assert parameters == sum(p.numel() for p in config.build().parameters())
+        gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        assert activations == 4 * 3 * 7 * (6 + layers * (1 + bidirectional) * (gates + 2) * 5)
+        assert need == 16 * parameters + activations

@@ -5,6 +5,8 @@ import hashlib
 import http.server
 import json
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -12,7 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import TINY_PER_LABEL, TINY_UNSUP, assert_one_line_error, repo_params, run_script, write_params
+from conftest import (STAGES, TINY_PER_LABEL, TINY_UNSUP, assert_one_line_error, dvc_args, repo_params, run_script,
+                      script_env, write_params)
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.ingest import TABLE_SCHEMA, read_reviews
 
@@ -424,3 +427,50 @@ def test_the_unlabelled_token_ids_hold_no_test_text(tmp_path, archive_factory):
     summary = json.loads((tmp_path / "metrics/tokenize.json").read_text())["unsup"]
     assert (summary["reviews"], summary["left_out_as_test_texts"]) == (15, 2)
     assert unsup["ids"].shape[1] == test["ids"].shape[1]  # padded like the labelled reviews
+
+
+def test_a_partly_extracted_folder_is_refused_with_the_folder_and_both_counts(tiny_archive, tmp_path):
+    """An interrupted `tar xzf` leaves some review files of a folder: its urls_*.txt says how many there must be."""
+    folder = extract(tiny_archive, tmp_path / "extracted") / "aclImdb"
+    for file in sorted((folder / "test/neg").iterdir())[20:]:
+        file.unlink()
+    params = repo_params()
+    params["ingest"]["source"] = str(folder)
+    write_params(tmp_path / "params.yaml", params)
+    result = run_script("ingest", cwd=tmp_path)
+    assert_one_line_error(result, f"{folder} is incomplete: aclImdb/test/neg holds 20 review files",
+                          f"test/urls_neg.txt lists {TINY_PER_LABEL}", "extract aclImdb_v1.tar.gz again", "the .tar.gz itself")
+    assert not (tmp_path / "data/ingest/reviews.parquet").exists()
+
+
+def test_an_archive_short_of_the_reviews_its_urls_list_is_refused(archive_factory):
+    lines = "".join(f"http://www.imdb.com/title/tt{i:07d}/usercomments\n" for i in range(12)).encode()
+    archive = archive_factory(per_label=8, unsup=3, extra={"aclImdb/train/urls_unsup.txt": lines})
+    with pytest.raises(PipelineError, match=r"aclImdb/train/unsup holds 3 review files but train/urls_unsup.txt lists 12 .*download it again"):
+        read_reviews(str(archive))
+
+
+def test_the_official_archive_must_hold_the_official_counts(archive_factory, monkeypatch):
+    """Where the archive is the official one by its MD5, every folder must hold the README's count."""
+    from imdb_rnn import ingest
+
+    archive = archive_factory(per_label=4, unsup=2)
+    monkeypatch.setattr(ingest, "OFFICIAL_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    with pytest.raises(PipelineError, match="aclImdb/test/neg holds 4 review files but the official archive has 12,500"):
+        read_reviews(str(archive))
+    monkeypatch.setattr(ingest, "OFFICIAL_FILES", {("train", "pos"): 4, ("train", "neg"): 4, ("test", "pos"): 4,
+                                                   ("test", "neg"): 4, ("train", "unsup"): 2})
+    assert read_reviews(str(archive))[1]["reviews"] == 18
+
+
+def test_a_file_size_limit_or_full_disk_is_one_line_and_leaves_nothing(tiny_archive, tmp_path):
+    import resource
+
+    params = repo_params()
+    params["ingest"]["source"] = str(tiny_archive)
+    write_params(tmp_path / "params.yaml", params)
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # noqa: E731  the table is larger
+    result = subprocess.run([sys.executable, str(STAGES / "ingest.py"), *dvc_args("ingest")], cwd=tmp_path,
+                            env=script_env(), capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert_one_line_error(result, "cannot write", "File too large", "free disk space")
+    assert not list((tmp_path / "data/ingest").iterdir())  # no table, no temporary file

@@ -160,6 +160,13 @@ def test_a_failing_stage_is_named_and_exits_non_zero(dvc_repo):
     assert last.startswith("error: stage split failed;") and "did not run" in last, result.stderr
     assert "broken on purpose" in result.stderr  # the stage's own message, from its log
     assert not (dvc_repo.root / "data/models/rnn/seed42.pt").exists()
+    # killed by SIGKILL, as the kernel's out-of-memory killer does: DVC only says "exited with -9"
+    (dvc_repo.root / "stages/split.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run([sys.executable, str(TOOL)], cwd=dvc_repo.root, env=script_env(), capture_output=True,
+                            text=True, timeout=600)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "split ended with -9 (SIGKILL), most likely killed by the kernel for want of memory" in last
+    assert "lower its batch_size" in last, result.stderr
 
 
 def test_bad_arguments_are_one_line_errors(dvc_repo):
@@ -184,7 +191,11 @@ def processes_in(folder):
     return pids
 
 
-def test_an_interrupt_stops_every_running_stage_and_dvc_records_none_of_them(dvc_repo):
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL])
+def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_repo, signum):
+    """SIGHUP (a closed terminal, a dropped SSH connection) stops every running stage as SIGTERM and Ctrl-C do,
+    and so does SIGKILL, which the scheduler cannot answer: each stage's supervisor sees it gone. DVC records
+    neither stage, its lock is free, and the next run trains them."""
     params = dvc_repo.train_only(["rnn", "gru"], seeds=[42], epochs=200, patience=200)  # long enough to be interrupted
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
@@ -194,15 +205,27 @@ def test_an_interrupt_stops_every_running_stage_and_dvc_records_none_of_them(dvc
     try:
         logs = root / "build/parallel_repro"
         deadline = time.monotonic() + 300
-        while not any("epoch 1:" in log.read_text() for log in logs.glob("train@*.log")):  # a training is under way
+        while sum("epoch 1:" in log.read_text() for log in logs.glob("train@*.log")) < 2:  # both trainings under way
             assert time.monotonic() < deadline and tool.poll() is None, "no training started"
             time.sleep(0.2)
-        tool.send_signal(signal.SIGTERM)  # not a terminal's Ctrl-C: only the tool is signalled
+        tool.send_signal(signum)  # only the scheduler is signalled, not its stages' sessions
         _, stderr = tool.communicate(timeout=120)
     finally:
         if tool.poll() is None:
             tool.kill()
-    assert tool.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
-    assert not processes_in(root), "a stage outlived the interrupt"
+    if signum == signal.SIGKILL:
+        assert tool.returncode == -signal.SIGKILL
+    else:
+        assert tool.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
+    deadline = time.monotonic() + 90  # a supervisor notices a killed scheduler within a second, then interrupts its stage
+    while processes_in(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_in(root), "a stage outlived the scheduler"
+    for log in logs.glob("train@*.log"):
+        assert "error: interrupted" in log.read_text(), log.read_text()
     status = dvc_repo.dvc("status").stdout
     assert "train@rnn-42" in status and "train@gru-42" in status  # neither was recorded as done
+    again = subprocess.run([sys.executable, str(TOOL), "-S", "rnn.epochs=1", "-S", "gru.epochs=1"], cwd=root, env=script_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr  # never "is busy"
+    assert (root / "data/models/rnn/seed42.pt").exists() and (root / "data/models/gru/seed42.pt").exists()

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -779,3 +780,53 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_asked_for(models, 
         "error: unexpected RuntimeError: the kernel failed (rerun with --debug for the traceback, and report it)"]
     with pytest.raises(RuntimeError, match="the kernel failed"):  # --debug: the exception itself, so Python prints its traceback
         predict_cli.cli(["--model", str(models / "tiny.pt"), "--debug", POSITIVE])
+
+
+# ---------------------------------------------------------------- checkpoints not to be trusted blindly
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"num_layers": 200_000}, "model_config.num_layers must be <= 8, got 200000"),
+    ({"hidden_dim": 8192}, "its model_config asks for"),  # within the schema, but not these weights: gigabytes if built
+    ({"cell": "transformer"}, "model_config.cell must be one of"),
+])
+def test_a_checkpoint_asking_for_a_model_its_weights_do_not_fit_is_refused_at_once(models, tmp_path, change, says):
+    payload = torch.load(models / "tiny.pt", weights_only=True)
+    payload["model_config"] = {**payload["model_config"], **change}
+    torch.save(payload, tmp_path / "bad.pt")
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match="does not match its model settings") as refused:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert time.perf_counter() - start < 1.0 and says in str(refused.value)  # nothing built before the check
+    result = predict_process(models, "--model", tmp_path / "bad.pt", POSITIVE, text=True)
+    assert_one_line_error(result, "bad.pt does not match its model settings", says, "retrain it")
+
+
+def test_a_checkpoint_served_under_another_architectures_name_is_refused(models, tmp_path):
+    """A file swapped in a DVC remote (the attention model's bytes under gru's hash) reaches data/models/gru/."""
+    payload = torch.load(models / "attention.pt", weights_only=True)
+    payload["metrics"] = {**payload["metrics"], "seed": 42}
+    (tmp_path / "gru").mkdir()
+    torch.save(payload, tmp_path / "gru/seed42.pt")
+    torch.save(payload, tmp_path / "gru/seed7.pt")
+    (tmp_path / "attention").mkdir()
+    torch.save(payload, tmp_path / "attention/seed7.pt")
+    result = subprocess.run([str(IMDB_PREDICT), "--arch", "gru", "--seed", "42", "--models-dir", str(tmp_path), POSITIVE],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert_one_line_error(result, "gru/seed42.pt holds attention seed 42, not the gru seed 42 its path names", "verify true")
+    for path in (tmp_path / "gru/seed7.pt", tmp_path / "attention/seed7.pt"):  # another architecture, another seed
+        with pytest.raises(PipelineError, match="its path names"):
+            load_checkpoint(path)
+    torch.save(payload, tmp_path / "attention/seed42.pt")
+    assert load_checkpoint(tmp_path / "attention/seed42.pt")[1]["arch"] == "attention"  # where it belongs
+
+
+def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, monkeypatch):
+    def allocate(self, texts):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 52428800000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(Predictor, "score", allocate)
+    code, out, err = run("--model", models / "tiny.pt", "--batch-size", "100000", POSITIVE)
+    assert code == 1 and out == ""
+    one_line_error(code, err, "out of memory", "DefaultCPUAllocator", "imdb-predict --batch-size")

@@ -130,7 +130,8 @@ def start_training(data, tag, processes):
                             cwd=data, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("processes, signum", [(1, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGINT), (2, signal.SIGTERM)])
+@pytest.mark.parametrize("processes, signum", [(1, signal.SIGINT), (1, signal.SIGTERM), (1, signal.SIGHUP), (2, signal.SIGINT),
+                                               (2, signal.SIGTERM)])
 def test_an_interrupted_training_says_so_in_one_line(data, processes, signum):
     tag = f"interrupted{processes}{signum.name}"
     process = start_training(data, tag, processes)

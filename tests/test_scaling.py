@@ -187,6 +187,7 @@ def test_pushed_results_pull_into_a_clone_that_is_up_to_date(built, tmp_path):
     repo = copy_repo(built, tmp_path)
     remote = tmp_path / "remote"
     repo.dvc("remote", "add", "-d", "shared", remote)
+    repo.dvc("remote", "modify", "shared", "verify", "true")  # as docs/scaling.md sets it up
     repo.commit("shared remote")  # .dvc/config travels with git
     repo.dvc("push")
     assert status_cloud(repo) == {}  # everything the workspace holds is on the remote
@@ -201,6 +202,19 @@ def test_pushed_results_pull_into_a_clone_that_is_up_to_date(built, tmp_path):
     assert ran(clone.dvc("repro").stdout) == set()
     for path in (f"data/models/{ARCH}/seed42.pt", f"data/resume/{ARCH}/seed42.pt", "data/split/train.npz"):
         assert (clone.root / path).read_bytes() == (repo.root / path).read_bytes(), path
+
+    # a checkpoint swapped on the remote (another file's bytes under its hash): verify makes the pull fail
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
+    md5 = next(out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
+               if out["path"] == f"data/models/{ARCH}/seed42.pt")
+    stored = remote / "files/md5" / md5[:2] / md5[2:]
+    stored.chmod(0o644)
+    stored.write_bytes((repo.root / f"data/resume/{ARCH}/seed42.pt").read_bytes())
+    DvcRepo(tmp_path).git("clone", "-q", repo.root, "second")
+    second = DvcRepo(tmp_path / "second")
+    second.dvc("config", "--local", "core.site_cache_dir", str(tmp_path / "second_site_cache"))
+    assert second.dvc("pull", check=False).returncode != 0
+    assert not (second.root / f"data/models/{ARCH}/seed42.pt").exists()
 
 
 def test_queued_experiments_run_in_parallel(built, tmp_path):

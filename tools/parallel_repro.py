@@ -34,6 +34,7 @@ interrupted one, writes nothing): the next run's order, and where the pipeline's
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,20 +212,45 @@ def signal_group(process, signum):
 def dvc_start(repo_root, logs):
     """start(stage, cores) for Scheduler: `dvc --wait-for-lock repro --single-item STAGE`, its output to
     logs/STAGE.log, pinned to `cores` (where the platform can) with OMP_NUM_THREADS to match, so that
-    torch and OpenMP take that many threads. Each runs in a session of its own, so that an interrupt
-    reaches the stages through Scheduler.interrupt alone, whether it came from a terminal or not."""
+    torch and OpenMP take that many threads. Each runs under a supervisor (supervise) in a session of
+    its own, so that an interrupt reaches the stages through Scheduler.interrupt alone, whether it came
+    from a terminal or not, and a scheduler that dies without one (SIGKILL) leaves no stage running."""
     logs.mkdir(parents=True, exist_ok=True)
 
     def start(stage, cores):
         env = {**os.environ, "OMP_NUM_THREADS": str(len(cores))}
+        command = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
+        pinned = ",".join(map(str, cores)) if PINNING else ""
         with open(logs / f"{stage}.log", "w") as out:
-            process = subprocess.Popen([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage],
-                                       cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        if PINNING:  # before DVC starts the stage's command (a second or more), which inherits it
-            os.sched_setaffinity(process.pid, cores)
-        return process
+            return subprocess.Popen([sys.executable, __file__, "--supervise", str(os.getpid()), pinned, *command],
+                                    cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     return start
+
+
+def supervise(parent, cores, command, poll_seconds=0.5, grace_seconds=60):
+    """Run `command` (one stage's dvc repro) pinned to `cores` in this process group; return its exit status.
+    When `parent`, the scheduler, is gone (this process has another parent), the group gets SIGINT, as
+    from Scheduler.interrupt (the stage ends with `error: interrupted` and DVC records nothing), then
+    SIGKILL after `grace_seconds`: a stage never trains on for a pipeline nobody runs any more (a killed
+    scheduler, a lost terminal), holding DVC's lock so that the next `make pipeline` finds it busy."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is for the stage; this waits for it to end
+    if cores and PINNING:
+        os.sched_setaffinity(0, [int(c) for c in cores.split(",")])  # before DVC starts, which passes it on to the stage
+    if os.getppid() != parent:
+        return 130
+    child = subprocess.Popen(command)
+    while os.getppid() == parent:
+        try:
+            return child.wait(poll_seconds)
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(0, signal.SIGINT)
+    try:
+        child.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(0, signal.SIGKILL)  # this supervisor too
+    return 130
 
 
 def ran(log_path):
@@ -290,14 +316,23 @@ def parallel_repro(targets=(), jobs=0, overrides=(), repo_root=".", logs=LOGS, r
             tail = (Path(logs) / f"{stage}.log").read_text(errors="replace").strip().splitlines()[-15:]
             print(f"--- {stage} ({Path(logs) / f'{stage}.log'}):\n" + "\n".join(tail), file=sys.stderr)
         not_run = sorted(set(graph) - set(results))
+        # DVC says only "exited with -9": SIGKILL, which on a busy machine is the kernel's out-of-memory killer
+        killed = [stage for stage in failed if re.search(r"exited with (-9|137)\b", (Path(logs) / f"{stage}.log").read_text(errors="replace"))]
         raise PipelineError(f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
                             + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
+                            + (f"; {', '.join(killed)} ended with -9 (SIGKILL), most likely killed by the kernel for want "
+                               "of memory: lower its batch_size, hidden_dim or train.eval_batch_size, or run fewer stages "
+                               "at once (make pipeline JOBS=1)" if killed else "")
                             + ": fix the error above and run again (finished stages are not rerun)")
     print(f"{len(graph)} stages up to date in {wall / 60:.1f} min ({record_path} has each stage's time)")
     return wall
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--supervise"]:  # one stage under the scheduler (dvc_start), never typed by hand
+        parent, cores, *command = argv[1:]
+        sys.exit(supervise(int(parent), cores, command))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help="stages or stage groups (default: every stage of dvc.yaml)")
     parser.add_argument("-j", "--jobs", type=int, default=0,

@@ -4,6 +4,7 @@ A stage that is killed must never leave a file that looks finished, so every out
 to a temporary file beside its target and renamed into place only once it is complete.
 """
 
+import errno
 import json
 import os
 import signal
@@ -135,6 +136,20 @@ def load_npz(path, what="array file"):
     return load(path, what, read, make="run the stages before it (dvc repro)")
 
 
+def resource_error(err):
+    """The one line for running out of memory or disk space, or None for any other exception: these are the
+    machine's limits, not bugs, and their tracebacks (34 lines for a full disk) say nothing more."""
+    if isinstance(err, MemoryError) or isinstance(err, RuntimeError) and any(
+            sign in str(err) for sign in ("DefaultCPUAllocator", "can't allocate memory", "CUDA out of memory")):
+        summary = next(iter(str(err).splitlines()), "") or type(err).__name__
+        return (f"out of memory ({summary[:160]}): lower the batch size (batch_size, train.eval_batch_size, "
+                "evaluate.batch_size, imdb-predict --batch-size) or the model's size, or free memory")
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        where = f" {err.filename}" if err.filename else ""
+        return f"cannot write{where}: {err.strerror}: free disk space (or raise the file-size limit) and run again"
+    return None
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -222,11 +237,13 @@ def stage_main(description, run, paths, optional=(), arch=False, seed=False):
 
 def run_main(main):
     """Run a stage or command `main`: a PipelineError is one line on stderr and exit 1; an interrupt
-    (Ctrl-C, SIGTERM) is `error: interrupted` and exit 130. Never a traceback for either.
+    (Ctrl-C, SIGTERM, SIGHUP) is `error: interrupted` and exit 130. Never a traceback for either.
 
     In a data-parallel worker any other exception ends the worker too (_fail): a collective that
     failed because another rank has gone is PEER_STOPPED, anything else its traceback and a line."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal or a dropped SSH connection: stop as for SIGTERM, not at once
+        signal.signal(signal.SIGHUP, _interrupt)
     # a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -238,6 +255,8 @@ def run_main(main):
             _fail(f"error: {err}", 1)
         if isinstance(err, KeyboardInterrupt):
             _fail("error: interrupted", 130)
+        if line := resource_error(err):
+            _fail(f"error: {line}", 1)
         if not in_worker() or not isinstance(err, Exception):
             raise
         # a data-parallel worker: its launcher prints one line for every worker

@@ -10,7 +10,7 @@ against the pretraining stage's).
 from .artifacts import PipelineError, write_text
 from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings as check_baseline
 from .compare import SCHEMA as COMPARE_SCHEMA
-from .config import TRAIN_SCHEMA, arch_settings
+from .config import TRAIN_SCHEMA, ModelConfig, arch_settings
 from .corpus import SCHEMA as VOCAB_SCHEMA
 from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA, check_settings as check_embeddings
 from .evaluate import EVALUATE_SCHEMA
@@ -18,6 +18,7 @@ from .ingest import SCHEMA as INGEST_SCHEMA
 from .lm import SCHEMA as LM_SCHEMA
 from .params import GROUPS, load_section, read_architectures, read_params, read_seeds
 from .pretrained import SHARED
+from .runtime import check_memory, pick_device, require_precision
 from .split import SCHEMA as SPLIT_SCHEMA
 from .text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, check_truncation
 
@@ -35,19 +36,21 @@ SECTIONS = {  # section: (schema, the stage's extra check)
 }
 
 
-def check_device(train):
-    """train.precision against this machine's hardware, early. The train stage checks it again where it
-    runs, since DVC does not rerun this cached stage on another machine; a cuda device that is not
-    visible here is left to it too (pick_device)."""
-    if train["precision"] != "bfloat16":
-        return
-    from .runtime import pick_device, require_precision  # torch: seconds of import, only for the one value that needs it
-
+def training_device(train):
+    """The device train.device picks on this machine, or None for a cuda device that is not visible here
+    (the train stage says so where it runs)."""
     try:
-        device = pick_device(train["device"])
+        return pick_device(train["device"])
     except PipelineError:
-        return
-    require_precision(train["precision"], device, "train.precision")
+        return None
+
+
+def check_fits(name, settings, config, sections, device):
+    """An architecture's training against the memory of `device`, at the largest vocabulary and reviews the
+    data stages may make (runtime.check_memory)."""
+    model_config = ModelConfig.from_dict({**settings, "vocab_size": sections["vocab"]["max_size"]})
+    check_memory(name, model_config, config.batch_size, min(config.seq_len, sections["tokenize"]["seq_len"]), device,
+                 config.processes)
 
 
 def check_params(params_path, paths):
@@ -61,13 +64,20 @@ def check_params(params_path, paths):
         sections[section] = load_section(params_path, section, schema)
         if extra:
             extra(sections[section])
-    check_device(load_section(params_path, "train", TRAIN_SCHEMA))
+    # what depends on the machine, early; the train stage checks it again where it runs, since DVC
+    # does not rerun this cached stage on another machine
+    train = load_section(params_path, "train", TRAIN_SCHEMA)
+    device = training_device(train)
+    if device is not None:
+        require_precision(train["precision"], device, "train.precision")
     seeds = read_seeds(params_path)
     known = read_architectures(params_path)
     settings_of = {}
     for name, group in known.items():
         for seed in seeds:
-            settings_of[name], _ = arch_settings(params_path, name, seed)
+            settings_of[name], config = arch_settings(params_path, name, seed)
+        if device is not None:
+            check_fits(name, settings_of[name], config, sections, device)
         kind = GROUPS[group]
         if kind in SHARED:
             source, keys = SHARED[kind]

@@ -26,6 +26,9 @@ from .params import load_section, Param
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # published with the archive; torchtext records it too
+# review files per folder of the official archive (its README: 25,000 train, 25,000 test, 50,000 unlabelled)
+OFFICIAL_FILES = {("train", "pos"): 12_500, ("train", "neg"): 12_500, ("test", "pos"): 12_500, ("test", "neg"): 12_500,
+                  ("train", "unsup"): 50_000}
 
 SCHEMA = {
     "source": Param(str),
@@ -222,6 +225,22 @@ def _movies(urls, folder_ids, files):
     return movies, status
 
 
+def check_complete(source, path, files, urls, official):
+    """Raise PipelineError where a folder holds fewer review files than it should: fewer than its urls_*.txt
+    has lines (one per review file), or, for the official archive (`official`: its MD5), than OFFICIAL_FILES.
+    An interrupted `tar xzf` leaves such a folder, which would otherwise train and test on what is left.
+    More files than lines (reviews added by hand) only cost the movies: _movies says so."""
+    expected = {key: (len(lines), f"{key[0]}/urls_{key[1]}.txt lists {len(lines):,}") for key, lines in urls.items()}
+    if official:
+        expected.update({key: (count, f"the official archive has {count:,}") for key, count in OFFICIAL_FILES.items()})
+    for (split, label), (count, why) in sorted(expected.items()):
+        if files[(split, label)] < count:
+            hint = ("extract aclImdb_v1.tar.gz again, or point ingest.source at the .tar.gz itself" if path.is_dir()
+                    else "download it again")
+            raise PipelineError(f"{source} is incomplete: aclImdb/{split}/{label} holds {files[(split, label)]:,} review files "
+                                f"but {why} (an interrupted extraction or download?): {hint}")
+
+
 def text_hashes(texts):
     """A 64-bit hash per text (BLAKE2b): equal texts get equal hashes, so duplicates are equal values."""
     return [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little", signed=True) for t in texts]
@@ -280,6 +299,7 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
             f"{source} is not an aclImdb dataset: no reviews under {', '.join(missing)}; point ingest.source "
             "at aclImdb_v1.tar.gz or the extracted aclImdb/ folder"
         )
+    check_complete(source, path, files, urls, official=path.is_file() and _md5(path) == OFFICIAL_MD5)
     movie_of, movie_status = _movies(urls, folder_ids, files)
     columns["movie"] = [movie_of.get(key) for key in folders]
     columns["text_hash"] = text_hashes(columns["text"])

@@ -17,7 +17,23 @@ import torch.nn.functional as F
 from torch import nn
 
 CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight matrices per recurrent step (nn.RNN, nn.GRU, nn.LSTM)
 POOLINGS = ("last", "mean", "max", "attention")
+
+
+def parameter_count(vocab_size, embed_dim, hidden_dim, cell, num_layers, bidirectional, pooling, attention_dim=None, **_):
+    """The parameters of RecurrentClassifier(...) with these settings, counted without building it (a model
+    that memory cannot hold can be refused before it is allocated)."""
+    directions = 2 if bidirectional else 1
+    gate_rows = GATES[cell] * hidden_dim
+    total = vocab_size * embed_dim
+    for layer in range(num_layers):
+        inputs = embed_dim if layer == 0 else hidden_dim * directions
+        total += directions * (gate_rows * (inputs + hidden_dim) + 2 * gate_rows)  # weight_ih, weight_hh, both biases
+    features = hidden_dim * directions
+    if pooling == "attention":
+        total += features * attention_dim + attention_dim + attention_dim  # W and its bias, then v
+    return total + features + 1  # the head
 
 
 def reversal_index(lengths, steps):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, run_main, standard_output
+from .artifacts import PipelineError, resource_error, run_main, standard_output
 from .predict import DEFAULT_BATCH_SIZE, PRECISIONS, Predictor, label_of, resolve_checkpoint, unscorable_reason
 from .runtime import configure_cpu, pick_device
 
@@ -300,7 +300,7 @@ def cli(argv=None):
         try:
             return main(argv)
         except Exception as err:
-            if isinstance(err, PipelineError) or debug:
+            if isinstance(err, PipelineError) or debug or resource_error(err):  # run_main says these in one line
                 raise
             summary = next(iter(str(err).splitlines()), "")
             raise PipelineError(f"unexpected {type(err).__name__}{': ' + summary if summary else ''} "

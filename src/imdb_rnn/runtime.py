@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .artifacts import PipelineError, usable_cores
+from .model import GATES, parameter_count
 
 
 def pick_device(name, local_rank=0):
@@ -83,6 +84,42 @@ def training_precision(precision, device, model):
     device = torch.device(device)
     lstm = any(isinstance(module, torch.nn.LSTM) for module in model.modules())
     return "bfloat16" if device.type == "cpu" and lstm and native_bfloat16(device) else "float32"
+
+
+def machine_memory(device):
+    """Bytes of memory on `device`: the GPU's own, or the machine's physical memory."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def training_memory(model_config, batch_size, seq_len):
+    """(bytes, parameters, activation bytes): a lower bound on what training `model_config` takes. Weights,
+    gradients and Adam's two moments are 16 bytes a parameter (counted without building the model:
+    model.parameter_count); a batch of `batch_size` reviews of `seq_len` tokens keeps, for the backward
+    pass, each token's embedding and each recurrent layer's gate pre-activations, state and output."""
+    parameters = parameter_count(**model_config.as_dict())
+    directions = 2 if model_config.bidirectional else 1
+    per_token = model_config.embed_dim + model_config.num_layers * directions * (GATES[model_config.cell] + 2) * model_config.hidden_dim
+    activations = 4 * batch_size * seq_len * per_token
+    return 16 * parameters + activations, parameters, activations
+
+
+def check_memory(name, model_config, batch_size, seq_len, device, processes=1):
+    """Raise PipelineError when training architecture `name` cannot fit in `device`'s memory (training_memory,
+    times the data-parallel `processes` that share a CPU machine), with the estimate and what to lower."""
+    need, parameters, activations = training_memory(model_config, batch_size, seq_len)
+    copies = processes if torch.device(device).type == "cpu" else 1
+    have = machine_memory(device)
+    if need * copies > have:
+        gib = 2 ** 30
+        raise PipelineError(
+            f"{name} needs at least {need * copies / gib:,.1f} GiB to train ({parameters / 1e6:,.1f} million parameters: "
+            f"{16 * parameters / gib:,.1f} GiB of weights, gradients and Adam's state; {activations / gib:,.1f} GiB of "
+            f"activations for a batch of {batch_size} x {seq_len} tokens{f'; {copies} processes' if copies > 1 else ''}), "
+            f"but this {'GPU' if torch.device(device).type == 'cuda' else 'machine'} has {have / gib:,.1f} GiB: lower "
+            f"{name}.hidden_dim, {name}.num_layers or {name}.batch_size")
 
 
 def configure_cpu(threads):

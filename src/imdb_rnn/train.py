@@ -26,7 +26,7 @@ from .inference import count_parameters, loss_and_accuracy, predict_logits
 from .optim import make_optimizer, make_scheduler, optimizer_step
 from .params import stage_of
 from .pretrained import check_pretrained, initialise, load_pretrained
-from .runtime import configure_cpu, pick_device, seed_everything, training_precision
+from .runtime import check_memory, configure_cpu, pick_device, seed_everything, training_precision
 from .text import read_vocab
 
 
@@ -333,6 +333,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
                             f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage")
     weights = pretrained_weights(config, model_config, meta["vocab_sha256"], name, paths.get("pretrained"))
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
+    check_memory(name, model_config, config.batch_size, tokenize["seq_len"], pick_device(config.device), config.processes)
     train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
     val = Reviews.load(paths["val"], meta["tokenize"], tokenize["seq_len"], "validation split")
     unlabelled = None
