@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import STAGES, dvc_args, run_script, script_env, tiny_params, write_params
+from conftest import REPO_ROOT, STAGES, dvc_args, run_script, script_env, tiny_params, write_params
 from imdb_rnn.distributed import Context
 from imdb_rnn.train import Resume
 from synthetic import make_archive
@@ -317,3 +317,32 @@ def test_a_state_is_resumed_only_by_its_own_fingerprint_and_process_count(tmp_pa
     assert Resume(path, "fingerprint B").load(Context()) is None  # other parameters, data or initial weights
     # a state saved by one process is not resumed by four (their random states do not fit)
     assert Resume(path, "fingerprint A").load(Context(rank=0, world_size=4)) is None
+
+
+@pytest.mark.parametrize("edit", ["params", "code"])
+def test_settings_or_code_edited_while_training_fail_the_stage_and_nothing_is_written(data, tmp_path, edit):
+    """DVC hashes a stage's dependencies after its command ends: without this, dvc.lock would record the
+    edited params.yaml or model.py for a model trained with the old ones, and call it up to date."""
+    tag = f"edited-{edit}"
+    params = yaml.safe_load((data / "params.yaml").read_text())
+    params[ARCH].update(epochs=5, patience=5)
+    write_params(data / f"{tag}.yaml", params)
+    src = shutil.copytree(REPO_ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    process = subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"], cwd=data,
+                               env=script_env({"PYTHONPATH": str(src)}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (data / f"out/{tag}/resume.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be edited"
+    if edit == "params":
+        params[ARCH]["hidden_dim"] = 24
+        write_params(data / f"{tag}.yaml", params)
+        says = f"params.yaml changed while {ARCH} trained (hidden_dim 16 -> 24)"
+    else:
+        model = src / "imdb_rnn/model.py"
+        model.write_text(model.read_text() + "\n# an edit\n")
+        says = f"{model} changed while {ARCH} trained"
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1 and err.splitlines()[-1].startswith(f"error: {says}"), err
+    assert "run dvc repro again" in err and not (data / f"out/{tag}/model.pt").exists()
+    assert not (data / f"out/{tag}/metrics.json").exists()

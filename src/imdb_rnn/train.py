@@ -304,6 +304,38 @@ def pretrained_weights(config, model_config, vocab_sha256, name, path):
     return weights
 
 
+def run_inputs(params_path, name, seed):
+    """({setting: value} of architecture `name` with `seed`, or the error reading them; {code file: digest})
+    of everything a training run reads besides its data: the stage script and the imdb_rnn modules."""
+    try:
+        settings, config = arch_settings(params_path, name, seed)
+        values = {**settings, **config.as_dict()}
+    except PipelineError as err:
+        values = {"params.yaml": str(err)}
+    files = {Path(module.__file__) for key, module in list(sys.modules.items())
+             if key.split(".")[0] == "imdb_rnn" and getattr(module, "__file__", None)}
+    if sys.argv[0].endswith(".py") and Path(sys.argv[0]).is_file():
+        files.add(Path(sys.argv[0]))
+    return values, {path: hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(files)}
+
+
+def check_unchanged(started, params_path, name, seed):
+    """Raise PipelineError when the settings or code that `started` (run_inputs) recorded changed while the run
+    trained: DVC hashes a stage's dependencies after its command ends, so dvc.lock would pair the new
+    settings and code with a model made by the old ones and call it up to date. Failing writes nothing,
+    DVC records nothing, and the next `dvc repro` trains with what is there then."""
+    values, code = run_inputs(params_path, name, seed)
+    changed = [f"{key} {started[0].get(key)!r} -> {values.get(key)!r}" for key in sorted(set(values) | set(started[0]), key=str)
+               if values.get(key) != started[0].get(key)]
+    if changed:
+        raise PipelineError(f"params.yaml changed while {name} trained ({'; '.join(changed[:3])}): nothing written, since "
+                            "dvc.lock would record the new settings for a model of the old: run dvc repro again")
+    edited = [str(path) for path, digest in code.items() if started[1].get(path) != digest]
+    if edited:
+        raise PipelineError(f"{edited[0]} changed while {name} trained: nothing written, since dvc.lock would record the "
+                            "new code for a model of the old: run dvc repro again")
+
+
 def build_model(model_config, config, weights=None):
     """The classifier a training run starts from: every generator seeded with config.seed, then the
     model built and given the pretrained `weights` (pretrained_weights) as config says."""
@@ -321,6 +353,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     own command line, the stage script) is started as N data-parallel processes instead
     (distributed.launch). Raises PipelineError on any problem.
     """
+    started = run_inputs(params_path, name, seed)
     settings, config = arch_settings(params_path, name, seed)
     check_output_folder(paths["live"], "--live")
     meta = read_json(paths["meta"], "tokenizer settings")
@@ -382,6 +415,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
           f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
     if not context.is_main_process:
         return
+    check_unchanged(started, params_path, name, seed)
     summary = {"arch": name, "seed": config.seed, **summary}
     save_checkpoint(paths["out"], arch_name=name, config=model_config, state_dict=state, vocab=vocab, clean=meta["clean"],
                     tokenize=tokenize, vocab_sha256=meta["vocab_sha256"], metrics={**summary, **timing})
