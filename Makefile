@@ -50,12 +50,12 @@ else
 	python tools/parallel_repro.py --jobs $(JOBS)
 endif
 
-# Whole files to each worker, the longest first (tests/conftest.py: LONGEST_FIRST). Then the tests marked
+# Whole files to each worker, the longest first (tests/conftest.py: LONGEST_FIRST); the 15 slowest are listed. Then the tests marked
 # `precision` (bfloat16, int8, CPU-feature detection) once more with oneDNN's and ATen's kernels limited
 # to AVX2, as on a CPU without AVX-512 or native bfloat16: any machine catches what would break there
 # (it shows AVX2's failures, not its speed).
 test: install
-	python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests
+	python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15 tests
 	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m pytest -q -n auto --dist loadfile -m precision tests
 
 # speed figures (print ratios against a baseline measured in the same run); see docs/benchmarks.md

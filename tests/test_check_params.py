@@ -91,8 +91,10 @@ def test_a_passing_check_reruns_nothing_downstream(dvc_repo):
 def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_again_where_training_runs(dvc_repo, tiny_data, tmp_path):
     """oneDNN held to AVX2 (AVX2_ONLY) has no bfloat16 LSTM on any CPU. check_params refuses it first;
     since DVC reuses a cached check_params on another machine, the train stage refuses it again."""
-    dvc_repo.commit("pipeline")
-    result = dvc_repo.dvc("exp", "run", "-S", "train.precision=bfloat16", check=False, env=AVX2_ONLY)
+    params = dvc_repo.params
+    params["train"]["precision"] = "bfloat16"
+    dvc_repo.params = params
+    result = dvc_repo.dvc("repro", check=False, env=AVX2_ONLY)
     ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
     assert result.returncode != 0 and len(ours) == 1, result.stdout + result.stderr
     assert "train.precision is bfloat16, but" in ours[0] and "use float32, or auto" in ours[0]

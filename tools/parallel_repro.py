@@ -279,6 +279,19 @@ def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
     write_json(record_path, record)
 
 
+def failure_line(failed, not_run, logs):
+    """The error line for stages that failed (and those that then did not run), from their logs in `logs`."""
+    # DVC says only "exited with -9": SIGKILL, which on a busy machine is the kernel's out-of-memory killer
+    killed = [stage for stage in failed
+              if re.search(r"exited with (-9|137)\b", (logs / f"{stage}.log").read_text(errors="replace"))]
+    return (f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
+            + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
+            + (f"; {', '.join(killed)} ended with -9 (SIGKILL), most likely killed by the kernel for want of memory: "
+               "lower its batch_size, hidden_dim or train.eval_batch_size, or run fewer stages at once (make pipeline "
+               "JOBS=1)" if killed else "")
+            + ": fix the error above and run again (finished stages are not rerun)")
+
+
 def apply_params_overrides(overrides, params="params.yaml"):
     """`dvc exp run -S`'s overrides (key=value, ++key=value, ~key), written into params.yaml with DVC's own parser."""
     from dvc.utils.hydra import apply_overrides
@@ -315,15 +328,7 @@ def parallel_repro(targets=(), jobs=0, overrides=(), repo_root=".", logs=LOGS, r
         for stage in failed:
             tail = (Path(logs) / f"{stage}.log").read_text(errors="replace").strip().splitlines()[-15:]
             print(f"--- {stage} ({Path(logs) / f'{stage}.log'}):\n" + "\n".join(tail), file=sys.stderr)
-        not_run = sorted(set(graph) - set(results))
-        # DVC says only "exited with -9": SIGKILL, which on a busy machine is the kernel's out-of-memory killer
-        killed = [stage for stage in failed if re.search(r"exited with (-9|137)\b", (Path(logs) / f"{stage}.log").read_text(errors="replace"))]
-        raise PipelineError(f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
-                            + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
-                            + (f"; {', '.join(killed)} ended with -9 (SIGKILL), most likely killed by the kernel for want "
-                               "of memory: lower its batch_size, hidden_dim or train.eval_batch_size, or run fewer stages "
-                               "at once (make pipeline JOBS=1)" if killed else "")
-                            + ": fix the error above and run again (finished stages are not rerun)")
+        raise PipelineError(failure_line(failed, sorted(set(graph) - set(results)), Path(logs)))
     print(f"{len(graph)} stages up to date in {wall / 60:.1f} min ({record_path} has each stage's time)")
     return wall
 
