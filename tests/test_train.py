@@ -460,7 +460,7 @@ def test_the_kernels_decide_native_bfloat16_not_the_cpu_flags():
     assert result.stdout == "False\n" and "train.precision is bfloat16, but" in result.stderr, result.stderr
 
 
-def test_the_bfloat16_probe_leaves_the_random_stream_as_it_was():
+def test_the_bfloat16_probe_leaves_the_random_stream_as_it_was_and_works_under_inference_mode():
     from imdb_rnn import runtime
 
     runtime._cpu_runs_bfloat16.cache_clear()
@@ -469,6 +469,10 @@ def test_the_bfloat16_probe_leaves_the_random_stream_as_it_was():
     after_probe = torch.rand(4)
     torch.manual_seed(3)
     assert torch.equal(torch.rand(4), after_probe)  # a seeded run is the same whether the probe ran first or not
+    outside = runtime._cpu_runs_bfloat16()
+    runtime._cpu_runs_bfloat16.cache_clear()
+    with torch.inference_mode():  # a first caller scoring under inference mode gets the same answer
+        assert runtime._cpu_runs_bfloat16() == outside
 
 
 def test_auto_precision_is_float32_on_a_gpu(monkeypatch):

@@ -40,7 +40,8 @@ def cpu_bfloat16_flags():
 
 @functools.cache
 def _cpu_runs_bfloat16():
-    with torch.random.fork_rng(devices=[]):  # the probe's weights must not move the caller's seed
+    # the probe's weights must not move the caller's seed; a caller under no_grad must not fail its backward
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
         lstm = torch.nn.LSTM(4, 4)
         try:
             with torch.autocast("cpu", dtype=torch.bfloat16):
