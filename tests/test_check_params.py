@@ -142,3 +142,40 @@ def test_the_memory_estimate_counts_the_models_own_parameters():
         gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
         assert activations == 4 * 3 * 7 * (6 + layers * (1 + bidirectional) * (gates + 2) * 5)
         assert need == 16 * parameters + activations
+
+
+def test_without_a_figure_for_the_machines_memory_nothing_is_refused(monkeypatch):
+    """Windows has no os.sysconf: the estimate cannot be held against anything there."""
+    import os
+
+    from imdb_rnn import runtime
+    from imdb_rnn.config import ModelConfig
+
+    monkeypatch.delattr(os, "sysconf")
+    config = ModelConfig(vocab_size=3, cell="gru", bidirectional=True, num_layers=8, pooling="max", embed_dim=8,
+                         hidden_dim=8192, dropout=0.0, embed_dropout=0.0)
+    assert runtime.machine_memory("cpu") is None
+    runtime.check_memory("gru", config, 64, 512, "cpu")
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import script_env
+
+    script = ("import time\nfrom imdb_rnn.artifacts import run_main\n"
+              "def main():\n    print('started', flush=True)\n    time.sleep(3)\n    print('finished', flush=True)\n"
+              "run_main(main)\n")
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None  # as nohup starts it
+    process = subprocess.Popen([sys.executable, "-c", script], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=ignore)
+    assert process.stdout.readline() == "started\n"
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=60)
+    if ignored:
+        assert process.returncode == 0 and out == "finished\n"
+    else:
+        assert process.returncode == 130 and err.splitlines() == ["error: interrupted"]

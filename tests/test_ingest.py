@@ -474,3 +474,15 @@ def test_a_file_size_limit_or_full_disk_is_one_line_and_leaves_nothing(tiny_arch
                             env=script_env(), capture_output=True, text=True, timeout=120, preexec_fn=limit)
     assert_one_line_error(result, "cannot write", "File too large", "free disk space")
     assert not list((tmp_path / "data/ingest").iterdir())  # no table, no temporary file
+
+
+def test_an_unlabelled_folder_left_out_whole_is_not_incomplete(tiny_archive, tmp_path):
+    """`tar xzf aclImdb_v1.tar.gz --exclude=aclImdb/train/unsup` skips the 50,000 optional files on purpose."""
+    folder = extract(tiny_archive, tmp_path / "extracted") / "aclImdb"
+    shutil.rmtree(folder / "train/unsup")
+    _, report = read_reviews(str(folder))
+    assert report["per_split"] == {"train": 2 * TINY_PER_LABEL, "test": 2 * TINY_PER_LABEL, "unsup": 0}
+    (folder / "train/unsup").mkdir()
+    (folder / "train/unsup/0_0.txt").write_text("Only one of them.")  # a part of it is incomplete
+    with pytest.raises(PipelineError, match="aclImdb/train/unsup holds 1 review files"):
+        read_reviews(str(folder))

@@ -806,19 +806,22 @@ def test_a_checkpoint_served_under_another_architectures_name_is_refused(models,
     """A file swapped in a DVC remote (the attention model's bytes under gru's hash) reaches data/models/gru/."""
     payload = torch.load(models / "attention.pt", weights_only=True)
     payload["metrics"] = {**payload["metrics"], "seed": 42}
-    (tmp_path / "gru").mkdir()
-    torch.save(payload, tmp_path / "gru/seed42.pt")
-    torch.save(payload, tmp_path / "gru/seed7.pt")
-    (tmp_path / "attention").mkdir()
-    torch.save(payload, tmp_path / "attention/seed7.pt")
-    result = subprocess.run([str(IMDB_PREDICT), "--arch", "gru", "--seed", "42", "--models-dir", str(tmp_path), POSITIVE],
+    served = tmp_path / "models"  # dvc.yaml's layout: models/<arch>/seed<seed>.pt
+    for arch in ("gru", "attention"):
+        (served / arch).mkdir(parents=True)
+    torch.save(payload, served / "gru/seed42.pt")
+    torch.save(payload, served / "gru/seed7.pt")
+    torch.save(payload, served / "attention/seed7.pt")
+    result = subprocess.run([str(IMDB_PREDICT), "--arch", "gru", "--seed", "42", "--models-dir", str(served), POSITIVE],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert_one_line_error(result, "gru/seed42.pt holds attention seed 42, not the gru seed 42 its path names", "verify true")
-    for path in (tmp_path / "gru/seed7.pt", tmp_path / "attention/seed7.pt"):  # another architecture, another seed
+    for path in (served / "gru/seed7.pt", served / "attention/seed7.pt"):  # another architecture, another seed
         with pytest.raises(PipelineError, match="its path names"):
             load_checkpoint(path)
-    torch.save(payload, tmp_path / "attention/seed42.pt")
-    assert load_checkpoint(tmp_path / "attention/seed42.pt")[1]["arch"] == "attention"  # where it belongs
+    torch.save(payload, served / "attention/seed42.pt")
+    assert load_checkpoint(served / "attention/seed42.pt")[1]["arch"] == "attention"  # where it belongs
+    torch.save(payload, tmp_path / "seed7.pt")  # a copy outside a models folder (dvc get, a download) names nothing
+    assert load_checkpoint(tmp_path / "seed7.pt")[1]["arch"] == "attention"
 
 
 def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, monkeypatch):
@@ -830,3 +833,11 @@ def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, m
     code, out, err = run("--model", models / "tiny.pt", "--batch-size", "100000", POSITIVE)
     assert code == 1 and out == ""
     one_line_error(code, err, "out of memory", "DefaultCPUAllocator", "imdb-predict --batch-size")
+
+
+def test_a_utf8_file_with_a_byte_order_mark_and_a_bad_byte_is_scored_with_the_warning(models, run, tmp_path):
+    bad = tmp_path / "notepad.txt"
+    bad.write_bytes(codecs.BOM_UTF8 + "Superb, wonderful film \x96 truly".encode("utf-8").replace(b"\xc2\x96", b"\x96"))
+    code, out, err = run("--model", models / "tiny.pt", "--json", "--file", bad)
+    assert code == 0 and json_lines(out)[0]["label"] == "pos"
+    assert "not valid UTF-8" in err and "1 bad byte sequence(s) replaced" in err

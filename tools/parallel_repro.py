@@ -239,10 +239,12 @@ def supervise(parent, cores, command, poll_seconds=0.5, grace_seconds=60):
         os.sched_setaffinity(0, [int(c) for c in cores.split(",")])  # before DVC starts, which passes it on to the stage
     if os.getppid() != parent:
         return 130
-    child = subprocess.Popen(command)
+    # DVC must take an interrupt as from a terminal, though this supervisor ignores it
+    child = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while os.getppid() == parent:
         try:
-            return child.wait(poll_seconds)
+            code = child.wait(poll_seconds)
+            return 128 - code if code < 0 else code  # a signal's death as a shell reports it (-9: 137)
         except subprocess.TimeoutExpired:
             pass
     os.killpg(0, signal.SIGINT)

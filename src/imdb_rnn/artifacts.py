@@ -242,7 +242,9 @@ def run_main(main):
     In a data-parallel worker any other exception ends the worker too (_fail): a collective that
     failed because another rank has gone is PEER_STOPPED, anything else its traceback and a line."""
     signal.signal(signal.SIGTERM, _interrupt)
-    if hasattr(signal, "SIGHUP"):  # a closed terminal or a dropped SSH connection: stop as for SIGTERM, not at once
+    # a closed terminal or a dropped SSH connection: stop as for SIGTERM, not at once; under nohup (SIGHUP
+    # ignored when the process started) run on, as nohup asks
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _interrupt)
     # a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.default_int_handler)

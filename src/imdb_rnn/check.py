@@ -20,7 +20,7 @@ from .params import GROUPS, load_section, read_architectures, read_params, read_
 from .pretrained import SHARED
 from .runtime import check_memory, pick_device, require_precision
 from .split import SCHEMA as SPLIT_SCHEMA
-from .text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, check_truncation
+from .text import CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, check_truncation
 
 SECTIONS = {  # section: (schema, the stage's extra check)
     "ingest": (INGEST_SCHEMA, None),
@@ -46,9 +46,10 @@ def training_device(train):
 
 
 def check_fits(name, settings, config, sections, device):
-    """An architecture's training against the memory of `device`, at the largest vocabulary and reviews the
-    data stages may make (runtime.check_memory)."""
-    model_config = ModelConfig.from_dict({**settings, "vocab_size": sections["vocab"]["max_size"]})
+    """An architecture's training against the memory of `device` (runtime.check_memory), at the longest
+    reviews the data stages may make. The vocabulary is not known yet (vocab.max_size is only a cap), so
+    only its reserved words count here: the train stage checks again with the real one."""
+    model_config = ModelConfig.from_dict({**settings, "vocab_size": len(RESERVED)})
     check_memory(name, model_config, config.batch_size, min(config.seq_len, sections["tokenize"]["seq_len"]), device,
                  config.processes)
 

@@ -43,9 +43,9 @@ def save_checkpoint(path, *, arch_name, config, state_dict, vocab, clean, tokeni
 
 def check_served_path(path, payload):
     """Raise PipelineError when a checkpoint at dvc.yaml's place for an architecture and seed
-    (.../<arch>/seed<seed>.pt) records another: a file swapped in a DVC remote, or copied by hand."""
+    (.../models/<arch>/seed<seed>.pt) records another: a file swapped in a DVC remote, or copied by hand."""
     served = SERVED.fullmatch(Path(path).stem)
-    if not served:
+    if not served or Path(path).parent.parent.name != "models":  # a copy elsewhere (dvc get, ~/seed42.pt) names nothing
         return
     arch, seed = Path(path).parent.name, int(served[1])
     recorded = (payload.get("arch"), (payload.get("metrics") or {}).get("seed", seed))

@@ -228,12 +228,15 @@ def _movies(urls, folder_ids, files):
 def check_complete(source, path, files, urls, official):
     """Raise PipelineError where a folder holds fewer review files than it should: fewer than its urls_*.txt
     has lines (one per review file), or, for the official archive (`official`: its MD5), than OFFICIAL_FILES.
+    The unlabelled folder may be left out whole (`tar xzf ... --exclude=aclImdb/train/unsup`), not in part.
     An interrupted `tar xzf` leaves such a folder, which would otherwise train and test on what is left.
     More files than lines (reviews added by hand) only cost the movies: _movies says so."""
     expected = {key: (len(lines), f"{key[0]}/urls_{key[1]}.txt lists {len(lines):,}") for key, lines in urls.items()}
     if official:
         expected.update({key: (count, f"the official archive has {count:,}") for key, count in OFFICIAL_FILES.items()})
     for (split, label), (count, why) in sorted(expected.items()):
+        if files[(split, label)] == 0 and (split, label) not in REQUIRED:  # an optional folder left out on purpose
+            continue
         if files[(split, label)] < count:
             hint = ("extract aclImdb_v1.tar.gz again, or point ingest.source at the .tar.gz itself" if path.is_dir()
                     else "download it again")

@@ -30,7 +30,7 @@ class Item:
 
 
 # the encodings a review file may be in, told by its byte-order mark; none: UTF-8
-BOMS = ((codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+BOMS = ((codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
 
 
 def decode(raw, source, warn):
@@ -43,6 +43,7 @@ def decode(raw, source, warn):
                 return raw.decode(codec), None
             except UnicodeDecodeError as err:
                 return None, f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): save it as UTF-8"
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # then UTF-8 like any other: invalid bytes replaced, with the warning
     text = raw.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - raw.count("\ufffd".encode())
     if bad:

@@ -88,11 +88,15 @@ def training_precision(precision, device, model):
 
 
 def machine_memory(device):
-    """Bytes of memory on `device`: the GPU's own, or the machine's physical memory."""
+    """Bytes of memory on `device`: the GPU's own, or the machine's physical memory; None where the platform
+    does not say (no os.sysconf on Windows)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def training_memory(model_config, batch_size, seq_len):
@@ -113,7 +117,7 @@ def check_memory(name, model_config, batch_size, seq_len, device, processes=1):
     need, parameters, activations = training_memory(model_config, batch_size, seq_len)
     copies = processes if torch.device(device).type == "cpu" else 1
     have = machine_memory(device)
-    if need * copies > have:
+    if have is not None and need * copies > have:
         gib = 2 ** 30
         raise PipelineError(
             f"{name} needs at least {need * copies / gib:,.1f} GiB to train ({parameters / 1e6:,.1f} million parameters: "
