@@ -42,7 +42,7 @@ from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews, bucketed
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.inference import predict_logits
-from imdb_rnn.model import GATES
+from imdb_rnn.cells import CELLS
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
 from imdb_rnn.runtime import configure_cpu, native_bfloat16, no_bfloat16_reason
@@ -70,7 +70,7 @@ def forward_flops_per_token(arch):
     hidden, total = arch["hidden_dim"], 0
     for layer in range(arch["num_layers"]):
         inputs = arch["embed_dim"] if layer == 0 else hidden * directions
-        total += directions * 2 * GATES[arch["cell"]] * hidden * (inputs + hidden)
+        total += directions * 2 * CELLS[arch["cell"]].gates * hidden * (inputs + hidden)
     return total
 
 

@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from conftest import repo_params
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
+from imdb_rnn.cells import CELLS
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import pad
@@ -102,8 +103,11 @@ def test_bilstm_matches_packed_sequence_reference(num_layers):
 
 
 def test_unknown_cell_rejected_with_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown cell 'transformer': known cells are rnn, lstm, gru"):
+    with pytest.raises(PipelineError) as unknown:
         RecurrentClassifier(VOCAB, cell="transformer")
+    assert str(unknown.value) == (f"unknown cell 'transformer': the known cells are {', '.join(CELLS)} "
+                                  "(src/imdb_rnn/cells; docs/adding-an-architecture.md adds one)")
+    assert list(CELLS)[:3] == ["rnn", "lstm", "gru"]
     with pytest.raises(ValueError, match=r"known poolings are last, mean, max, attention"):
         RecurrentClassifier(VOCAB, pooling="sum")
     with pytest.raises(PipelineError, match=r"rnn\.cell must be one of rnn, lstm, gru"):

@@ -102,19 +102,21 @@ def test_repro_data_and_train_stages(dvc_repo):
 
 
 def imported_modules(script):
-    """The src/imdb_rnn modules a stage script imports, directly or through one another."""
+    """The src/imdb_rnn modules a stage script imports, directly or through one another; a subpackage
+    (cells/) counts as its folder, and every module in it is followed."""
+    package = REPO_ROOT / "src/imdb_rnn"
     seen, todo = set(), [REPO_ROOT / script]
     while todo:
         text = todo.pop().read_text()
-        names = re.findall(r"^\s*from (?:imdb_rnn)?\.(\w+) import", text, re.M)
+        names = re.findall(r"^\s*from (?:imdb_rnn)?\.{1,2}(\w+) import", text, re.M)
         names += re.findall(r"^\s*from imdb_rnn\.(\w+) import", text, re.M)
         for group in re.findall(r"^\s*from (?:imdb_rnn|\.) import ([\w, ]+)", text, re.M):
             names += [name.strip() for name in group.split(",")]
         for name in names:
-            path = REPO_ROOT / "src/imdb_rnn" / f"{name}.py"
-            if path.exists() and path not in seen:
-                seen.add(path)
-                todo.append(path)
+            for path in (package / f"{name}.py", package / name):
+                if path.exists() and path not in seen:
+                    seen.add(path)
+                    todo += sorted(path.glob("*.py")) if path.is_dir() else [path]
     return {str(path.relative_to(REPO_ROOT)) for path in seen}
 
 

@@ -69,10 +69,7 @@ def language_model():
 def next_word_log_probs(model, words):
     ids = torch.tensor([[VOCAB.index(w) for w in words]])
     with torch.no_grad():
-        x = model.embedding(ids)
-        for (rnn,) in model.layers:
-            x, _ = rnn(x)
-        return model.decoder.log_prob(x[0, -1:])[0]
+        return model.decoder.log_prob(model.features(ids)[0, -1:])[0]
 
 
 def test_language_model_loss_falls_and_it_learns_what_follows_each_sentiment_word(language_model):

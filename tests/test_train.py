@@ -476,7 +476,7 @@ def test_the_bfloat16_probe_leaves_the_random_stream_as_it_was_and_works_under_i
 
 
 def test_auto_precision_is_float32_on_a_gpu(monkeypatch):
-    model = nn.LSTM(4, 4)
+    model = RecurrentClassifier(10, 4, 4, "lstm")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert training_precision("auto", torch.device("cuda"), model) == "float32"

@@ -7,7 +7,8 @@ every training process shares (seed, device, threads...). The checkpoint stores 
 from dataclasses import asdict, dataclass, fields
 
 from .artifacts import PipelineError
-from .model import CELLS, POOLINGS, RecurrentClassifier
+from .cells import CELLS
+from .model import POOLINGS, RecurrentClassifier
 from .optim import LR_SCHEDULES
 from .params import GROUPS, Param, check, read_architectures, read_params, read_seeds
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .artifacts import PipelineError, write_json
 from .embeddings import check_sources
 from .ingest import read_table
-from .model import CELLS
+from .cells import CELLS, check_cell
 from .optim import make_optimizer, optimizer_step
 from .params import load_section, Param
 from .pretrained import save_pretrained
@@ -63,21 +63,25 @@ class LanguageModel(nn.Module):
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, cell="lstm", num_layers=1, dropout=0.0, cutoffs=()):
         super().__init__()
-        rnn_class = getattr(nn, CELLS[cell])
+        layer = check_cell(cell).layer  # the registry's cells run time-major
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.layers = nn.ModuleList(
-            nn.ModuleList([rnn_class(embed_dim if k == 0 else hidden_dim, hidden_dim, batch_first=True)])
-            for k in range(num_layers)
+            nn.ModuleList([layer(embed_dim if k == 0 else hidden_dim, hidden_dim)]) for k in range(num_layers)
         )
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.AdaptiveLogSoftmaxWithLoss(hidden_dim, vocab_size, cutoffs=list(cutoffs), div_value=4.0)
 
-    def forward(self, ids):
-        """Mean negative log-likelihood of ids[:, 1:] given the words before them."""
-        x = self.dropout(self.embedding(ids[:, :-1]))
+    def features(self, ids):
+        """ids [B, T] -> the top layer's outputs [B, T, hidden_dim], each from the words up to its own."""
+        x = self.dropout(self.embedding(ids.t()))  # [T, B, E]: the registry's cells run time-major
         for (rnn,) in self.layers:
             x, _ = rnn(x)
             x = self.dropout(x)
+        return x.transpose(0, 1)
+
+    def forward(self, ids):
+        """Mean negative log-likelihood of ids[:, 1:] given the words before them."""
+        x = self.features(ids[:, :-1])
         return self.decoder(x.reshape(-1, x.size(-1)), ids[:, 1:].reshape(-1)).loss
 
     def encoder_state(self):

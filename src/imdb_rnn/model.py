@@ -1,6 +1,6 @@
-"""One recurrent classifier family: the cell (RNN, LSTM, GRU) is picked by name.
+"""One recurrent classifier family: the cell is picked by name from the registry (`cells.CELLS`).
 
-Padding never changes a result, and every recurrent layer runs PyTorch's fused kernel. Reviews in a
+Padding never changes a result. Reviews in a
 batch are left-aligned (padding after the real tokens) and the backward direction reads each review
 reversed within its own length, so both directions are causal over the real tokens: the output at a
 review's real step never depends on its padding. Max, mean and attention pooling read only real
@@ -16,24 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight matrices per recurrent step (nn.RNN, nn.GRU, nn.LSTM)
+from .cells import check_cell
+
 POOLINGS = ("last", "mean", "max", "attention")
 
 
-def parameter_count(vocab_size, embed_dim, hidden_dim, cell, num_layers, bidirectional, pooling, attention_dim=None, **_):
-    """The parameters of RecurrentClassifier(...) with these settings, counted without building it (a model
-    that memory cannot hold can be refused before it is allocated)."""
-    directions = 2 if bidirectional else 1
-    gate_rows = GATES[cell] * hidden_dim
-    total = vocab_size * embed_dim
-    for layer in range(num_layers):
-        inputs = embed_dim if layer == 0 else hidden_dim * directions
-        total += directions * (gate_rows * (inputs + hidden_dim) + 2 * gate_rows)  # weight_ih, weight_hh, both biases
-    features = hidden_dim * directions
-    if pooling == "attention":
-        total += features * attention_dim + attention_dim + attention_dim  # W and its bias, then v
-    return total + features + 1  # the head
+def parameter_count(**config):
+    """The numbers in the state_dict of RecurrentClassifier(**config), counted on PyTorch's meta device:
+    nothing is allocated, so a model that memory cannot hold is refused before it is built."""
+    with torch.device("meta"):
+        model = RecurrentClassifier(**config)
+    return sum(t.numel() for t in model.state_dict().values())
 
 
 def reversal_index(lengths, steps):
@@ -108,7 +101,8 @@ def pool_over_time(x, mask, lengths, how):
 class RecurrentClassifier(nn.Module):
     """Embedding -> (bi)directional recurrent layers -> pooling -> one logit.
 
-    forward(ids, lengths): ids [B, T] left-aligned (padding after the real tokens), lengths [B].
+    forward(ids, lengths): ids [B, T] left-aligned (padding after the real tokens), lengths [B] ->
+    logits [B]. `cell` names a registered recurrence (cells.CELLS; an unknown name raises PipelineError).
     """
 
     def __init__(
@@ -125,11 +119,11 @@ class RecurrentClassifier(nn.Module):
         attention_dim=64,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}: known cells are {', '.join(CELLS)}")
+        self.cell = check_cell(cell)
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: known poolings are {', '.join(POOLINGS)}")
-        rnn_class = getattr(nn, CELLS[cell])
+        if bidirectional and not self.cell.bidirectional:
+            raise ValueError(f"the {cell} cell cannot read a review backwards: set bidirectional: false")
         directions = 2 if bidirectional else 1
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
@@ -137,7 +131,7 @@ class RecurrentClassifier(nn.Module):
         # one module per layer and direction, so that each direction can start at its own first token
         self.layers = nn.ModuleList(
             nn.ModuleList(
-                rnn_class(embed_dim if layer == 0 else hidden_dim * directions, hidden_dim)
+                self.cell.layer(embed_dim if layer == 0 else hidden_dim * directions, hidden_dim)
                 for _ in range(directions)
             )
             for layer in range(num_layers)

@@ -28,7 +28,7 @@ from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, ch
                    without_known_words)
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
-from .runtime import native_bfloat16, require_precision
+from .runtime import native_bfloat16, require_cell_precision, require_precision
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -62,25 +62,29 @@ def unscorable_reason(n_words):
     return "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
 
 
-def resolve_precision(precision, device):
-    """`auto` is bfloat16 where the device has native bfloat16 (2.7x float32's speed on this project's
-    CPU, but probabilities up to 0.035 away from float32's: docs/benchmarks.md), float32 elsewhere;
-    any other precision is itself. Raises PipelineError for bfloat16 where the device only emulates it
-    (several times slower than float32)."""
+def resolve_precision(precision, device, cell=None):
+    """`auto` is bfloat16 where the device has native bfloat16 and the model's registered `cell` (cells.Cell;
+    None: any) runs in it (2.7x float32's speed on this project's CPU, but probabilities up to 0.035 away
+    from float32's: docs/benchmarks.md), float32 elsewhere; any other precision is itself. Raises
+    PipelineError for bfloat16 where the device only emulates it (several times slower than float32), and
+    for a precision the cell has no version of (runtime.require_cell_precision)."""
     require_precision(precision, device, "precision")
+    if cell is not None:
+        require_cell_precision(precision, cell, "precision")
     if precision != "auto":
         return precision
-    return "bfloat16" if native_bfloat16(device) else "float32"
+    return "bfloat16" if native_bfloat16(device) and (cell is None or cell.bfloat16) else "float32"
 
 
 def apply_precision(model, precision):
     """Return the model to run: float32 as trained, bfloat16 weights, or int8 dynamic quantization.
 
     int8 quantizes the recurrent layers and the linear layers (weights to int8 once, activations
-    per batch); nn.RNN has no quantized version and stays float32. bfloat16 pays off on CPUs with
-    AMX/AVX512-BF16 (oneDNN kernels) and on GPUs; `auto` picks by the model's device (resolve_precision).
+    per batch); a cell registered without an int8 version (nn.RNN has none) is refused, not left in
+    float32. bfloat16 pays off on CPUs with AMX/AVX512-BF16 (oneDNN kernels) and on GPUs; `auto` picks by
+    the model's device and cell (resolve_precision).
     """
-    precision = resolve_precision(precision, next(model.parameters()).device)
+    precision = resolve_precision(precision, next(model.parameters()).device, model.cell)
     if precision == "float32":
         return model
     if precision == "bfloat16":
@@ -90,7 +94,7 @@ def apply_precision(model, precision):
             raise PipelineError("int8 quantization runs on the CPU only: add --device cpu")
         with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
             warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+            return torch.ao.quantization.quantize_dynamic(model, {*model.cell.int8, nn.Linear}, dtype=torch.qint8)
     raise PipelineError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
@@ -142,7 +146,7 @@ class Predictor:
             raise PipelineError(f"lanes must be 0 (auto) or more, got {lanes}")
         self.payload = payload
         self.device = torch.device(device)
-        self.precision = precision = resolve_precision(precision, self.device)
+        self.precision = precision = resolve_precision(precision, self.device, model.cell)
         self.model = apply_precision(model.to(self.device).eval(), precision)
         self.batch_size = batch_size
         self.lanes = lanes

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .artifacts import PipelineError, usable_cores
-from .model import GATES, parameter_count
+from .cells import CELLS
+from .model import parameter_count
 
 
 def pick_device(name, local_rank=0):
@@ -74,17 +75,28 @@ def require_precision(precision, device, what):
 
 def training_precision(precision, device, model):
     """The precision a training run uses: `precision` itself, or for auto, bfloat16 autocast where it pays,
-    float32 elsewhere. It pays on a CPU with native bfloat16 for a model with LSTM layers: PyTorch's CPU
-    autocast runs the LSTM kernel in bfloat16 (oneDNN) but not the GRU or the tanh RNN, which would only
-    pay for the casts (docs/benchmarks.md: bilstm 1.54x, gru 0.92x). On a GPU at these sizes float32 is
-    faster (bilstm 0.80x in bfloat16 on an H200, docs/benchmarks.md#the-gpu-path).
-    Raises PipelineError for bfloat16 on a device without it (require_precision)."""
+    float32 elsewhere. It pays on a CPU with native bfloat16 for a cell registered with bfloat16_pays (the
+    fused LSTM: PyTorch's CPU autocast runs its kernel in bfloat16 (oneDNN) but not the GRU's or the tanh
+    RNN's, which would only pay for the casts; docs/benchmarks.md: bilstm 1.54x, gru 0.92x). On a GPU at
+    these sizes float32 is faster (bilstm 0.80x in bfloat16 on an H200, docs/benchmarks.md#the-gpu-path).
+    Raises PipelineError for bfloat16 on a device without it (require_precision), or for a cell that
+    does not run in bfloat16 (require_cell_precision)."""
     require_precision(precision, device, "train.precision")
+    require_cell_precision(precision, model.cell, "train.precision")
     if precision != "auto":
         return precision
     device = torch.device(device)
-    lstm = any(isinstance(module, torch.nn.LSTM) for module in model.modules())
-    return "bfloat16" if device.type == "cpu" and lstm and native_bfloat16(device) else "float32"
+    pays = model.cell.bfloat16 and model.cell.bfloat16_pays
+    return "bfloat16" if device.type == "cpu" and pays and native_bfloat16(device) else "float32"
+
+
+def require_cell_precision(precision, cell, what):
+    """Raise PipelineError when `precision` (bfloat16, int8) is one the registered `cell` (cells.Cell) has
+    no version of: it is refused, never run in float32 instead. `what` names the setting."""
+    if precision == "bfloat16" and not cell.bfloat16:
+        raise PipelineError(f"{what} is bfloat16, but the {cell.name} cell does not run in bfloat16: use float32")
+    if precision == "int8" and not cell.int8:
+        raise PipelineError(f"{what} is int8, but the {cell.name} cell has no int8 version: use float32 or bfloat16")
 
 
 def machine_memory(device):
@@ -106,7 +118,8 @@ def training_memory(model_config, batch_size, seq_len):
     pass, each token's embedding and each recurrent layer's gate pre-activations, state and output."""
     parameters = parameter_count(**model_config.as_dict())
     directions = 2 if model_config.bidirectional else 1
-    per_token = model_config.embed_dim + model_config.num_layers * directions * (GATES[model_config.cell] + 2) * model_config.hidden_dim
+    gates = CELLS[model_config.cell].gates
+    per_token = model_config.embed_dim + model_config.num_layers * directions * (gates + 2) * model_config.hidden_dim
     activations = 4 * batch_size * seq_len * per_token
     return 16 * parameters + activations, parameters, activations
 
