@@ -253,7 +253,7 @@ class DvcRepo:
 
 
 def make_dvc_repo(tmp_path, archive):
-    """A git repository with dvc.yaml, params.yaml, stages/ and src/imdb_rnn/ copied in and `dvc init` done.
+    """A git repository with dvc.yaml, params.yaml, stages/, src/imdb_rnn/ and .dvc/plots/ copied in and `dvc init` done.
 
     params.yaml is the project's, shrunk by tiny_params and pointed at a copy of `archive` beside
     the repository (in tmp_path). Nothing is committed: change params, then call repo.commit()
@@ -271,6 +271,7 @@ def make_dvc_repo(tmp_path, archive):
     repo.git("config", "user.email", "tests@example.invalid")
     repo.git("config", "user.name", "tests")
     repo.dvc("init", "-q")
+    shutil.copytree(REPO_ROOT / ".dvc" / "plots", root / ".dvc" / "plots")  # the plots' templates
     repo.dvc("config", "core.analytics", "false")
     repo.dvc("config", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
     repo.params = tiny_params(os.path.relpath(archive, root))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from imdb_rnn.artifacts import PipelineError, save_npz
-from imdb_rnn.compare import format_duration, load_run
+from imdb_rnn.compare import best_model, format_duration, load_run
 from imdb_rnn.significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "compare.py"
@@ -54,10 +54,17 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
             (root / "predictions" / where).parent.mkdir(parents=True, exist_ok=True)
             save_npz(root / "predictions" / f"{where}.npz", logits=logits_with_accuracy(acc, 100 * n + (seed or 0)), labels=LABELS,
                      review_ids=np.arange(len(LABELS)))
+            for folder, (x, y) in (("roc", ("fpr", "tpr")), ("precision_recall", ("recall", "precision"))):
+                (root / folder / f"{where}.csv").parent.mkdir(parents=True, exist_ok=True)
+                (root / folder / f"{where}.csv").write_text(f"{x},{y},threshold\n0.0,0.0,1.0\n0.5,{acc},0.0\n")
             if seed is not None:
-                tsv = root / "live" / name / f"seed{seed}" / "plots" / "metrics" / "val" / "accuracy.tsv"
-                tsv.parent.mkdir(parents=True, exist_ok=True)
-                tsv.write_text(f"step\taccuracy\n0\t{val - 0.05}\n1\t{val}\n")
+                for metric, values in (("val/accuracy", (val - 0.05, val)), ("val/loss", (0.6, 0.5)), ("train/loss", (0.7, 0.4))):
+                    tsv = root / "live" / name / f"seed{seed}" / "plots" / "metrics" / f"{metric}.tsv"
+                    tsv.parent.mkdir(parents=True, exist_ok=True)
+                    tsv.write_text(f"step\t{metric.split('/')[1]}\n0\t{values[0]}\n1\t{values[1]}\n")
+                checkpoint = root / "data" / "models" / name / f"seed{seed}.pt"  # compare only copies the best one
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                checkpoint.write_text(f"{name} seed {seed}")
     params = {"seeds": list(seeds), "architectures": ["rnn", "gru", "lstm"],
               "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
               "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {}, "compare": STATS}
@@ -65,12 +72,14 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
 
 
 def run_in_process(root, monkeypatch):
+    monkeypatch.chdir(root)  # the checkpoints' paths are relative, as dvc.yaml's
     monkeypatch.setattr(sys, "argv", [
         str(STAGE), "--params", str(root / "params.yaml"), "--eval-dir", str(root / "eval"),
-        "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"), "--models-dir", "data/models",
+        "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"), "--roc-dir", str(root / "roc"),
+        "--pr-dir", str(root / "precision_recall"), "--models-dir", "data/models",
         "--predictions-dir", str(root / "predictions"),
         "--markdown", str(root / "leaderboard.md"), "--json", str(root / "leaderboard.json"),
-        "--figure", str(root / "compare.png"),
+        "--figure", str(root / "compare.png"), "--curves-dir", str(root / "curves"), "--best", str(root / "best.pt"),
     ])
     try:
         runpy.run_path(str(STAGE), run_name="__main__")
@@ -141,6 +150,19 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     assert next(l for l in markdown.splitlines() if l.startswith("| 2 |")).count(" ≈ |") == 1
     png = (tmp_path / "compare.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    # the registry's model: the best validation accuracy among the recurrent rows (the baseline's 0.91 is not one)
+    assert (tmp_path / "best.pt").read_text() == "gru_w2v seed 42"
+    # one long-format file per plot: every model's chosen seed, in rank order; the baseline has curves but no epochs
+    ranked = [r["arch"] for r in board["rows"]]
+    roc = (tmp_path / "curves" / "roc.csv").read_text().splitlines()
+    assert roc[0] == "model,fpr,tpr" and [line.split(",")[0] for line in roc[1::2]] == ranked
+    assert "gru,0.5,0.86" in roc  # seed 7's curve, the row's seed
+    val = (tmp_path / "curves" / "val_accuracy.csv").read_text().splitlines()
+    assert val[:3] == ["model,epoch,accuracy", f"gru_w2v,1,{0.90 - 0.05}", "gru_w2v,2,0.9"]
+    assert [line.split(",")[0] for line in val[1::2]] == ranked[1:]
+    for name, header in (("val_loss", "model,epoch,loss"), ("train_loss", "model,epoch,loss"),
+                         ("precision_recall", "model,recall,precision")):
+        assert (tmp_path / "curves" / f"{name}.csv").read_text().splitlines()[0] == header
 
 
 def test_one_seed_gives_no_spread(tmp_path, monkeypatch):
@@ -256,3 +278,9 @@ def test_the_mark_reads_the_adjusted_p_value(tmp_path, monkeypatch):
     assert [r["p_value_vs_top_adjusted"] for r in rows] == pytest.approx(adjust_p_values(raw, "holm"), rel=1e-3)
     assert all(r["same_as_top"] is (r["p_value_vs_top_adjusted"] >= 0.05) for r in rows)
     assert "McNemar p (Holm)" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_the_registered_model_is_the_best_by_validation_never_by_test():
+    board = [{"arch": "baseline", "rank": 1, "val_accuracy": 0.95}, {"arch": "gru", "rank": 2, "val_accuracy": 0.80},
+             {"arch": "lstm", "rank": 3, "val_accuracy": 0.90}, {"arch": "bilstm", "rank": 4, "val_accuracy": 0.90}]
+    assert best_model(board)["arch"] == "lstm"  # ties go to the better rank; the n-gram baseline is no checkpoint

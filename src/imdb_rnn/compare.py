@@ -7,6 +7,7 @@ reviews (significance.py).
 """
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -284,12 +285,59 @@ def plot(board, curves, path, confidence=0.95):
     plt.close(fig)
 
 
+# the long-format curves compare writes for dvc.yaml's plots, one file each: {name: (source, x, y)}, the
+# source under live_dir/<arch>/seed<seed>/plots/metrics/ (dvclive), or a folder of evaluate's curves
+CURVES = {
+    "val_accuracy": ("val/accuracy.tsv", "epoch", "accuracy"),
+    "val_loss": ("val/loss.tsv", "epoch", "loss"),
+    "train_loss": ("train/loss.tsv", "epoch", "loss"),
+    "roc": ("roc_dir", "fpr", "tpr"),
+    "precision_recall": ("pr_dir", "recall", "precision"),
+}
+
+
+def read_points(path, x, y, stage):
+    """The (x, y) columns of one of evaluate's (or the baseline's) curve CSVs."""
+    _require(path, stage)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or x not in rows[0] or y not in rows[0]:
+        raise PipelineError(f"{path} has no {x} and {y} columns: rerun `dvc repro -f {stage}`")
+    return [r[x] for r in rows], [r[y] for r in rows]
+
+
+def write_curves(board, paths):
+    """One CSV per entry of CURVES in paths['curves_dir'], long format (model, x, y): every leaderboard
+    model's chosen seed, in rank order, so that one plot entry in dvc.yaml draws every architecture."""
+    for name, (source, x, y) in CURVES.items():
+        lines = [f"model,{x},{y}"]
+        for row in board:
+            arch, seed = row["arch"], row["seed"]
+            if source.endswith("_dir"):
+                where = arch if arch == BASELINE else f"{arch}/seed{seed}"
+                xs, ys = read_points(f"{paths[source]}/{where}.csv", x, y,
+                                     BASELINE if arch == BASELINE else stage_of("evaluate", arch, seed))
+            elif arch == BASELINE:
+                continue  # no epochs
+            else:
+                xs, ys = read_curve(f"{paths['live_dir']}/{arch}/seed{seed}/plots/metrics/{source}", arch, seed)
+            lines += [f"{arch},{a},{b}" for a, b in zip(xs, ys)]
+        write_text(f"{paths['curves_dir']}/{name}.csv", "\n".join(lines) + "\n")
+
+
+def best_model(board):
+    """The leaderboard row that imdb-predict serves by default: the recurrent model with the best validation
+    accuracy (test accuracy never chooses), ties to the better rank."""
+    recurrent = [row for row in board if row["arch"] != BASELINE]
+    return recurrent[best_by_validation({i: row["val_accuracy"] for i, row in enumerate(recurrent)})]
+
+
 def compare_models(params_path, paths):
     """The compare stage: rank every architecture and the n-gram baseline by test accuracy, with the
     statistics that say which gaps are real; draw one summary picture.
 
-    `paths` maps eval_dir, timing_dir, live_dir, models_dir, predictions_dir, markdown, json, figure
-    to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
+    `paths` maps eval_dir, timing_dir, live_dir, roc_dir, pr_dir, models_dir, predictions_dir (inputs) and
+    markdown, json, figure, curves_dir, best (outputs) to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
     """
     settings = load_section(params_path, "compare", SCHEMA)
     names = read_architectures(params_path)
@@ -304,10 +352,15 @@ def compare_models(params_path, paths):
     board = leaderboard(rows + [baseline], settings)
 
     plot(board, curves, paths['figure'], settings["confidence"])
+    write_curves(board, paths)
+    best = best_model(board)
+    with atomic_path(paths['best']) as tmp:  # DVC's model registry names this file (dvc.yaml: artifacts)
+        shutil.copyfile(best["checkpoint"], tmp)
     write_text(paths['markdown'], to_markdown(board, settings))
     write_json(paths['json'], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
-    best = board[0]
+    top = board[0]
     same = [row["arch"] for row in board if row["same_as_top"]]
-    print(f"compare: {len(board)} models over {len(seeds)} seed(s), best {best['arch']} (test accuracy {best['accuracy']:.4f}"
-          f"{'' if best['seed'] is None else ', seed ' + str(best['seed'])}); not shown worse than it: "
-          f"{', '.join(same) or 'none'} -> {paths['markdown']}")
+    print(f"compare: {len(board)} models over {len(seeds)} seed(s), top {top['arch']} (test accuracy {top['accuracy']:.4f}"
+          f"{'' if top['seed'] is None else ', seed ' + str(top['seed'])}); not shown worse than it: "
+          f"{', '.join(same) or 'none'} -> {paths['markdown']}; best by validation: {best['arch']} seed {best['seed']} "
+          f"-> {paths['best']}")
