@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 
 from .artifacts import PipelineError, atomic_path, load
+from .cells import CELLS
 from .config import ARCH_SCHEMA, ModelConfig
 from .model import parameter_count
 from .params import Param, check, retrain_hint
 
 # a checkpoint's model_config is checked as params.yaml's architecture sections are, before anything is built
 MODEL_SCHEMA = {**{f.name: ARCH_SCHEMA[f.name] for f in fields(ModelConfig) if f.name in ARCH_SCHEMA},
-                "vocab_size": Param(int, min=3, max=10_000_000)}
+                "vocab_size": Param(int, min=3, max=10_000_000), "options": Param(dict, required=False)}
 SERVED = re.compile(r"seed(\d+)")  # dvc.yaml's layout: data/models/<arch>/seed<seed>.pt
 
 CHECKPOINT_FORMAT = 1
@@ -74,6 +75,7 @@ def load_checkpoint(path, device="cpu"):
     check_served_path(path, payload)
     try:
         config = ModelConfig.from_dict(check("checkpoint model_config", payload.get("model_config"), MODEL_SCHEMA))
+        check("checkpoint model_config.options", config.options or {}, CELLS[config.cell].options)
         state = payload["state_dict"]
         found = sum(t.numel() for t in state.values()) if isinstance(state, dict) else 0
         expected = parameter_count(**config.as_dict())

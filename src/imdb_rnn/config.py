@@ -65,6 +65,22 @@ TRAIN_SCHEMA = {
 }
 
 
+def check_cell_settings(name, settings):
+    """Raise PipelineError for settings of architecture `name` that mean nothing for its cell: reading backwards
+    with a cell that cannot, `last` pooling with one that does not carry its state on, and what the cell's
+    own check refuses (cells.Cell)."""
+    cell = CELLS[settings["cell"]]
+    if settings["bidirectional"] and not cell.bidirectional:
+        raise PipelineError(f"parameter {name}.bidirectional is true, but the {cell.name} cell cannot read a review "
+                            "backwards: set it to false")
+    if settings["pooling"] == "last" and not cell.carries_state:
+        raise PipelineError(f"parameter {name}.pooling is last, but the {cell.name} cell does not carry its state from "
+                            "one span of steps to the next, which last pooling needs: use max, mean or attention")
+    wrong = cell.check(settings) if cell.check else None
+    if wrong:
+        raise PipelineError(f"parameter {name}.{wrong[0]} {wrong[1]}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What builds a RecurrentClassifier (its constructor's arguments)."""
@@ -79,11 +95,16 @@ class ModelConfig:
     dropout: float
     embed_dropout: float
     attention_dim: int | None = None
+    options: dict | None = None  # the cell's own settings (cells.Cell.options), None for a cell without any
 
     @classmethod
     def from_dict(cls, values):
-        """From an architecture's settings or a checkpoint's `model_config`; other keys are ignored."""
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+        """From an architecture's settings (the cell's options among them) or a checkpoint's `model_config`
+        (its options under `options`); other keys are ignored."""
+        config = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        if "options" not in config and values.get("cell") in CELLS:
+            config["options"] = {k: values[k] for k in CELLS[values["cell"]].options if k in values} or None
+        return cls(**config)
 
     def as_dict(self):
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -143,12 +164,17 @@ def arch_settings(params_path, name, seed=None):
         raise PipelineError(f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
                             "(architectures, pretrained_architectures, semi_supervised_architectures)")
     params = read_params(params_path)
-    defaults = check("arch_defaults", params.get("arch_defaults") or {}, ARCH_SCHEMA, partial=True)
-    own = check(name, params[name], ARCH_SCHEMA, partial=True)
+    # a cell's own options are known keys of its sections; arch_defaults may hold any cell's
+    every_option = {key: spec for cell in CELLS.values() for key, spec in cell.options.items()}
+    defaults = check("arch_defaults", params.get("arch_defaults") or {}, {**ARCH_SCHEMA, **every_option}, partial=True)
+    cell = CELLS.get({**defaults, **(params[name] if isinstance(params[name], dict) else {})}.get("cell"))
+    schema = {**ARCH_SCHEMA, **(cell.options if cell else {})}
+    own = check(name, params[name], schema, partial=True)
     settings = {**defaults, **own}
-    missing = [key for key, spec in ARCH_SCHEMA.items() if spec.required and key not in settings]
+    missing = [key for key, spec in schema.items() if spec.required and key not in settings]
     if missing:
         raise PipelineError(f"parameter {name}.{missing[0]} is set neither in {name} nor in arch_defaults: add it")
+    check_cell_settings(name, settings)
     if settings["pooling"] == "attention" and "attention_dim" not in settings:
         raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
     if settings.get("entropy_weight") and not settings.get("unsup_ratio"):

@@ -117,6 +117,7 @@ class RecurrentClassifier(nn.Module):
         dropout=0.0,
         embed_dropout=0.0,
         attention_dim=64,
+        options=None,
     ):
         super().__init__()
         self.cell = check_cell(cell)
@@ -128,14 +129,20 @@ class RecurrentClassifier(nn.Module):
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.embed_dropout = nn.Dropout(embed_dropout)
-        # one module per layer and direction, so that each direction can start at its own first token
-        self.layers = nn.ModuleList(
-            nn.ModuleList(
-                self.cell.layer(embed_dim if layer == 0 else hidden_dim * directions, hidden_dim)
-                for _ in range(directions)
+        # one module per layer and direction, so that each direction can start at its own first token; a cell
+        # that is a whole stack (cells.Cell.stack) is one module per direction
+        options = options or {}
+        if self.cell.stack:
+            stack = [self.cell.layer(embed_dim, hidden_dim, num_layers, **options) for _ in range(directions)]
+            self.layers = nn.ModuleList([nn.ModuleList(stack)])
+        else:
+            self.layers = nn.ModuleList(
+                nn.ModuleList(
+                    self.cell.layer(embed_dim if layer == 0 else hidden_dim * directions, hidden_dim, **options)
+                    for _ in range(directions)
+                )
+                for layer in range(num_layers)
             )
-            for layer in range(num_layers)
-        )
         self.dropout = nn.Dropout(dropout)
         features = hidden_dim * directions
         if pooling == "attention":

@@ -13,6 +13,7 @@ padding: reviews are left-aligned and each direction reads its review causally, 
 review's end never reach its real steps (model.RecurrentClassifier).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..artifacts import PipelineError
@@ -36,6 +37,15 @@ class Cell:
         only where its kernel runs faster there (PyTorch's fused LSTM does; the fused GRU and RNN do not).
     int8: the module classes of this cell that dynamic int8 quantization converts
         (torch.ao.quantization.quantize_dynamic); empty: it has no int8 version, and int8 is refused.
+    stack: the module is a whole stack of layers in one direction, built as
+        layer(input_size, hidden_size, num_layers): its layers talk to each other in more ways than
+        through their outputs (a Grid LSTM's cells along depth). Its state is then [num_layers, B, H].
+    carries_state: whether forward continues from the state it returned. `last` pooling needs it
+        (model.run_spans), so an architecture of a cell without it cannot use `last` pooling.
+    options: the settings of its own that an architecture's section gives it, {key: params.Param},
+        passed to the layer as keyword arguments and stored in the checkpoint.
+    check: settings -> None, or (key, what is wrong) for a setting that means nothing for this cell
+        (a Grid LSTM of one layer); check_params reports it as `parameter <arch>.<key> <what is wrong>`.
     """
 
     name: str
@@ -46,6 +56,10 @@ class Cell:
     bfloat16: bool = True
     bfloat16_pays: bool = False
     int8: tuple = field(default_factory=tuple)
+    stack: bool = False
+    carries_state: bool = True
+    options: dict = field(default_factory=dict)
+    check: Callable | None = None
 
 
 def register(name, *, gates, paper, **support):
