@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import repo_params
 from imdb_rnn.artifacts import PipelineError, save_npz
-from imdb_rnn.compare import best_model, format_duration, load_run
+from imdb_rnn.compare import best_model, format_duration, load_run, read_chapter
 from imdb_rnn.significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "compare.py"
@@ -65,10 +66,13 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
                 checkpoint = root / "data" / "models" / name / f"seed{seed}.pt"  # compare only copies the best one
                 checkpoint.parent.mkdir(parents=True, exist_ok=True)
                 checkpoint.write_text(f"{name} seed {seed}")
+    repo = repo_params()
     params = {"seeds": list(seeds), "architectures": ["rnn", "gru", "lstm"],
               "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
-              "rnn": {}, "gru": {}, "lstm": {}, "gru_w2v": {}, "compare": STATS}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+              "arch_defaults": repo["arch_defaults"], "train": repo["train"],
+              **{name: repo[name] for name in ("rnn", "gru", "lstm", "gru_w2v", "bilstm")},
+              "chapter": {"RNNs": ["rnn"], "LSTMs": ["lstm", "bilstm"], "GRUs": ["gru", "gru_w2v"]}, "compare": STATS}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def run_in_process(root, monkeypatch):
@@ -80,6 +84,7 @@ def run_in_process(root, monkeypatch):
         "--predictions-dir", str(root / "predictions"),
         "--markdown", str(root / "leaderboard.md"), "--json", str(root / "leaderboard.json"),
         "--figure", str(root / "compare.png"), "--curves-dir", str(root / "curves"), "--best", str(root / "best.pt"),
+        "--chapter", str(root / "chapter.md"),
     ])
     try:
         runpy.run_path(str(STAGE), run_name="__main__")
@@ -160,6 +165,13 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     val = (tmp_path / "curves" / "val_accuracy.csv").read_text().splitlines()
     assert val[:3] == ["model,epoch,accuracy", f"gru_w2v,1,{0.90 - 0.05}", "gru_w2v,2,0.9"]
     assert [line.split(",")[0] for line in val[1::2]] == ranked[1:]
+    # the chapter's table: its headings in order, accuracy over seeds, speed against lstm's from the same run
+    chapter = (tmp_path / "chapter.md").read_text().splitlines()
+    assert [line.split(" | ")[:2] for line in chapter[2:]] == [["| RNNs", "`rnn`"], ["| LSTMs", "`lstm`"], ["| LSTMs", "`bilstm`"],
+                                                                ["| GRUs", "`gru`"], ["| GRUs", "`gru_w2v`"]]
+    assert chapter[5] == ("| GRUs | `gru` | Cho et al. 2014, Learning phrase representations using RNN encoder-decoder | "
+                          f"0.8700 ± {np.std([0.88, 0.86], ddof=1):.4f} (2 seeds) | {50_000 / 40_000:.2f}x |")
+    assert "bidirectional: Schuster & Paliwal 1997 | not trained in this run |" in chapter[4]
     for name, header in (("val_loss", "model,epoch,loss"), ("train_loss", "model,epoch,loss"),
                          ("precision_recall", "model,recall,precision")):
         assert (tmp_path / "curves" / f"{name}.csv").read_text().splitlines()[0] == header
@@ -284,3 +296,16 @@ def test_the_registered_model_is_the_best_by_validation_never_by_test():
     board = [{"arch": "baseline", "rank": 1, "val_accuracy": 0.95}, {"arch": "gru", "rank": 2, "val_accuracy": 0.80},
              {"arch": "lstm", "rank": 3, "val_accuracy": 0.90}, {"arch": "bilstm", "rank": 4, "val_accuracy": 0.90}]
     assert best_model(board)["arch"] == "lstm"  # ties go to the better rank; the n-gram baseline is no checkpoint
+
+
+@pytest.mark.parametrize("chapter, message", [
+    ({"GRUs": ["gruu"]}, "chapter names 'gruu', which no params.yaml section defines: pick among rnn, gru, lstm, gru_w2v"),
+    ({"GRUs": "gru"}, "parameter chapter must map each heading to a list of architectures, got {'GRUs': 'gru'}"),
+])
+def test_a_bad_chapter_is_one_line(tmp_path, chapter, message):
+    write_inputs(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "chapter": chapter}, sort_keys=False))
+    with pytest.raises(PipelineError) as refused:
+        read_chapter(tmp_path / "params.yaml", ["rnn", "gru", "lstm", "gru_w2v"])
+    assert str(refused.value) == message

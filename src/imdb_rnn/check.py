@@ -9,7 +9,7 @@ against the pretraining stage's).
 
 from .artifacts import PipelineError, write_text
 from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings as check_baseline
-from .compare import SCHEMA as COMPARE_SCHEMA
+from .compare import SCHEMA as COMPARE_SCHEMA, read_chapter
 from .config import TRAIN_SCHEMA, ModelConfig, arch_settings
 from .corpus import SCHEMA as VOCAB_SCHEMA
 from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA, check_settings as check_embeddings
@@ -86,6 +86,7 @@ def check_params(params_path, paths):
                 if settings_of[name][ours] != sections[source][theirs]:
                     raise PipelineError(f"parameter {name}.{ours} is {settings_of[name][ours]!r} but {source}.{theirs} is "
                                         f"{sections[source][theirs]!r}: {name} starts from {source}'s output, so make them agree")
+    read_chapter(params_path, known)
     reported = (read_params(params_path).get("report") or {}).get("architectures") or []
     if not isinstance(reported, list):
         raise PipelineError(f"parameter report.architectures must be a list of architectures, got {reported!r}")

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
-from .params import BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_seeds, stage_of
+from .cells import check_cell
+from .config import arch_settings
+from .params import (BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_params,
+                     read_seeds, stage_of)
 from .inference import correct
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
@@ -332,18 +335,76 @@ def best_model(board):
     return recurrent[best_by_validation({i: row["val_accuracy"] for i, row in enumerate(recurrent)})]
 
 
+# what an architecture adds to its cell, and where that comes from (the chapter table's paper column)
+ADDITIONS = {
+    "bidirectional": "bidirectional: Schuster & Paliwal 1997",
+    "stacked": "stacked: Graves, Mohamed & Hinton 2013",
+    "attention": "attention pooling: Bahdanau, Cho & Bengio 2015",
+}
+SPEED_REFERENCE = "lstm"  # the chapter table's training speed is a ratio to this architecture's, from the same run
+
+
+def read_chapter(params_path, known):
+    """params.yaml's `chapter`: {heading: [architecture, ...]} in the chapter's order. Raises PipelineError for
+    a malformed section or a name that no params.yaml section defines."""
+    params = read_params(params_path)
+    chapter = params.get("chapter") or {}
+    if not isinstance(chapter, dict) or not all(isinstance(v, list) and all(isinstance(n, str) for n in v)
+                                                for v in chapter.values()):
+        raise PipelineError(f"parameter chapter must map each heading to a list of architectures, got {chapter!r}")
+    for names in chapter.values():
+        for name in names:
+            if not isinstance(params.get(name), dict) or "cell" not in params[name]:
+                raise PipelineError(f"chapter names {name!r}, which no params.yaml section defines: "
+                                    f"pick among {', '.join(known)}")
+    return chapter
+
+
+def chapter_table(params_path, board, chapter):
+    """Markdown: one row per architecture under each of the chapter's headings: its params section, its
+    cell's paper (and what the architecture adds to the cell), test accuracy over seeds (mean ± sd) and
+    training tokens/s as a ratio to SPEED_REFERENCE's in the same run. An architecture not trained in
+    this run has its row, marked so."""
+    rows = {row["arch"]: row for row in board}
+    reference = rows.get(SPEED_REFERENCE, {}).get("train_tokens_per_second")
+    lines = ["| chapter | params section | paper | test accuracy, mean ± sd over seeds | training speed vs "
+             f"{SPEED_REFERENCE} |", "|:---|:---|:---|---:|---:|"]
+    for heading, names in chapter.items():
+        for name in names:
+            settings = arch_settings(params_path, name)[0] if name in rows else read_params(params_path)[name]
+            cell = check_cell(settings["cell"])
+            papers = [cell.paper]
+            if settings.get("bidirectional"):
+                papers.append(ADDITIONS["bidirectional"])
+            if settings.get("num_layers", 1) > 1 and not cell.stack:
+                papers.append(ADDITIONS["stacked"])
+            if settings.get("pooling") == "attention":
+                papers.append(ADDITIONS["attention"])
+            row = rows.get(name)
+            if row is None:
+                accuracy, speed = "not trained in this run", ""
+            else:
+                n = len(row["seeds"])
+                accuracy = (f"{row['accuracy_mean']:.4f} (1 seed)" if n == 1
+                            else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)")
+                speed = f"{row['train_tokens_per_second'] / reference:.2f}x" if reference else ""
+            lines.append(f"| {heading} | `{name}` | {'; '.join(papers)} | {accuracy} | {speed} |")
+    return "\n".join(lines) + "\n"
+
+
 def compare_models(params_path, paths):
     """The compare stage: rank every architecture and the n-gram baseline by test accuracy, with the
     statistics that say which gaps are real; draw one summary picture.
 
     `paths` maps eval_dir, timing_dir, live_dir, roc_dir, pr_dir, models_dir, predictions_dir (inputs) and
-    markdown, json, figure, curves_dir, best (outputs) to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
+    markdown, json, figure, curves_dir, best, chapter (outputs) to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
     """
     settings = load_section(params_path, "compare", SCHEMA)
     names = read_architectures(params_path)
     seeds = read_seeds(params_path)
     # read everything first, so that a missing input leaves the old outputs untouched (when run outside DVC,
     # which removes a stage's outputs before running it)
+    chapter = read_chapter(params_path, names)
     rows = [architecture_row(name, seeds, paths, pretrained) for name, pretrained in names.items()]
     baseline = {**load_run(BASELINE, None, paths, "n-grams"), "checkpoint": None, "seeds": [], "accuracy_per_seed": {},
                 "val_accuracy_per_seed": {}, "accuracy_mean": None, "accuracy_sd": None}
@@ -357,6 +418,7 @@ def compare_models(params_path, paths):
     with atomic_path(paths['best']) as tmp:  # DVC's model registry names this file (dvc.yaml: artifacts)
         shutil.copyfile(best["checkpoint"], tmp)
     write_text(paths['markdown'], to_markdown(board, settings))
+    write_text(paths['chapter'], chapter_table(params_path, board, chapter))
     write_json(paths['json'], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
     top = board[0]
     same = [row["arch"] for row in board if row["same_as_top"]]
