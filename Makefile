@@ -2,6 +2,7 @@
 # Both create .venv and install the pinned dependencies on first use.
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 # `dvc plots show` fills $(PLOTS)/page.html (.dvc/config: plots.html_template): DVC's own page
@@ -24,6 +25,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $(TEST_STAMP)
 
 # DVC's page goes first, so the configured template exists whatever happens to npm.
 # --legacy-peer-deps: vega-lite 5.2.0 asks for vega ^5.21 as a peer, DVC's page pairs it with 5.20.2.
@@ -54,7 +59,7 @@ endif
 # `precision` (bfloat16, int8, CPU-feature detection) once more with oneDNN's and ATen's kernels limited
 # to AVX2, as on a CPU without AVX-512 or native bfloat16: any machine catches what would break there
 # (it shows AVX2's failures, not its speed).
-test: install
+test: install $(TEST_STAMP)
 	python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15 tests
 	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m pytest -q -n auto --dist loadfile -m precision tests
 

@@ -120,7 +120,8 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     dvc_repo.dvc("plots", "diff", "HEAD~1")
     assert "HEAD~1" in (root / "dvc_plots/index.html").read_text()
     plots = json.loads(dvc_repo.dvc("plots", "diff", "HEAD~1", "--json").stdout)
-    for name in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall", "metrics/confusion/gru/seed42.csv"):
+    curves = [f"metrics/curves/{kind}.csv" for kind in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall")]
+    for name in curves + ["metrics/confusion/gru/seed42.csv"]:
         assert [sorted(item["revisions"]) for item in plots["data"][name]] == [["HEAD~1", "workspace"]], name
     # what it could not load are the files of the architectures this tiny pipeline does not train
     missing = {error["source"] for error in plots["errors"]}

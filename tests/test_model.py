@@ -13,7 +13,7 @@ from imdb_rnn.cells import CELLS
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import pad
-from imdb_rnn.config import ARCH_SCHEMA, ModelConfig
+from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -28,7 +28,7 @@ def small_model(arch, seed=0):
     if "attention_dim" in section:
         section["attention_dim"] = 6
     torch.manual_seed(seed)
-    return ModelConfig.from_dict({**check(arch, section, ARCH_SCHEMA), "vocab_size": VOCAB}).build().eval()
+    return ModelConfig.from_dict({**check(arch, section, arch_schema(section["cell"])), "vocab_size": VOCAB}).build().eval()
 
 
 def reviews_as_pipeline_pads_them(lengths, pad_side, seq_len=32, seed=0):

@@ -76,8 +76,9 @@ def test_a_bad_number_is_a_one_line_error_naming_it(params_file, typed, fragment
 
 
 def test_yaml_1_1_words_are_not_booleans(params_file):
-    text = (REPO_ROOT / "params.yaml").read_text().replace("bidirectional: true", "bidirectional: yes", 1)
-    params_file.write_text(text)
+    text = (REPO_ROOT / "params.yaml").read_text()
+    params_file.write_text(text.replace("\nbilstm:\n  cell: lstm\n  bidirectional: true", "\nbilstm:\n  cell: lstm\n  bidirectional: yes"))
+    assert params_file.read_text() != text
     with pytest.raises(PipelineError, match="must be bool, got 'yes'"):  # DVC reads `yes` as a string too
         arch_settings(params_file, "bilstm")
 

@@ -353,8 +353,9 @@ def test_temp_and_queued_experiments_read_the_relative_source(built, tmp_path):
 
 
 def test_a_registered_model_is_fetched_by_name(built, tmp_path):
-    """README: a version tag in DVC's registry format, then `dvc artifacts get . <arch>` (dvc.yaml's artifacts)."""
+    """README: a version tag in DVC's registry format, then `dvc artifacts get . best` (dvc.yaml's artifacts): the
+    best model by validation, which compare copies."""
     repo = copy_repo(built, tmp_path)
-    repo.git("tag", "-a", f"{ARCH}@v1.0.0", "-m", f"Registering artifact {ARCH} version 1.0.0")
-    repo.dvc("artifacts", "get", ".", ARCH, "-o", tmp_path / "fetched.pt")
+    repo.git("tag", "-a", "best@v1.0.0", "-m", "Registering artifact best version 1.0.0")
+    repo.dvc("artifacts", "get", ".", "best", "-o", tmp_path / "fetched.pt")
     assert (tmp_path / "fetched.pt").read_bytes() == (repo.root / f"data/models/{ARCH}/seed42.pt").read_bytes()

@@ -18,7 +18,7 @@ from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
-from imdb_rnn.config import MONITORS, ARCH_SCHEMA, TRAIN_SCHEMA, ModelConfig
+from imdb_rnn.config import MONITORS, TRAIN_SCHEMA, ModelConfig, arch_schema
 from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check, read_params
@@ -66,7 +66,7 @@ def small_arch(arch, **change):
     if "attention_dim" in section:
         section["attention_dim"] = 8
     section.update(change)
-    return check(arch, section, ARCH_SCHEMA)
+    return check(arch, section, arch_schema(section["cell"]))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -65,6 +65,11 @@ TRAIN_SCHEMA = {
 }
 
 
+def arch_schema(cell):
+    """The schema of an architecture section whose cell is `cell`: ARCH_SCHEMA plus the cell's own options."""
+    return {**ARCH_SCHEMA, **(CELLS[cell].options if cell in CELLS else {})}
+
+
 def check_cell_settings(name, settings):
     """Raise PipelineError for settings of architecture `name` that mean nothing for its cell: reading backwards
     with a cell that cannot, `last` pooling with one that does not carry its state on, and what the cell's
@@ -167,8 +172,7 @@ def arch_settings(params_path, name, seed=None):
     # a cell's own options are known keys of its sections; arch_defaults may hold any cell's
     every_option = {key: spec for cell in CELLS.values() for key, spec in cell.options.items()}
     defaults = check("arch_defaults", params.get("arch_defaults") or {}, {**ARCH_SCHEMA, **every_option}, partial=True)
-    cell = CELLS.get({**defaults, **(params[name] if isinstance(params[name], dict) else {})}.get("cell"))
-    schema = {**ARCH_SCHEMA, **(cell.options if cell else {})}
+    schema = arch_schema({**defaults, **(params[name] if isinstance(params[name], dict) else {})}.get("cell"))
     own = check(name, params[name], schema, partial=True)
     settings = {**defaults, **own}
     missing = [key for key, spec in schema.items() if spec.required and key not in settings]
