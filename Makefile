@@ -66,6 +66,7 @@ test: install $(TEST_STAMP)
 # speed figures (print ratios against a baseline measured in the same run); see docs/benchmarks.md
 bench: install
 	python benchmarks/bench_text.py --stages
+	python benchmarks/bench_cells.py
 	python benchmarks/bench_train.py
 	python benchmarks/bench_predict.py
 	python benchmarks/bench_ddp.py
