@@ -45,7 +45,7 @@ TINY_UNSUP = 20
 # The files that take longest, longest first: `make test` hands whole files to the workers in this order
 # (--dist loadfile --no-loadscope-reorder; xdist would otherwise order them by their number of tests),
 # so that no three-minute pipeline file starts last while the other worker has nothing left to do.
-LONGEST_FIRST = ("test_experiments.py", "test_scaling.py", "test_pipeline.py", "test_parallel_repro.py",
+LONGEST_FIRST = ("test_experiments.py", "test_scaling.py", "test_pipeline.py", "test_parallel_repro.py", "test_adding_an_architecture.py",
                  "test_resume_and_ddp.py", "test_study.py", "test_predict.py", "test_check_params.py", "test_report.py")
 
 

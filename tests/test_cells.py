@@ -3,6 +3,7 @@ the model it extends and against outside implementations; every cell against the
 (src/imdb_rnn/cells/registry.py), so that a cell added later is checked without a line here."""
 
 import copy
+import dataclasses
 import warnings
 
 import pytest
@@ -427,3 +428,22 @@ def test_registry_entries():
     for name, layer in zip(NEW, (PeepholeLSTM, GORU, MinGRU)):  # one layer each, carrying its state, no options
         cell = CELLS[name]
         assert (cell.layer, cell.stack, cell.carries_state, cell.options, cell.check) == (layer, False, True, {}, None)
+
+
+def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32():
+    from imdb_rnn.artifacts import PipelineError
+    from imdb_rnn.predict import resolve_precision
+    from imdb_rnn.runtime import training_precision
+
+    model = RecurrentClassifier(20, 8, 8, "goru", pooling="max")
+    with pytest.raises(PipelineError) as refused:
+        apply_precision(model, "int8")
+    assert str(refused.value) == "precision is int8, but the goru cell has no int8 version: use float32 or bfloat16"
+    model.cell = dataclasses.replace(model.cell, bfloat16=False)  # a cell registered without bfloat16
+    for refuse in (lambda: training_precision("bfloat16", torch.device("cpu"), model),
+                   lambda: resolve_precision("bfloat16", "cpu", model.cell)):
+        with pytest.raises(PipelineError, match=r"bfloat16, but the goru cell does not run in bfloat16: use float32$"):
+            refuse()
+    # auto never refuses: it takes float32 for such a cell, whatever the CPU
+    assert training_precision("auto", torch.device("cpu"), model) == "float32"
+    assert resolve_precision("auto", "cpu", model.cell) == "float32"

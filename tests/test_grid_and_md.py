@@ -163,3 +163,11 @@ def test_an_mdlstm_classifier_keeps_its_row_length_in_the_checkpoint():
     assert all(layer.row_len == 5 for layer in model.layers[0])
     with pytest.raises(TypeError):
         RecurrentClassifier(30, 8, 4, "lstm", options={"row_len": 5})  # another cell's option is no option of lstm's
+
+
+def test_mdlstm_refuses_to_continue_from_a_state():
+    md = MDLSTM(3, 2, row_len=4)
+    x = torch.randn(6, 2, 3)
+    _, state = md(x)
+    with pytest.raises(ValueError, match="an mdlstm layer starts from zeros: it cannot continue from a state"):
+        md(x, state)

@@ -164,3 +164,13 @@ def test_pretrained_weights_that_do_not_fit_are_one_line_errors_before_training(
 def test_lm_refuses_the_test_reviews():
     with pytest.raises(PipelineError, match=r"pretrain_lm\.sources contains .test.: the test reviews must stay unseen"):
         check_settings({"sources": ["train", "test"], "cutoffs": [10]}, 100)
+
+
+def test_the_language_model_takes_only_cells_it_can_stack_itself():
+    from imdb_rnn.artifacts import PipelineError
+    from imdb_rnn.lm import SCHEMA
+    from imdb_rnn.params import check
+
+    with pytest.raises(PipelineError, match=r"^parameter pretrain_lm.cell must be one of rnn, lstm, gru, .*got 'grid_lstm'$"):
+        check("pretrain_lm", {"cell": "grid_lstm"}, {"cell": SCHEMA["cell"]})
+    assert "mdlstm" not in SCHEMA["cell"].choices and "peephole_lstm" in SCHEMA["cell"].choices

@@ -28,7 +28,8 @@ from .runtime import configure_cpu, pick_device, seed_everything
 from .text import encode, read_vocab, split_words, vocab_sha256
 
 SCHEMA = {
-    "cell": Param(str, choices=tuple(CELLS)),
+    # a cell the language model stacks itself: one without options of its own, not a whole stack
+    "cell": Param(str, choices=tuple(name for name, cell in CELLS.items() if not cell.stack and not cell.options)),
     "num_layers": Param(int, min=1, max=8),
     "embed_dim": Param(int, min=1, max=4096),
     "hidden_dim": Param(int, min=1, max=8192),
