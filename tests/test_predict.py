@@ -841,3 +841,26 @@ def test_a_utf8_file_with_a_byte_order_mark_and_a_bad_byte_is_scored_with_the_wa
     code, out, err = run("--model", models / "tiny.pt", "--json", "--file", bad)
     assert code == 0 and json_lines(out)[0]["label"] == "pos"
     assert "not valid UTF-8" in err and "1 bad byte sequence(s) replaced" in err
+
+
+def test_the_package_offers_load_predictor_choosing_as_imdb_predict_does(models, tmp_path):
+    import imdb_rnn
+    from imdb_rnn import Predictor, load_predictor
+
+    assert Predictor is predict.Predictor
+    given = load_predictor(arch="attention", seed=42, models_dir=models, params=tmp_path / "none.yaml")
+    assert isinstance(given, Predictor) and given.arch == "attention"
+    board = tmp_path / "leaderboard.json"
+    board.write_text(json.dumps({"rows": [  # the top row by test is not the one by validation
+        {"arch": "tiny", "checkpoint": str(models / "tiny.pt"), "val_accuracy": 0.80},
+        {"arch": "baseline", "checkpoint": None, "val_accuracy": 0.99},
+        {"arch": "attention", "checkpoint": str(models / "attention" / "seed42.pt"), "val_accuracy": 0.90}]}))
+    best = load_predictor(leaderboard=board)
+    assert best.arch == "attention"
+    np.testing.assert_array_equal(best.logits(["a wonderful film"]), given.logits(["a wonderful film"]))
+    with pytest.raises(AttributeError, match="module 'imdb_rnn' has no attribute 'Predicter'"):
+        imdb_rnn.Predicter
+    # a stage that imports one module does not load the predictor with it
+    probe = subprocess.run([sys.executable, "-c", "import sys, imdb_rnn.params; print('imdb_rnn.predict' in sys.modules)"],
+                           capture_output=True, text=True, env=script_env())
+    assert probe.stdout == "False\n", probe.stderr

@@ -316,6 +316,21 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
     return found[best_by_validation(val)]
 
 
+def load_predictor(arch=None, seed=None, model=None, device="cpu", precision="float32", models_dir="data/models",
+                   leaderboard="metrics/leaderboard.json", params="params.yaml", **options):
+    """A Predictor for new text, chosen as imdb-predict chooses (resolve_checkpoint): the checkpoint at `model`;
+    else architecture `arch` at `seed`, or at its best seed by validation; else the leaderboard's best
+    recurrent model by validation accuracy (never by test). Paths are relative to the project root.
+
+        from imdb_rnn import load_predictor
+        load_predictor().probabilities(["A wonderful film."])     # array([0.97...], dtype=float32)
+
+    `options` go to Predictor (batch_size, lanes). Raises PipelineError with the fix for a missing or bad
+    checkpoint, an unknown architecture, or a precision the device or the cell lacks."""
+    path = resolve_checkpoint(model, arch, models_dir, leaderboard, params, seed)
+    return Predictor.load(path, device=device, precision=precision, **options)
+
+
 def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json",
                        params="params.yaml", seed=None):
     """The checkpoint to use: --model, else --arch (its best seed by validation, or --seed), else the
