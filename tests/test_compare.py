@@ -149,6 +149,9 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     d_low, d_high = gru["difference_to_top_ci"]
     assert gru["difference_to_top"] == pytest.approx(-0.04) and d_low < -0.04 < d_high < 0
     markdown = (tmp_path / "leaderboard.md").read_text()
+    # how many test reviews every figure stands on: the official 25,000, or 80 in a tiny run
+    assert markdown.startswith(f"# Leaderboard: {N:,} test reviews, sorted by accuracy\n")
+    assert f"on the same {N:,} test reviews for every row" in markdown and all(r["test_reviews"] == N for r in board["rows"])
     line = next(l for l in markdown.splitlines() if l.startswith("| 4 |"))
     assert line.startswith(f"| 4 | gru | random | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 [")
     assert "| +0.0100 |" in line  # validation − test

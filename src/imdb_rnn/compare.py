@@ -144,7 +144,7 @@ def leaderboard(rows, settings):
         right = row.pop("correct")
         row.pop("predictions")
         low, high = accuracy_interval(right, resamples, confidence, seed)
-        stats = {"accuracy_ci": [round(low, 6), round(high, 6)],
+        stats = {"test_reviews": int(len(right)), "accuracy_ci": [round(low, 6), round(high, 6)],
                  "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}
         if rank == 1:
             top_right = right
@@ -207,11 +207,13 @@ def to_markdown(board, settings):
     correction = (f"Holm-adjusted for the {rows_tested} rows tested against the top one (`compare.correction`; "
                   "`p_value_vs_top` in leaderboard.json is the unadjusted one)" if settings["correction"] == "holm"
                   else "each row tested against the top one alone, with no correction for the number of rows")
+    reviews = board[0]["test_reviews"] if board else 0
     lines = [
-        "# Leaderboard: test reviews, sorted by accuracy",
+        f"# Leaderboard: {reviews:,} test reviews, sorted by accuracy",
         "",
-        f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy comes with a {confidence} "
-        f"percentile bootstrap interval over the test reviews ({settings['bootstrap_resamples']:,} resamples). "
+        f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy, on the same {reviews:,} "
+        f"test reviews for every row, comes with a {confidence} "
+        f"percentile bootstrap interval over them ({settings['bootstrap_resamples']:,} resamples). "
         "The difference to the top row is in accuracy points, with a paired bootstrap interval; p is McNemar's exact test "
         f"against the top row on the same reviews, {correction}, and ≈ marks a row the top one is not shown better than "
         f"(p ≥ {settings['alpha']:g}).",
