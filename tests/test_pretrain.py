@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from torch import nn
 
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
@@ -174,3 +175,30 @@ def test_the_language_model_takes_only_cells_it_can_stack_itself():
     with pytest.raises(PipelineError, match=r"^parameter pretrain_lm.cell must be one of rnn, lstm, gru, .*got 'grid_lstm'$"):
         check("pretrain_lm", {"cell": "grid_lstm"}, {"cell": SCHEMA["cell"]})
     assert "mdlstm" not in SCHEMA["cell"].choices and "peephole_lstm" in SCHEMA["cell"].choices
+
+
+def test_the_language_model_is_the_batch_first_lstm_stack_it_was_dropout_masks_included():
+    """Its layers run time-major, as every registered cell does; its losses and gradients, with dropout on, are
+    still those of nn.LSTM(batch_first=True) layers, bit for bit, so its reruns reproduce earlier runs."""
+    torch.manual_seed(0)
+    model = LanguageModel(100, 16, 16, "lstm", 2, 0.3, [20, 50]).train()
+    ids = torch.randint(1, 100, (8, 33))
+    batch_first = [nn.LSTM(16, 16, batch_first=True) for _ in model.layers]
+    for lstm, (layer,) in zip(batch_first, model.layers):
+        lstm.load_state_dict(layer.state_dict())
+
+    def as_it_was():
+        x = model.dropout(model.embedding(ids[:, :-1]))
+        for lstm in batch_first:
+            x = model.dropout(lstm(x)[0])
+        return model.decoder(x.reshape(-1, x.size(-1)), ids[:, 1:].reshape(-1)).loss
+
+    torch.manual_seed(5)
+    ours = model(ids)
+    ours.backward()
+    torch.manual_seed(5)
+    theirs = as_it_was()
+    theirs.backward()
+    assert torch.equal(ours, theirs)
+    for lstm, (layer,) in zip(batch_first, model.layers):
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(lstm.parameters(), layer.parameters()))

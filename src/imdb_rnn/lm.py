@@ -74,11 +74,12 @@ class LanguageModel(nn.Module):
 
     def features(self, ids):
         """ids [B, T] -> the top layer's outputs [B, T, hidden_dim], each from the words up to its own."""
-        x = self.dropout(self.embedding(ids.t()))  # [T, B, E]: the registry's cells run time-major
+        # batch-major between the layers, so that dropout draws its masks as it always did; each layer runs
+        # time-major, as the registry's cells do
+        x = self.dropout(self.embedding(ids))
         for (rnn,) in self.layers:
-            x, _ = rnn(x)
-            x = self.dropout(x)
-        return x.transpose(0, 1)
+            x = self.dropout(rnn(x.transpose(0, 1))[0].transpose(0, 1))
+        return x
 
     def forward(self, ids):
         """Mean negative log-likelihood of ids[:, 1:] given the words before them."""
