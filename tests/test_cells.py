@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import needs_native_bfloat16
 from imdb_rnn.cells import CELLS
 from imdb_rnn.cells.goru import GORU
 from imdb_rnn.cells.mingru import MinGRU
@@ -354,6 +355,8 @@ def test_classifier_with_the_cell_is_exact_under_padding(name):
 
 # --- precisions: what the registry promises ----------------------------------------------------------
 
+@pytest.mark.precision
+@needs_native_bfloat16  # elsewhere the product refuses bfloat16 before any cell runs (tested in test_train, test_predict)
 @pytest.mark.parametrize("name", [name for name, cell in CELLS.items() if cell.bfloat16])
 def test_bfloat16_cells_run_in_bfloat16(name):
     torch.manual_seed(0)
@@ -372,6 +375,7 @@ def test_bfloat16_cells_run_in_bfloat16(name):
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("name", [name for name, cell in CELLS.items() if cell.int8])
 def test_int8_cells_quantize(name):
     torch.manual_seed(0)
@@ -430,10 +434,16 @@ def test_registry_entries():
         assert (cell.layer, cell.stack, cell.carries_state, cell.options, cell.check) == (layer, False, True, {}, None)
 
 
-def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32():
+@pytest.mark.precision
+def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32(monkeypatch):
+    from imdb_rnn import predict, runtime
     from imdb_rnn.artifacts import PipelineError
     from imdb_rnn.predict import resolve_precision
     from imdb_rnn.runtime import training_precision
+
+    # a device with native bfloat16, wherever this runs: the cell's refusal is the one under test
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(predict, "native_bfloat16", lambda device: True)
 
     model = RecurrentClassifier(20, 8, 8, "goru", pooling="max")
     with pytest.raises(PipelineError) as refused:
@@ -444,6 +454,7 @@ def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32(
                    lambda: resolve_precision("bfloat16", "cpu", model.cell)):
         with pytest.raises(PipelineError, match=r"bfloat16, but the goru cell does not run in bfloat16: use float32$"):
             refuse()
-    # auto never refuses: it takes float32 for such a cell, whatever the CPU
+    # auto never refuses: it takes float32 for such a cell, even where the CPU has bfloat16
     assert training_precision("auto", torch.device("cpu"), model) == "float32"
     assert resolve_precision("auto", "cpu", model.cell) == "float32"
+    assert resolve_precision("auto", "cpu", CELLS["goru"]) == "bfloat16"  # what it takes for a cell that runs it
