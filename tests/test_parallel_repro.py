@@ -213,7 +213,8 @@ def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_
         try:
             deadline = time.monotonic() + 300
             while not any("epoch 1:" in log.read_text() for log in logs.glob("train@*.log")):  # a training is under way
-                assert time.monotonic() < deadline and tool.poll() is None, "no training started"
+                assert tool.poll() is None, f"the scheduler ended ({tool.returncode}) before a training started: {tool.stderr.read()}"
+                assert time.monotonic() < deadline, "no training started in 300 s"
                 time.sleep(0.2)
             tool.send_signal(signum)  # only the scheduler is signalled, not its stages' sessions
             _, stderr = tool.communicate(timeout=120)
