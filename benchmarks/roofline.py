@@ -80,7 +80,7 @@ def category(op):
         return "recurrent kernels"
     if "embedding" in name or "adam" in name:
         return "embedding + optimiser"
-    if "bernoulli" in name:  # dropout's masks: serial off Intel CPUs (studies/dropout/masks_2026-11-30.log)
+    if "bernoulli" in name:  # dropout's masks: serial off Intel CPUs (research/studies/dropout/masks_2026-11-30.log)
         return "dropout masks"
     return "other ops"
 

@@ -1,4 +1,4 @@
-"""tools/split_stopping_study.py: the stopping rules replayed on a full history, and a tiny study end to end."""
+"""research/tools/split_stopping_study.py: the stopping rules replayed on a full history, and a tiny study end to end."""
 
 import json
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO_ROOT, run_script
 
-sys.path.insert(0, str(REPO_ROOT / "tools"))
+sys.path.insert(0, str(REPO_ROOT / "research" / "tools"))
 from split_stopping_study import replay  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def test_a_tiny_study_runs_resumes_and_summarises(tiny_data, tmp_path):
     out = tmp_path / "study"
     args = ("--data", tiny_data / "data", "--params", tiny_data / "params.yaml", "--out", out,
             "--models", "baseline", "gru", "--seeds", "1", "2", "--threads", "1")
-    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    result = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = sorted(p.name for p in (out / "runs").glob("*.json"))
     assert runs == sorted(f"{g}-{m}-{s}.json" for g in ("review", "movie") for m in ("baseline", "gru") for s in (1, 2))
@@ -47,7 +47,7 @@ def test_a_tiny_study_runs_resumes_and_summarises(tiny_data, tmp_path):
     assert "| movie | val_loss | gru | 2 |" in (out / "summary.md").read_text()
     # a finished run is not run again
     (out / "runs/review-gru-1.json").write_text(json.dumps({**run, "seed": 99}))
-    again = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    again = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads((out / "runs/review-gru-1.json").read_text())["seed"] == 99
 
@@ -56,7 +56,7 @@ def test_a_refit_trains_on_every_labelled_review_for_its_epochs_and_keeps_the_la
     out = tmp_path / "study"
     args = ("--data", tiny_data / "data", "--params", tiny_data / "params.yaml", "--out", out,
             "--models", "gru", "--seeds", "1", "--threads", "1", "--refit")
-    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    result = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["refit-gru-1.json"]  # once, whatever the groupings
     run = json.loads((out / "runs/refit-gru-1.json").read_text())
@@ -66,7 +66,7 @@ def test_a_refit_trains_on_every_labelled_review_for_its_epochs_and_keeps_the_la
     summary = json.loads((out / "summary.json").read_text())
     assert summary["refit/gru"]["seeds"] == [1]
     assert "| gru | 1 |" in (out / "summary.md").read_text()
-    baseline = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args[:7], "baseline", *args[8:], cwd=tmp_path)
+    baseline = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args[:7], "baseline", *args[8:], cwd=tmp_path)
     assert baseline.returncode == 2 and "recurrent models only" in baseline.stderr
 
 
@@ -81,12 +81,12 @@ def test_a_pretrained_architecture_starts_from_the_pretraining_output(tiny_data,
     assert made.returncode == 0, made.stderr
     args = ("--data", data, "--params", tiny_data / "params.yaml", "--out", tmp_path / "study", "--models", "gru_w2v",
             "--seeds", "1", "--group-by", "review", "--threads", "1")
-    result = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    result = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "study/runs/review-gru_w2v-1.json").read_text())["rules"]["val_loss"]["epoch"] == 1
     (data / "pretrain/word2vec.pt").unlink()  # without it: the train stage's own one-line error
     (tmp_path / "study/runs/review-gru_w2v-1.json").unlink()
-    missing = run_script(REPO_ROOT / "tools/split_stopping_study.py", *args, cwd=tmp_path)
+    missing = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", *args, cwd=tmp_path)
     assert missing.returncode == 1 and "word2vec.pt" in missing.stderr.splitlines()[-1]
 
 
@@ -95,7 +95,7 @@ def test_an_ablation_trains_each_variant_through_the_stage_and_resumes(tiny_data
     args = ("--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data, "--out", out,
             "--variant", "plain", "--variant", "vat", "vat_eps=0.05",
             "--variant", "mixed", "vat_eps=0.05", "entropy_weight=0.5", "unsup_ratio=1")
-    result = run_script(REPO_ROOT / "tools/ablation.py", *args, cwd=tmp_path)
+    result = run_script(REPO_ROOT / "research/tools/ablation.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = (out / "summary.md").read_text()
     for name, change in (("plain", "as params.yaml"), ("vat", "vat_eps=0.05"), ("mixed", "vat_eps=0.05, entropy_weight=0.5, unsup_ratio=1")):
@@ -103,9 +103,9 @@ def test_an_ablation_trains_each_variant_through_the_stage_and_resumes(tiny_data
         assert json.loads((out / name / "metrics.json").read_text())["arch"] == "rnn"
     checkpoints = {name: (tiny_data / f"data/ablation/rnn/{name}.pt").read_bytes() for name in ("plain", "vat", "mixed")}
     assert len(set(checkpoints.values())) == 3  # each term changed the training
-    again = run_script(REPO_ROOT / "tools/ablation.py", *args, cwd=tmp_path)
+    again = run_script(REPO_ROOT / "research/tools/ablation.py", *args, cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 3
-    bad = run_script(REPO_ROOT / "tools/ablation.py", "--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data,
+    bad = run_script(REPO_ROOT / "research/tools/ablation.py", "--arch", "rnn", "--params", tiny_data / "params.yaml", "--root", tiny_data,
                      "--out", tmp_path / "bad", "--variant", "x", "entropy_weight=1", cwd=tmp_path)
     assert bad.returncode == 1 and "rnn.entropy_weight is 1 but rnn.unsup_ratio is 0" in bad.stderr.splitlines()[-1]
 
@@ -120,7 +120,7 @@ def test_a_study_of_weight_averaging_also_reports_the_same_run_without_it(tiny_d
         params["gru"].update(ema_decay=ema, epochs=3, patience=3, dropout=0.2)
         write_params(tmp_path / f"params{ema}.yaml", params)
         out = tmp_path / f"study{ema}"
-        result = run_script(REPO_ROOT / "tools/split_stopping_study.py", "--data", tiny_data / "data", "--params",
+        result = run_script(REPO_ROOT / "research/tools/split_stopping_study.py", "--data", tiny_data / "data", "--params",
                             tmp_path / f"params{ema}.yaml", "--out", out, "--models", "gru", "--seeds", "1", "--threads", "1",
                             "--group-by", "movie", cwd=tmp_path)
         assert result.returncode == 0, result.stderr

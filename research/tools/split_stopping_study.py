@@ -16,7 +16,7 @@ Each run writes OUT/runs/<group_by>-<model>-<seed>.json; a run whose file exists
 interrupted study resumes where it stopped. OUT/summary.json and OUT/summary.md aggregate whatever
 runs exist.
 
-    python tools/split_stopping_study.py --data data --params params.yaml --out studies/split_stopping \
+    python research/tools/split_stopping_study.py --data data --params params.yaml --out research/studies/split_stopping \
         --models baseline gru bilstm --seeds 42 7 11 --workers 2
 
 `--data` holds what `dvc repro split` (or `dvc exp run -S ingest.source=... split`) writes:
@@ -31,7 +31,7 @@ figure exists for such a run.
 
 The seed study is the same machinery with the defaults' grouping and more architectures:
 
-    python tools/split_stopping_study.py --group-by review --out studies/seeds --workers 2 \
+    python research/tools/split_stopping_study.py --group-by review --out research/studies/seeds --workers 2 \
         --models rnn lstm gru bilstm stacked_lstm attention bilstm_w2v_adv
 """
 
@@ -275,7 +275,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data", help="folder with tokens/, vocab/, clean/ as the pipeline writes them")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="studies/split_stopping")
+    parser.add_argument("--out", default="research/studies/split_stopping")
     parser.add_argument("--models", nargs="+", default=[BASELINE, "gru", "bilstm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 11])
     parser.add_argument("--group-by", nargs="+", default=list(GROUP_BY), choices=GROUP_BY)

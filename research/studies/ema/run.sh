@@ -12,7 +12,7 @@
 #    build/embed300 (every run: about 2 minutes), the pipeline's data/ gives the rest.
 # Both variants run side by side, one thread each (so their times are not #17's "alone" measure).
 # Run from the repository root; the code comes from this script's own checkout ($root), so the
-# working tree may change while it runs. Usage: bash studies/ema/run.sh [SEEDS...]
+# working tree may change while it runs. Usage: bash research/studies/ema/run.sh [SEEDS...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export PYTHONPATH=$root/src
@@ -33,9 +33,9 @@ python "$root/stages/pretrain_embeddings.py" --params build/ema/d300/params.yaml
     --vocab data/vocab/vocab.txt --out "$data/pretrain/word2vec.pt" --metrics "$data/word2vec.json"
 study() {  # data, variant
     python "$root/tools/split_stopping_study.py" --data "$1" --params "build/ema/$2/params.yaml" --models bilstm_w2v_adv \
-        --seeds $seeds --group-by movie --workers 1 --threads 1 --out "studies/ema/$2"
+        --seeds $seeds --group-by movie --workers 1 --threads 1 --out "research/studies/ema/$2"
 }
-study data d128 > "studies/ema/d128_$(date +%F_%H%M).log" 2>&1 &
+study data d128 > "research/studies/ema/d128_$(date +%F_%H%M).log" 2>&1 &
 first=$!
-study "$data" d300 > "studies/ema/d300_$(date +%F_%H%M).log" 2>&1 &
+study "$data" d300 > "research/studies/ema/d300_$(date +%F_%H%M).log" 2>&1 &
 wait $first && wait $!  # either study failing fails the script

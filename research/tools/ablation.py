@@ -7,7 +7,7 @@ Each variant writes OUT/<variant>/{metrics,timing,params}.json/yaml and its chec
 data/ablation/<arch>/<variant>.pt (under --root); a variant whose metrics exist is skipped, so an interrupted
 ablation resumes where it stopped. OUT/summary.md tabulates whatever variants exist.
 
-    python tools/ablation.py --arch bilstm_mixed --out studies/mixed_ablation \
+    python research/tools/ablation.py --arch bilstm_mixed --out research/studies/mixed_ablation \
         --variant adv vat_eps=0 entropy_weight=0 unsup_ratio=0 \
         --variant adv+vat entropy_weight=0 \
         --variant adv+entropy vat_eps=0 \
@@ -30,7 +30,7 @@ from imdb_rnn.artifacts import PipelineError, read_json, run_main, write_text
 from imdb_rnn.config import arch_settings
 from imdb_rnn.params import GROUPS, read_architectures, read_params, stage_arguments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_value(text):

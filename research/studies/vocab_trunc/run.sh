@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # #17 item 4: the vocabulary from train + unsup (50,000 entries) and head + tail truncation, each
 # against params.yaml's settings of the time, for bilstm_w2v_adv chosen on the movie split (the
-# baseline rows are studies/h128_movie, whose params file every variant starts from). A variant's
+# baseline rows are research/studies/h128_movie, whose params file every variant starts from). A variant's
 # params file is that file plus its overrides, applied as `dvc exp run -S` applies them; each
 # variant rebuilds what its change touches (vocab, tokens, word2vec) into $DATA/VARIANT with the
 # stage scripts, then trains (the study skips seeds whose runs it already has).
-# Usage: bash studies/vocab_trunc/run.sh VARIANT [SEEDS...]
+# Usage: bash research/studies/vocab_trunc/run.sh VARIANT [SEEDS...]
 #   vocab50k   vocab.sources [train, unsup], vocab.max_size 50000
 #   both       tokenize.truncate_side both (the first 128 tokens and the last 384)
 #   h256_both  both, and bilstm_w2v_adv.hidden_dim 256: the two choices together
@@ -21,7 +21,7 @@ esac
 data=${DATA:-build/vocab_trunc}/$variant
 params=$data/params.yaml
 mkdir -p "$data/clean"
-cp studies/h128_movie/params.yaml "$params"
+cp research/studies/h128_movie/params.yaml "$params"
 python -c 'import sys; from dvc.utils.hydra import apply_overrides; apply_overrides(sys.argv[1], sys.argv[2:])' "$params" "${overrides[@]}"
 ln -sf "$PWD/data/clean/reviews.parquet" "$data/clean/reviews.parquet"  # cleaning is unchanged
 python stages/vocab.py --params "$params" --counts data/clean/word_counts.tsv --out "$data/vocab/vocab.txt"
@@ -29,5 +29,5 @@ python stages/tokenize_pad.py --params "$params" --reviews data/clean/reviews.pa
     --out-dir "$data/tokens" --report "$data/tokenize.json"
 python stages/pretrain_embeddings.py --params "$params" --reviews data/clean/reviews.parquet --vocab "$data/vocab/vocab.txt" \
     --out "$data/pretrain/word2vec.pt" --metrics "$data/word2vec.json"
-python tools/split_stopping_study.py --data "$data" --params "$params" --models bilstm_w2v_adv --seeds $seeds \
-    --group-by movie $lanes --out "studies/vocab_trunc/$variant"
+python research/tools/split_stopping_study.py --data "$data" --params "$params" --models bilstm_w2v_adv --seeds $seeds \
+    --group-by movie $lanes --out "research/studies/vocab_trunc/$variant"
