@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 TOOL = REPO_ROOT / "tools" / "readme.py"
@@ -24,3 +25,31 @@ def test_every_readme_block_is_its_file(tmp_path):
                                                        "run python tools/readme.py\n")
     assert run("--readme", str(stale)).returncode == 0
     assert stale.read_text(encoding="utf-8") == readme
+
+
+def test_a_block_can_take_named_columns_and_the_first_rows(tmp_path, monkeypatch):
+    """The leaderboard's front-door view: the named columns in the asked order, its first N rows, nothing typed."""
+    sys.path.insert(0, str(TOOL.parent))
+    import readme as tool
+
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    (tmp_path / "board.md").write_text("# Board\n\nprose\n\n| rank | name | score |\n|---:|:---|---:|\n"
+                                       "| 1 | b | 0.9 |\n| 2 | a | 0.8 |\n| 3 | c | 0.7 |\n\nmore prose\n")
+    block = "<!-- from: board.md columns: score; name rows: 2 -->\nold\n<!-- end -->\n"
+    assert tool.filled(block) == ("<!-- from: board.md columns: score; name rows: 2 -->\n"
+                                  "| score | name |\n| ---: | :--- |\n| 0.9 | b |\n| 0.8 | a |\n<!-- end -->\n")
+    with pytest.raises(SystemExit, match="board.md has no column 'seed': its columns are rank, name, score"):
+        tool.filled(block.replace("score; name", "seed"))
+    readme = tmp_path / "README.md"
+    readme.write_text(block, encoding="utf-8")
+    shown = subprocess.run([sys.executable, str(TOOL), "--readme", str(readme), "--show", "metrics/leaderboard.md"],
+                           capture_output=True, text=True)
+    assert (shown.returncode, shown.stderr) == (1, "error: README.md has no block from metrics/leaderboard.md\n")
+
+
+def test_the_readme_shows_the_leaderboard_top_rows():
+    shown = run("--show", "metrics/leaderboard.md")
+    assert shown.returncode == 0, shown.stderr
+    rows = shown.stdout.splitlines()
+    assert rows[0].startswith("| rank | architecture |") and "McNemar p (Holm)" in rows[0]
+    assert len(rows) == 2 + 8 and rows[2].startswith("| 1 |")
