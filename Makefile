@@ -68,11 +68,14 @@ quick: install
 	@python tools/readme.py --show metrics/leaderboard.md
 	imdb-predict "A moving, beautifully acted film." "Two hours of my life I will never get back."
 
-# Whole files to each worker, the longest first (tests/conftest.py: LONGEST_FIRST); the 15 slowest are listed. Then the tests marked
+# First the formatting and the lint rules of pyproject.toml (ruff). Then the tests: whole files to each
+# worker, the longest first (tests/conftest.py: LONGEST_FIRST); the 15 slowest are listed. Then the tests marked
 # `precision` (bfloat16, int8, CPU-feature detection) once more with oneDNN's and ATen's kernels limited
 # to AVX2, as on a CPU without AVX-512 or native bfloat16: any machine catches what would break there
 # (it shows AVX2's failures, not its speed).
 test: install $(TEST_STAMP)
+	ruff format --check --quiet .
+	ruff check --quiet .
 	python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15 tests
 	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m pytest -q -n auto --dist loadfile -m precision tests
 

@@ -24,12 +24,10 @@ import sys
 import time
 
 import torch
-
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import run_main
-from imdb_rnn.cells import CELLS, check_cell
-from imdb_rnn.cells import peephole_lstm
+from imdb_rnn.cells import CELLS, check_cell, peephole_lstm
 from imdb_rnn.runtime import pick_device
 
 BASELINE = "lstm"
@@ -78,8 +76,12 @@ def main():
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per cell (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="timed iterations per cell (default 10)")
     parser.add_argument("--compile", action="store_true", help="also time the peephole LSTM with a compiled step")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
-                        help="bfloat16: the forward pass under bfloat16 autocast (default float32)")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="bfloat16: the forward pass under bfloat16 autocast (default float32)",
+    )
     args = parser.parse_args()
 
     for name in args.cells:
@@ -91,8 +93,10 @@ def main():
     print(describe())
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}")
-    print(f"one layer forward + backward, T={args.steps}, B={args.batch}, E=H={args.width}, {args.precision} "
-          f"on {device}; median of {args.repeats}")
+    print(
+        f"one layer forward + backward, T={args.steps}, B={args.batch}, E=H={args.width}, {args.precision} "
+        f"on {device}; median of {args.repeats}"
+    )
 
     torch.manual_seed(0)
     names = [BASELINE] + [name for name in args.cells if name != BASELINE]

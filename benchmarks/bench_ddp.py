@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn import distributed
@@ -57,16 +56,27 @@ def worker(args):
     seed_everything(common["seed"])
     device = torch.device("cuda", context.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model = ModelConfig.from_dict({**arch, "vocab_size": meta["vocab_size"]}).build()
-    _, history, _, timing = fit(model, train, val, TrainConfig.from_dict({**common, **arch}), device, name=args.arch, context=context)
+    _, history, _, timing = fit(
+        model, train, val, TrainConfig.from_dict({**common, **arch}), device, name=args.arch, context=context
+    )
     if context.is_main_process:
         # optimiser steps per epoch: bucketed() cuts each pool of bucket_pool batches, then ranks share them
         pool = arch["batch_size"] * common["bucket_pool"]
         chunks = [min(pool, len(train) - start) for start in range(0, len(train), pool)]
         steps = sum(-(-chunk // arch["batch_size"]) for chunk in chunks) // context.world_size
         timed = history[-1]
-        Path(args.report).write_text(json.dumps({**timing, "tokens_per_second": timed["tokens_per_second"],
-                                                 "train_seconds": round(timed["seconds"], 2), "steps": steps,
-                                                 "batch_size": arch["batch_size"], "processes": context.world_size}))
+        Path(args.report).write_text(
+            json.dumps(
+                {
+                    **timing,
+                    "tokens_per_second": timed["tokens_per_second"],
+                    "train_seconds": round(timed["seconds"], 2),
+                    "steps": steps,
+                    "batch_size": arch["batch_size"],
+                    "processes": context.world_size,
+                }
+            )
+        )
     distributed.shutdown(context)
 
 
@@ -81,8 +91,11 @@ def main():
     parser.add_argument("--arch", default="gru")
     parser.add_argument("--limit", type=int, default=3000, help="training reviews (one epoch)")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--same-per-rank-batch", action="store_true",
-                        help="each rank takes batch_size (as the pipeline does): N x the effective batch, 1/N of the steps")
+    parser.add_argument(
+        "--same-per-rank-batch",
+        action="store_true",
+        help="each rank takes batch_size (as the pipeline does): N x the effective batch, 1/N of the steps",
+    )
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
@@ -98,17 +111,37 @@ def main():
     me = [str(Path(__file__).resolve()), "--worker", "--arch", args.arch, "--limit", str(args.limit)]
     print(describe())
     with tempfile.TemporaryDirectory() as tmp:
-        single = run([sys.executable, *me, "--batch-size", str(batch), "--report", f"{tmp}/one.json"], f"{tmp}/one.json")
-        multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.processes),
-                     *me, "--batch-size", str(per_rank), "--report", f"{tmp}/many.json"], f"{tmp}/many.json")
+        single = run(
+            [sys.executable, *me, "--batch-size", str(batch), "--report", f"{tmp}/one.json"], f"{tmp}/one.json"
+        )
+        multi = run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                str(args.processes),
+                *me,
+                "--batch-size",
+                str(per_rank),
+                "--report",
+                f"{tmp}/many.json",
+            ],
+            f"{tmp}/many.json",
+        )
     print(f"{args.arch}, {args.limit} reviews, the second of two epochs timed, on {usable_cores()} cores")
     for what, r in (("1 process", single), (f"{args.processes} processes (DDP)", multi)):
-        print(f"  {what} x {r['threads']} threads, {r['batch_size']} reviews per rank and step "
-              f"(effective batch {r['batch_size'] * r['processes']}), {r['steps']} optimiser steps: "
-              f"{r['tokens_per_second']:,.0f} tokens/s ({r['train_seconds']} s)")
+        print(
+            f"  {what} x {r['threads']} threads, {r['batch_size']} reviews per rank and step "
+            f"(effective batch {r['batch_size'] * r['processes']}), {r['steps']} optimiser steps: "
+            f"{r['tokens_per_second']:,.0f} tokens/s ({r['train_seconds']} s)"
+        )
     same = single["steps"] == multi["steps"] and single["batch_size"] == multi["batch_size"] * multi["processes"]
-    print(f"  ratio: {multi['tokens_per_second'] / single['tokens_per_second']:.2f}x"
-          + ("" if same else "  (NOT equal work: other effective batch and step count, see above)"))
+    print(
+        f"  ratio: {multi['tokens_per_second'] / single['tokens_per_second']:.2f}x"
+        + ("" if same else "  (NOT equal work: other effective batch and step count, see above)")
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_train import WARMUP, time_batches  # benchmarks/bench_train.py: the same training step
 from machine import describe  # benchmarks/machine.py
 
@@ -48,10 +47,14 @@ def batches_of(args, name):
     arch = arch_settings(args.params, name)[0]
     reviews = Reviews.load(args.train, meta["tokenize"], meta["tokenize"]["seq_len"], "training split")
     rng = np.random.default_rng(args.seed)
-    batches = bucketed(reviews.lengths, arch["batch_size"], rng, params["train"]["bucket_pool"])[: WARMUP + args.batches]
+    batches = bucketed(reviews.lengths, arch["batch_size"], rng, params["train"]["bucket_pool"])[
+        : WARMUP + args.batches
+    ]
     if len(batches) < WARMUP + args.batches:
-        raise SystemExit(f"error: {args.train} has {len(batches)} batches of {arch['batch_size']}, "
-                         f"fewer than {WARMUP + args.batches}: lower --batches")
+        raise SystemExit(
+            f"error: {args.train} has {len(batches)} batches of {arch['batch_size']}, "
+            f"fewer than {WARMUP + args.batches}: lower --batches"
+        )
     return {**arch, "vocab_size": meta["vocab_size"]}, reviews, batches
 
 
@@ -79,8 +82,15 @@ def lane_process(args, name, barrier, results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["bilstm", "gru"], help="params.yaml architecture sections")
-    parser.add_argument("--lanes", type=int, default=usable_cores(), help="trainings side by side, 1 thread each (default: one per core this process may use)")
-    parser.add_argument("--batches", type=int, default=12, help=f"timed training batches per lane ({WARMUP} more warm up)")
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=usable_cores(),
+        help="trainings side by side, 1 thread each (default: one per core this process may use)",
+    )
+    parser.add_argument(
+        "--batches", type=int, default=12, help=f"timed training batches per lane ({WARMUP} more warm up)"
+    )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--train", type=Path, default=ROOT / "data/split/train.npz")
     parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
@@ -95,8 +105,10 @@ def main():
     configure_cpu(0)
     print(describe())
     cores = torch.get_num_threads()
-    print(f"{args.batches} timed batches per lane after {WARMUP} warm-up; one lane: {cores} threads; "
-          f"{args.lanes} lanes: 1 thread each")
+    print(
+        f"{args.batches} timed batches per lane after {WARMUP} warm-up; one lane: {cores} threads; "
+        f"{args.lanes} lanes: 1 thread each"
+    )
     spawn = mp.get_context("spawn")
     for name in args.arch:
         start, end, tokens = train_lane(args, name, 0)
@@ -111,8 +123,10 @@ def main():
             if lane.exitcode:
                 raise SystemExit(f"error: a lane training {name} exited with {lane.exitcode}")
         many = sum(s[2] for s in stamps) / (max(s[1] for s in stamps) - min(s[0] for s in stamps))
-        print(f"{name}: one lane x {cores} threads {one:10,.0f} tokens/s; {args.lanes} lanes x 1 thread "
-              f"{many:10,.0f} tokens/s together; ratio {many / one:.2f}x")
+        print(
+            f"{name}: one lane x {cores} threads {one:10,.0f} tokens/s; {args.lanes} lanes x 1 thread "
+            f"{many:10,.0f} tokens/s together; ratio {many / one:.2f}x"
+        )
 
 
 if __name__ == "__main__":

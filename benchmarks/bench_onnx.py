@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import PipelineError, run_main
@@ -76,9 +75,16 @@ def main():
         batches.append((rows, ids, lengths))
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
-    torch.onnx.export(export, batches[-1][1:], path, input_names=["ids", "lengths"], output_names=["logits"],
-                      dynamic_axes={"ids": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        export,
+        batches[-1][1:],
+        path,
+        input_names=["ids", "lengths"],
+        output_names=["logits"],
+        dynamic_axes={"ids": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
 
     def session(threads):
         options = ort.SessionOptions()
@@ -126,8 +132,10 @@ def main():
     print(f"{n} test reviews, batch {args.batch_size}, {args.model}")
     for name in ways:
         change = np.abs(probs[name] - probs[base]).max()
-        print(f"{name:40s} {n / seconds[name]:8,.0f} reviews/s  {seconds[base] / seconds[name]:5.2f}x  "
-              f"largest probability change {change:.1e}  (first pass {n / first[name]:,.0f} reviews/s)")
+        print(
+            f"{name:40s} {n / seconds[name]:8,.0f} reviews/s  {seconds[base] / seconds[name]:5.2f}x  "
+            f"largest probability change {change:.1e}  (first pass {n / first[name]:,.0f} reviews/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from string import punctuation
 
 import numpy as np
 import yaml
-
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import usable_cores
@@ -131,9 +130,13 @@ def bench_text(args, params):
     ]
     for name, seconds in rows:
         print(f"  {name:<38} {seconds:8.2f} s  {n / seconds:12,.0f} reviews/s")
-    print(f"  speed-up (ours / exercise): {exercise_seconds / ours_seconds:.1f}x with params.yaml settings, "
-          f"{exercise_seconds / same_seconds:.1f}x with the exercise's")
-    print(f"  check: {compare_counts(exercise_counts, same_counts)}; matrices {exercise_matrix.shape} and {our_matrix.shape}")
+    print(
+        f"  speed-up (ours / exercise): {exercise_seconds / ours_seconds:.1f}x with params.yaml settings, "
+        f"{exercise_seconds / same_seconds:.1f}x with the exercise's"
+    )
+    print(
+        f"  check: {compare_counts(exercise_counts, same_counts)}; matrices {exercise_matrix.shape} and {our_matrix.shape}"
+    )
 
 
 # --- the five data stages ------------------------------------------------------------------------

@@ -35,17 +35,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from machine import describe  # benchmarks/machine.py
+from torch import nn
 
 from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews, align_left, bucketed
-from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
 from imdb_rnn.runtime import native_bfloat16, no_bfloat16_reason
+from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
@@ -72,7 +71,11 @@ def load_reviews(args, params):
         from imdb_rnn.ingest import read_reviews
 
         table, _ = read_reviews(str(args.source))
-        train = [(t, l == "pos") for t, s, l in zip(*(table[c].to_pylist() for c in ("text", "split", "label"))) if s == "train"]
+        train = [
+            (t, l == "pos")
+            for t, s, l in zip(*(table[c].to_pylist() for c in ("text", "split", "label")))
+            if s == "train"
+        ]
         reviews, vocab_size = texts_to_reviews([t for t, _ in train], [y for _, y in train], params, seq_len)
         return reviews, vocab_size, f"{args.source} (training reviews, tokenized as params.yaml says)"
     sys.path.insert(0, str(ROOT / "tests"))
@@ -125,7 +128,9 @@ METHODS = ("exercise", "exercise+cpu", "ours", "ours+bf16")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="rnn", help="a params.yaml architecture section (default rnn, the exercise's)")
+    parser.add_argument(
+        "--arch", default="rnn", help="a params.yaml architecture section (default rnn, the exercise's)"
+    )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data/split/train.npz")
     parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
@@ -134,8 +139,13 @@ def main():
     parser.add_argument("--limit", type=int, default=0, help="use the first N training reviews only")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = params.yaml train.threads)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="which to time (default: all); `--methods ours` gives one architecture's training tokens/s alone")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="which to time (default: all); `--methods ours` gives one architecture's training tokens/s alone",
+    )
     args = parser.parse_args()
 
     params = read_params(args.params)
@@ -150,9 +160,11 @@ def main():
     batch_size, n = arch["batch_size"], args.batches + WARMUP
     print(describe())
     print(f"data: {described}: {len(reviews)} reviews, mean length {reviews.lengths.mean():.0f} tokens")
-    print(f"model: {args.arch} ({arch['cell']}, hidden {arch['hidden_dim']}, embed {arch['embed_dim']}, "
-          f"{'bi' if arch['bidirectional'] else 'uni'}directional x{arch['num_layers']}, {arch['pooling']} pooling), "
-          f"batch {batch_size}, {args.batches} timed batches each, {threads} threads")
+    print(
+        f"model: {args.arch} ({arch['cell']}, hidden {arch['hidden_dim']}, embed {arch['embed_dim']}, "
+        f"{'bi' if arch['bidirectional'] else 'uni'}directional x{arch['num_layers']}, {arch['pooling']} pooling), "
+        f"batch {batch_size}, {args.batches} timed batches each, {threads} threads"
+    )
 
     rng = np.random.default_rng(args.seed)
     width = min(EXERCISE_LEN, reviews.ids.shape[1])
@@ -172,12 +184,18 @@ def main():
     ours = (our_rows[:WARMUP], our_rows[WARMUP:])
     exercise = (random_batches(ours[0], batch_size, rng), random_batches(ours[1], batch_size, rng))
     timed = np.concatenate(ours[1])
-    print(f"timed reviews (the same on every side): {len(timed)}, mean length {reviews.lengths[timed].mean():.0f} tokens "
-          f"(all reviews: {reviews.lengths.mean():.0f}); warm-up batches excluded")
+    print(
+        f"timed reviews (the same on every side): {len(timed)}, mean length {reviews.lengths[timed].mean():.0f} tokens "
+        f"(all reviews: {reviews.lengths.mean():.0f}); warm-up batches excluded"
+    )
 
     results = {}
-    methods = (("exercise", exercise, exercise_batch, False), ("exercise+cpu", exercise, exercise_batch, True),
-               ("ours", ours, our_batch, True), ("ours+bf16", ours, our_batch, True))
+    methods = (
+        ("exercise", exercise, exercise_batch, False),
+        ("exercise+cpu", exercise, exercise_batch, True),
+        ("ours", ours, our_batch, True),
+        ("ours+bf16", ours, our_batch, True),
+    )
     if not native_bfloat16("cpu"):  # emulated bfloat16 measures nothing worth having, slowly
         methods = methods[:-1]
     methods = tuple(m for m in methods if m[0] in args.methods)
@@ -193,12 +211,16 @@ def main():
         seconds, tokens = time_batches(model, optimizer, warmup, rows, make_batch, bf16=name.endswith("bf16"))
         counted.add(tokens)
         results[name] = tokens / seconds
-        print(f"  {name:<12} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True)
+        print(
+            f"  {name:<12} {seconds:7.2f} s  {tokens:10,} real tokens  {tokens / seconds:12,.0f} tokens/s", flush=True
+        )
     assert len(counted) <= 1, f"the methods read different numbers of real tokens: {counted}"
     if {"ours", "exercise", "exercise+cpu"} <= set(results):
         print(f"  speed-up (ours / exercise): {results['ours'] / results['exercise']:.1f}x")
-        print(f"  of which batching alone (ours / exercise+cpu): {results['ours'] / results['exercise+cpu']:.1f}x, "
-              f"CPU settings alone (exercise+cpu / exercise): {results['exercise+cpu'] / results['exercise']:.1f}x")
+        print(
+            f"  of which batching alone (ours / exercise+cpu): {results['ours'] / results['exercise+cpu']:.1f}x, "
+            f"CPU settings alone (exercise+cpu / exercise): {results['exercise+cpu'] / results['exercise']:.1f}x"
+        )
     if "ours+bf16" in results and "ours" in results:
         print(f"  bfloat16 training (ours+bf16 / ours): {results['ours+bf16'] / results['ours']:.2f}x")
     elif "ours+bf16" in args.methods and not native_bfloat16("cpu"):

@@ -20,7 +20,6 @@ import sys
 import time
 
 import torch
-
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import load_npz, read_json, run_main
@@ -41,29 +40,41 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, help="training batch size (default: the architecture's)")
     parser.add_argument("--limit", type=int, help="train on the first N training reviews only")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"),
-                        help="training precision (default: the architecture's; bfloat16 autocasts the matrix products)")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        help="training precision (default: the architecture's; bfloat16 autocasts the matrix products)",
+    )
     args = parser.parse_args()
 
     settings, config = arch_settings(args.params, args.arch)
     device = pick_device(args.device)
-    config = dataclasses.replace(config, epochs=args.epochs, patience=args.epochs, device=device.type,
-                                 batch_size=args.batch_size or config.batch_size,
-                                 precision=args.precision or config.precision)
+    config = dataclasses.replace(
+        config,
+        epochs=args.epochs,
+        patience=args.epochs,
+        device=device.type,
+        batch_size=args.batch_size or config.batch_size,
+        precision=args.precision or config.precision,
+    )
     meta = read_json(f"{args.data}/tokens/meta.json", "tokenizer settings")
     seq_len = min(config.seq_len, meta["tokenize"]["seq_len"])
     parts = {}
     for name, path in (("train", "split/train.npz"), ("val", "split/val.npz"), ("test", "tokens/test.npz")):
         arrays = load_npz(f"{args.data}/{path}", f"{name} reviews")
         if name == "train" and args.limit:
-            arrays = {k: v[:args.limit] for k, v in arrays.items()}
+            arrays = {k: v[: args.limit] for k, v in arrays.items()}
         parts[name] = Reviews.from_arrays(arrays, meta["tokenize"], seq_len)
     configure_cpu(config.threads)
     print(describe())
     if device.type == "cuda":
-        print(f"gpu: {torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB")
+        print(
+            f"gpu: {torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
+        )
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(read_vocab(f"{args.data}/vocab/vocab.txt"))})
-    weights = pretrained_weights(config, model_config, meta["vocab_sha256"], args.arch, f"{args.data}/pretrain/{config.pretrained}.pt")
+    weights = pretrained_weights(
+        config, model_config, meta["vocab_sha256"], args.arch, f"{args.data}/pretrain/{config.pretrained}.pt"
+    )
     model = build_model(model_config, config, weights)
     _, history, summary, timing = fit(model, parts["train"], parts["val"], config, device, name=args.arch)
     if device.type == "cuda":
@@ -71,10 +82,12 @@ def main():
     start = time.perf_counter()
     logits = predict_logits(model, parts["test"], config.eval_batch_size, device)
     seconds = time.perf_counter() - start
-    print(f"{args.arch} on {device}, {config.precision}: {len(parts['train'])} training reviews, batch {config.batch_size}; "
-          f"{timing['seconds_per_epoch']} s per epoch, {timing['tokens_per_second']:.0f} training tokens/s; "
-          f"validation accuracy {summary['val_accuracy']:.4f}; test: {len(logits)} reviews in {seconds:.1f} s, "
-          f"{len(logits) / seconds:.0f} reviews/s, accuracy {accuracy(logits, parts['test'].labels):.4f}")
+    print(
+        f"{args.arch} on {device}, {config.precision}: {len(parts['train'])} training reviews, batch {config.batch_size}; "
+        f"{timing['seconds_per_epoch']} s per epoch, {timing['tokens_per_second']:.0f} training tokens/s; "
+        f"validation accuracy {summary['val_accuracy']:.4f}; test: {len(logits)} reviews in {seconds:.1f} s, "
+        f"{len(logits) / seconds:.0f} reviews/s, accuracy {accuracy(logits, parts['test'].labels):.4f}"
+    )
 
 
 if __name__ == "__main__":

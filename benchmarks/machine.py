@@ -34,11 +34,15 @@ def describe():
     }
     listed = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in features.items())
     usable, total = usable_cores(), os.cpu_count()
-    cores = f"{total} cores" if usable == total else f"{usable} of {total} cores usable"  # a pinned or cgroup-limited process
+    cores = (
+        f"{total} cores" if usable == total else f"{usable} of {total} cores usable"
+    )  # a pinned or cgroup-limited process
     # the flags say what the CPU has; the kernels may be held below them (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)
-    return (f"cpu: {cpu_model()}, {cores}; {listed}; kernels: {torch.backends.cpu.get_cpu_capability()}, "
-            f"native bfloat16 {'yes' if native_bfloat16('cpu') else 'no'}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return (
+        f"cpu: {cpu_model()}, {cores}; {listed}; kernels: {torch.backends.cpu.get_cpu_capability()}, "
+        f"native bfloat16 {'yes' if native_bfloat16('cpu') else 'no'}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 if __name__ == "__main__":

@@ -34,15 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_train import WARMUP, time_batches  # benchmarks/bench_train.py: the same training step
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn.artifacts import read_json
 from imdb_rnn.batches import Reviews, bucketed
+from imdb_rnn.cells import CELLS
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.inference import predict_logits
-from imdb_rnn.cells import CELLS
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
 from imdb_rnn.runtime import configure_cpu, native_bfloat16, no_bfloat16_reason
@@ -55,7 +54,7 @@ def matmul_peak(dtype, n=2048, repeats=5):
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)
     best = min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def timed(work):
@@ -99,7 +98,8 @@ def train_steps(model, optimizer, reviews, batches, bf16=False, profile=False):
     shares = defaultdict(float)
     run = lambda: time_batches(model, optimizer, batches[:WARMUP], batches[WARMUP:], make_batch, bf16)  # noqa: E731
     if profile:
-        from torch.profiler import ProfilerActivity, profile as profiler
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
 
         with profiler(activities=[ProfilerActivity.CPU]) as prof:
             seconds, tokens = run()
@@ -117,7 +117,9 @@ def main():
     parser.add_argument("--train", type=Path, default=ROOT / "data/split/train.npz")
     parser.add_argument("--val", type=Path, default=ROOT / "data/split/val.npz")
     parser.add_argument("--meta", type=Path, default=ROOT / "data/tokens/meta.json")
-    parser.add_argument("--batches", type=int, default=12, help=f"timed training batches per path ({WARMUP} more warm up)")
+    parser.add_argument(
+        "--batches", type=int, default=12, help=f"timed training batches per path ({WARMUP} more warm up)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core this process may use)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -134,13 +136,19 @@ def main():
     fp32 = matmul_peak(torch.float32)
     if bf16_paths:
         bf16 = matmul_peak(torch.bfloat16)
-        print(f"matmul peak (2048 x 2048, {torch.get_num_threads()} threads): float32 {fp32:,.1f} GFLOP/s, "
-              f"bfloat16 {bf16:,.1f} GFLOP/s ({bf16 / fp32:.2f}x)")
+        print(
+            f"matmul peak (2048 x 2048, {torch.get_num_threads()} threads): float32 {fp32:,.1f} GFLOP/s, "
+            f"bfloat16 {bf16:,.1f} GFLOP/s ({bf16 / fp32:.2f}x)"
+        )
     else:
-        print(f"matmul peak (2048 x 2048, {torch.get_num_threads()} threads): float32 {fp32:,.1f} GFLOP/s; "
-              f"bfloat16 paths not measured: {no_bfloat16_reason('cpu')}")
-    print(f"data: {args.train} ({len(train)} reviews, mean {train.lengths.mean():.0f} tokens); "
-          f"{args.batches} timed batches per path, {WARMUP} warm-up")
+        print(
+            f"matmul peak (2048 x 2048, {torch.get_num_threads()} threads): float32 {fp32:,.1f} GFLOP/s; "
+            f"bfloat16 paths not measured: {no_bfloat16_reason('cpu')}"
+        )
+    print(
+        f"data: {args.train} ({len(train)} reviews, mean {train.lengths.mean():.0f} tokens); "
+        f"{args.batches} timed batches per path, {WARMUP} warm-up"
+    )
 
     for name in args.arch:
         arch = arch_settings(args.params, name)[0]
@@ -149,18 +157,30 @@ def main():
         rng = np.random.default_rng(args.seed)
         # the same reviews on every path, sorted by length and cut into batches of batch_size or of
         # twice that (as bucketing makes them), in a shuffled order; the first WARMUP of each warm up
-        rows = np.concatenate(bucketed(train.lengths, batch_size, rng, params["train"]["bucket_pool"])[: args.batches + 2 * WARMUP])
+        rows = np.concatenate(
+            bucketed(train.lengths, batch_size, rng, params["train"]["bucket_pool"])[: args.batches + 2 * WARMUP]
+        )
         rows = rows[np.argsort(train.lengths[rows], kind="stable")]
-        small, large = ([rows[i:i + size] for i in range(0, len(rows), size)] for size in (batch_size, 2 * batch_size))
+        small, large = (
+            [rows[i : i + size] for i in range(0, len(rows), size)] for size in (batch_size, 2 * batch_size)
+        )
         small, large = [small[i] for i in rng.permutation(len(small))], [large[i] for i in rng.permutation(len(large))]
         if len(large) <= WARMUP:
-            raise SystemExit(f"error: {args.train} has too few reviews for {args.batches} batches of {2 * batch_size}: lower --batches")
-        print(f"\n{name}: {arch['cell']} {arch['hidden_dim']}, {'bi' if arch['bidirectional'] else 'uni'}directional "
-              f"x{arch['num_layers']}, batch {batch_size}; {per_token * 3 / 1e6:.2f} MFLOP a token trained, "
-              f"{per_token / 1e6:.2f} scored")
+            raise SystemExit(
+                f"error: {args.train} has too few reviews for {args.batches} batches of {2 * batch_size}: lower --batches"
+            )
+        print(
+            f"\n{name}: {arch['cell']} {arch['hidden_dim']}, {'bi' if arch['bidirectional'] else 'uni'}directional "
+            f"x{arch['num_layers']}, batch {batch_size}; {per_token * 3 / 1e6:.2f} MFLOP a token trained, "
+            f"{per_token / 1e6:.2f} scored"
+        )
         results = {}
-        paths = (("float32", small, False), ("bfloat16", small, True), ("float32, batch x2", large, False),
-                 ("bfloat16, batch x2", large, True))
+        paths = (
+            ("float32", small, False),
+            ("bfloat16", small, True),
+            ("float32, batch x2", large, False),
+            ("bfloat16, batch x2", large, True),
+        )
         for path, batches, use_bf16 in (p for p in paths if bf16_paths or not p[2]):
             torch.manual_seed(args.seed)
             model = ModelConfig.from_dict({**arch, "vocab_size": meta["vocab_size"]}).build()
@@ -168,19 +188,25 @@ def main():
             seconds, tokens, data_seconds, _ = train_steps(model, optimizer, train, batches, use_bf16)
             rate = tokens / seconds
             results[path] = rate
-            print(f"  train {path:<19} {rate:10,.0f} tokens/s  {3 * per_token * rate / 1e9:7.1f} GFLOP/s  "
-                  f"{100 * 3 * per_token * rate / 1e9 / fp32:5.1f}% of float32 peak  ({rate / results['float32']:.2f}x today's path)")
+            print(
+                f"  train {path:<19} {rate:10,.0f} tokens/s  {3 * per_token * rate / 1e9:7.1f} GFLOP/s  "
+                f"{100 * 3 * per_token * rate / 1e9 / fp32:5.1f}% of float32 peak  ({rate / results['float32']:.2f}x today's path)"
+            )
             if path == "float32":
                 base = (seconds, tokens, data_seconds)
                 # the profiler slows what it watches: a separate run, for the shares only
                 profiled = train_steps(model, optimizer, train, batches, profile=True)[3]
         # scoring, as evaluate does: inference mode, eval_batch_size, a fixed sample of the validation split
         sample = Reviews(val.ids[:2048], val.lengths[:2048], val.labels[:2048])
-        predict_logits(model, Reviews(val.ids[:256], val.lengths[:256], val.labels[:256]), params["evaluate"]["batch_size"], "cpu")
+        predict_logits(
+            model, Reviews(val.ids[:256], val.lengths[:256], val.labels[:256]), params["evaluate"]["batch_size"], "cpu"
+        )
         score_seconds = timed(lambda: predict_logits(model, sample, params["evaluate"]["batch_size"], "cpu"))
         score_rate = sample.tokens() / score_seconds
-        print(f"  score float32 {score_rate:16,.0f} tokens/s  {per_token * score_rate / 1e9:7.1f} GFLOP/s  "
-              f"{100 * per_token * score_rate / 1e9 / fp32:5.1f}% of float32 peak")
+        print(
+            f"  score float32 {score_rate:16,.0f} tokens/s  {per_token * score_rate / 1e9:7.1f} GFLOP/s  "
+            f"{100 * per_token * score_rate / 1e9 / fp32:5.1f}% of float32 peak"
+        )
         # an epoch: the training split's steps at the float32 rate, plus one scoring of the validation split
         seconds, tokens, data_seconds = base
         epoch_train = train.tokens() / (tokens / seconds)
@@ -190,7 +216,9 @@ def main():
         for part, share in sorted(profiled.items(), key=lambda kv: -kv[1]):
             print(f"    {part:<24} {100 * share / profiled_total * epoch_train / (epoch_train + epoch_val):5.1f}%")
         print(f"    {'validation':<24} {100 * epoch_val / (epoch_train + epoch_val):5.1f}%")
-        print(f"    {'data (in the above)':<24} {100 * data_seconds / seconds * epoch_train / (epoch_train + epoch_val):5.1f}%")
+        print(
+            f"    {'data (in the above)':<24} {100 * data_seconds / seconds * epoch_train / (epoch_train + epoch_val):5.1f}%"
+        )
 
 
 if __name__ == "__main__":

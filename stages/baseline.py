@@ -4,4 +4,6 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.baseline import fit_baseline
 
 if __name__ == "__main__":
-    stage_main(__doc__, fit_baseline, paths=('reviews', 'train', 'val', 'metrics', 'timing', 'predictions', 'roc', 'pr'))
+    stage_main(
+        __doc__, fit_baseline, paths=("reviews", "train", "val", "metrics", "timing", "predictions", "roc", "pr")
+    )

@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.corpus import clean_reviews
 
 if __name__ == "__main__":
-    stage_main(__doc__, clean_reviews, paths=('reviews', 'out', 'counts', 'stats', 'hist'))
+    stage_main(__doc__, clean_reviews, paths=("reviews", "out", "counts", "stats", "hist"))

@@ -4,5 +4,22 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.compare import compare_models
 
 if __name__ == "__main__":
-    stage_main(__doc__, compare_models, paths=('eval-dir', 'timing-dir', 'live-dir', 'roc-dir', 'pr-dir', 'models-dir', 'predictions-dir',
-                                                  'markdown', 'json', 'figure', 'curves-dir', 'best', 'chapter'))
+    stage_main(
+        __doc__,
+        compare_models,
+        paths=(
+            "eval-dir",
+            "timing-dir",
+            "live-dir",
+            "roc-dir",
+            "pr-dir",
+            "models-dir",
+            "predictions-dir",
+            "markdown",
+            "json",
+            "figure",
+            "curves-dir",
+            "best",
+            "chapter",
+        ),
+    )

@@ -4,4 +4,9 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.evaluate import evaluate_checkpoint
 
 if __name__ == "__main__":
-    stage_main(__doc__, evaluate_checkpoint, paths=("checkpoint", "test", "meta", "metrics", "predictions", "roc", "pr", "confusion"), arch=True)
+    stage_main(
+        __doc__,
+        evaluate_checkpoint,
+        paths=("checkpoint", "test", "meta", "metrics", "predictions", "roc", "pr", "confusion"),
+        arch=True,
+    )

@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.ingest import ingest
 
 if __name__ == "__main__":
-    stage_main(__doc__, ingest, paths=('out', 'report'))
+    stage_main(__doc__, ingest, paths=("out", "report"))

@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.embeddings import pretrain_embeddings
 
 if __name__ == "__main__":
-    stage_main(__doc__, pretrain_embeddings, paths=('reviews', 'vocab', 'out', 'metrics'))
+    stage_main(__doc__, pretrain_embeddings, paths=("reviews", "vocab", "out", "metrics"))

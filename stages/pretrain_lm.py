@@ -7,4 +7,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.lm import pretrain_lm
 
 if __name__ == "__main__":
-    stage_main(__doc__, pretrain_lm, paths=('reviews', 'vocab', 'out', 'metrics'))
+    stage_main(__doc__, pretrain_lm, paths=("reviews", "vocab", "out", "metrics"))

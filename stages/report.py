@@ -15,7 +15,9 @@ from imdb_rnn.runtime import configure_cpu
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", help="an attention-pooling architecture: its seed with the best validation accuracy is shown")
+    parser.add_argument(
+        "--arch", help="an attention-pooling architecture: its seed with the best validation accuracy is shown"
+    )
     parser.add_argument("--model", help="an attention-pooling checkpoint (instead of --arch)")
     parser.add_argument("--models-dir", default="data/models", help="where --arch looks (default data/models)")
     parser.add_argument("--reviews", required=True, help="cleaned reviews (the clean stage)")
@@ -34,7 +36,9 @@ def main():
     args.model = args.model or best_seed_checkpoint(args.arch, args.models_dir)
     predictor = Predictor.load(args.model, batch_size=args.batch_size)
     if not predictor.has_attention:
-        raise PipelineError(f"{args.model} is a '{predictor.arch}' model without attention pooling: the report needs one")
+        raise PipelineError(
+            f"{args.model} is a '{predictor.arch}' model without attention pooling: the report needs one"
+        )
     table = read_table(args.reviews, columns=["id", "split", "label", "text"])
     # the words shown must be the words the model read: the text must have been cleaned as for training
     cleaned_with = (table.schema.metadata or {}).get(b"imdb_rnn.clean")
@@ -47,10 +51,14 @@ def main():
     if test.num_rows == 0:
         raise PipelineError(f"{args.reviews} has no test reviews: check the ingest report")
     labels = (test["label"].to_numpy(zero_copy_only=False) == "pos").astype(np.int8)
-    right, wrong, summary = build_examples(predictor, test["text"].to_pylist(), labels, test["id"].to_numpy(), args.examples)
+    right, wrong, summary = build_examples(
+        predictor, test["text"].to_pylist(), labels, test["id"].to_numpy(), args.examples
+    )
     write_report(right, wrong, summary, args.html, args.png)
-    print(f"report: {len(right)} right and {len(wrong)} wrong examples, {summary['test reviews scored']} test reviews "
-          f"scored (accuracy {summary['test accuracy']}) -> {args.html}, {args.png}")
+    print(
+        f"report: {len(right)} right and {len(wrong)} wrong examples, {summary['test reviews scored']} test reviews "
+        f"scored (accuracy {summary['test accuracy']}) -> {args.html}, {args.png}"
+    )
 
 
 if __name__ == "__main__":

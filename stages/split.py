@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.split import split_reviews
 
 if __name__ == "__main__":
-    stage_main(__doc__, split_reviews, paths=('train', 'out-dir', 'report'))
+    stage_main(__doc__, split_reviews, paths=("train", "out-dir", "report"))

@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.corpus import tokenize_reviews
 
 if __name__ == "__main__":
-    stage_main(__doc__, tokenize_reviews, paths=('reviews', 'vocab', 'out-dir', 'report'))
+    stage_main(__doc__, tokenize_reviews, paths=("reviews", "vocab", "out-dir", "report"))

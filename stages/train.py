@@ -4,5 +4,11 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.train import train_architecture
 
 if __name__ == "__main__":
-    stage_main(__doc__, train_architecture, paths=("train", "val", "meta", "vocab", "out", "metrics", "timing", "live", "resume"),
-               optional=("pretrained", "unlabelled"), arch=True, seed=True)
+    stage_main(
+        __doc__,
+        train_architecture,
+        paths=("train", "val", "meta", "vocab", "out", "metrics", "timing", "live", "resume"),
+        optional=("pretrained", "unlabelled"),
+        arch=True,
+        seed=True,
+    )

@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.corpus import build_vocabulary
 
 if __name__ == "__main__":
-    stage_main(__doc__, build_vocabulary, paths=('counts', 'out'))
+    stage_main(__doc__, build_vocabulary, paths=("counts", "out"))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from synthetic import make_archive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +36,29 @@ def _native_bfloat16():
 
 # Tests of the bfloat16 path run it only where the CPU does: elsewhere the product refuses bfloat16,
 # and the refusal has tests of its own. Marked `precision`: `make test` reruns those under AVX2_ONLY.
-needs_native_bfloat16 = pytest.mark.skipif(not _native_bfloat16(), reason="this CPU runs no native bfloat16 "
-                                           "(no AMX or AVX512-BF16, or oneDNN limited below it): the refusal is tested instead")
+needs_native_bfloat16 = pytest.mark.skipif(
+    not _native_bfloat16(),
+    reason="this CPU runs no native bfloat16 "
+    "(no AMX or AVX512-BF16, or oneDNN limited below it): the refusal is tested instead",
+)
 TINY_UNSUP = 20
 
 
 # The files that take longest, longest first: `make test` hands whole files to the workers in this order
 # (--dist loadfile --no-loadscope-reorder; xdist would otherwise order them by their number of tests),
 # so that no three-minute pipeline file starts last while the other worker has nothing left to do.
-LONGEST_FIRST = ("test_experiments.py", "test_scaling.py", "test_pipeline.py", "test_parallel_repro.py", "test_adding_an_architecture.py",
-                 "test_resume_and_ddp.py", "test_study.py", "test_predict.py", "test_check_params.py", "test_report.py")
+LONGEST_FIRST = (
+    "test_experiments.py",
+    "test_scaling.py",
+    "test_pipeline.py",
+    "test_parallel_repro.py",
+    "test_adding_an_architecture.py",
+    "test_resume_and_ddp.py",
+    "test_study.py",
+    "test_predict.py",
+    "test_check_params.py",
+    "test_report.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -77,7 +89,9 @@ def dvc_args(script, args=()):
     from imdb_rnn.params import stage_arguments
 
     args = [str(a) for a in args]
-    return stage_arguments(REPO_ROOT / "dvc.yaml", script, args[args.index("--arch") + 1] if "--arch" in args else "ARCH")
+    return stage_arguments(
+        REPO_ROOT / "dvc.yaml", script, args[args.index("--arch") + 1] if "--arch" in args else "ARCH"
+    )
 
 
 def run_script(script, *args, cwd, env=None, progress=False, timeout=300):
@@ -135,14 +149,26 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["train"].update(device="cpu", threads=1, eval_batch_size=64)
     params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
     # every architecture section, listed by default or not (lstm_lm, bilstm_mixed): a test may list it
-    for arch in [name for name, section in params.items() if isinstance(section, dict) and "cell" in section and name != "pretrain_lm"]:
+    for arch in [
+        name
+        for name, section in params.items()
+        if isinstance(section, dict) and "cell" in section and name != "pretrain_lm"
+    ]:
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
         if "attention_dim" in section:
             section["attention_dim"] = hidden
     params["pretrain_embeddings"].update(dim=hidden, epochs=1)
-    params["pretrain_lm"].update(embed_dim=hidden, hidden_dim=hidden, bptt=16, batch_size=16, max_tokens=2000,
-                                 device="cpu", threads=1, val_fraction=0.05)
+    params["pretrain_lm"].update(
+        embed_dim=hidden,
+        hidden_dim=hidden,
+        bptt=16,
+        batch_size=16,
+        max_tokens=2000,
+        device="cpu",
+        threads=1,
+        val_fraction=0.05,
+    )
     return params
 
 
@@ -214,7 +240,9 @@ class DvcRepo:
             [str(c) for c in cmd], cwd=self.root, env=script_env(env), capture_output=True, text=True, timeout=timeout
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def dvc(self, *args, **kwargs):
@@ -240,7 +268,9 @@ class DvcRepo:
         `seeds` (default: as they are), evaluated on one CPU thread; returns the params."""
         params = self.params
         params["architectures"] = list(architectures)
-        params["pretrained_architectures"] = {kind: [n for n, k in (pretrained or {}).items() if k == kind] for kind in ("word2vec", "lm")}
+        params["pretrained_architectures"] = {
+            kind: [n for n, k in (pretrained or {}).items() if k == kind] for kind in ("word2vec", "lm")
+        }
         params["semi_supervised_architectures"] = [n for n, k in (pretrained or {}).items() if k == "semi_supervised"]
         if seeds is not None:
             params["seeds"] = list(seeds)

@@ -42,12 +42,14 @@ def make_archive(path, per_label=60, unsup=20, seed=0, extra=None, skip=(), urls
                 members[f"aclImdb/{split}/{label}/{i}_{rating}.txt"] = review(rng, label).encode()
             if urls:
                 members[f"aclImdb/{split}/urls_{label}.txt"] = "".join(
-                    f"http://www.imdb.com/title/{movie_of(split, i)}/usercomments\n" for i in range(per_label)).encode()
+                    f"http://www.imdb.com/title/{movie_of(split, i)}/usercomments\n" for i in range(per_label)
+                ).encode()
     for i in range(unsup):
         members[f"aclImdb/train/unsup/{i}_0.txt"] = review(rng, rng.choice(["pos", "neg"])).encode()
     if urls:
         members["aclImdb/train/urls_unsup.txt"] = "".join(
-            f"http://www.imdb.com/title/{movie_of('unsup', i)}/usercomments\n" for i in range(unsup)).encode()
+            f"http://www.imdb.com/title/{movie_of('unsup', i)}/usercomments\n" for i in range(unsup)
+        ).encode()
     members["aclImdb/README"] = b"synthetic"
     members.update(extra or {})
     with tarfile.open(path, "w:gz") as tar:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import REPO_ROOT, ran_stages, script_env
 
 DOC = REPO_ROOT / "docs" / "adding-an-architecture.md"
@@ -48,13 +47,23 @@ def test_the_documented_architecture_is_trained_ranked_and_served(dvc_repo):
     assert payload["model_config"]["cell"] == name
 
     def predict(*args):
-        return subprocess.run([sys.executable, "-m", "imdb_rnn.predict_cli", "--arch", name, *args],
-                              cwd=root, env=script_env(env), input="a wonderful film\n", capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "imdb_rnn.predict_cli", "--arch", name, *args],
+            cwd=root,
+            env=script_env(env),
+            input="a wonderful film\n",
+            capture_output=True,
+            text=True,
+        )
 
     scored = predict()
-    assert scored.returncode == 0 and re.fullmatch(r"1 +(pos|neg) +0\.\d+ +stdin:1 +a wonderful film",
-                                                   scored.stdout.splitlines()[1]), scored.stderr
+    assert scored.returncode == 0 and re.fullmatch(
+        r"1 +(pos|neg) +0\.\d+ +stdin:1 +a wonderful film", scored.stdout.splitlines()[1]
+    ), scored.stderr
     refused = predict("--precision", "int8")  # what the page says the cell lacks is refused, not run in float32
     assert (refused.returncode, refused.stdout) == (1, "")
-    assert refused.stderr == f"error: precision is int8, but the {name} cell has no int8 version: use float32 or bfloat16\n"
+    assert (
+        refused.stderr
+        == f"error: precision is int8, but the {name} cell has no int8 version: use float32 or bfloat16\n"
+    )
     assert refused.stderr.strip() in DOC.read_text(encoding="utf-8")

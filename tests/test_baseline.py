@@ -89,6 +89,7 @@ def parts(tiny_data):
 
 # --- the pieces ----------------------------------------------------------------------------
 
+
 def test_log_count_ratio_matches_hand_computation():
     # features: a (both classes), b (positive only), c (negative only)
     counts = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 0, 1]], np.float32))
@@ -134,6 +135,7 @@ def test_select_C_keeps_the_C_best_on_the_validation_labels(tiny_data):
 
 # --- the stage -----------------------------------------------------------------------------
 
+
 def test_stage_scores_the_test_reviews_in_the_leaderboard_format(inputs):
     result = run_script(STAGE, *argv(inputs), cwd=inputs["params"].parent)
     assert result.returncode == 0, result.stderr
@@ -154,8 +156,15 @@ def test_stage_scores_the_test_reviews_in_the_leaderboard_format(inputs):
     assert same_reviews(dict(np.load(inputs["predictions"])), {key: tokens[key] for key in ("review_ids", "labels")})
 
     # the leaderboard reads it like any architecture
-    row = load_run("baseline", None, {"eval_dir": inputs["metrics"].parent, "timing_dir": inputs["timing"].parent,
-                                       "predictions_dir": inputs["predictions"].parent})
+    row = load_run(
+        "baseline",
+        None,
+        {
+            "eval_dir": inputs["metrics"].parent,
+            "timing_dir": inputs["timing"].parent,
+            "predictions_dir": inputs["predictions"].parent,
+        },
+    )
     assert row["arch"] == "baseline" and row["accuracy"] == metrics["accuracy"] == row["correct"].mean()
     assert metrics["test_reviews_in_train"] == 0 and metrics["accuracy_unseen"] == metrics["accuracy"]
     assert row["train_tokens_per_second"] is None and row["train_seconds"] == metrics["train_seconds"]
@@ -179,7 +188,9 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
     is_test = pc.equal(table["split"], "test")
     swapped = pc.if_else(pc.equal(table["label"], "pos"), "neg", "pos")
     labels = pc.if_else(is_test, swapped, table["label"])
-    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", labels), tmp_path / "swapped.parquet")
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("label"), "label", labels), tmp_path / "swapped.parquet"
+    )
     seen = []
 
     def spy(train, val, settings):
@@ -198,7 +209,7 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
     assert (cheated["C"], cheated["val_accuracy"]) == (honest["C"], honest["val_accuracy"])
     assert cheated["accuracy"] == pytest.approx(1 - honest["accuracy"], abs=1e-6)
     # and select_C saw exactly the split's training and validation reviews, in the split's order
-    (train, val), = seen
+    ((train, val),) = seen
     for part, name in ((train, "train"), (val, "val")):
         split = load_npz(inputs[name])
         np.testing.assert_array_equal(part.ids, split["review_ids"])
@@ -206,6 +217,7 @@ def test_the_test_labels_play_no_part_in_choosing_C(stage, inputs, tmp_path, mon
 
 
 # --- refusals ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["reviews", "train", "val"])
 def test_a_missing_input_is_a_one_line_error(stage, inputs, tmp_path, monkeypatch, capsys, name):

@@ -12,8 +12,13 @@ IDS = np.array([[5, 6, 7, 8, 0, 0], [1, 2, 0, 0, 0, 0], [3, 4, 5, 6, 7, 9]], np.
 LENGTHS = np.array([4, 2, 6])
 
 
-@pytest.mark.parametrize("side, expected", [("right", [[5, 6, 7], [1, 2, 0], [3, 4, 5]]),   # keeps the head
-                                            ("left", [[6, 7, 8], [1, 2, 0], [6, 7, 9]])])   # keeps the tail
+@pytest.mark.parametrize(
+    "side, expected",
+    [
+        ("right", [[5, 6, 7], [1, 2, 0], [3, 4, 5]]),  # keeps the head
+        ("left", [[6, 7, 8], [1, 2, 0], [6, 7, 9]]),
+    ],
+)  # keeps the tail
 def test_cut_drops_tokens_from_the_side_tokenize_truncates(side, expected):
     ids, kept = cut(IDS, LENGTHS, 3, side)
     assert ids.tolist() == expected and kept.tolist() == [3, 2, 3]

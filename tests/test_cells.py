@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import needs_native_bfloat16
 from torch import nn
 
-from conftest import needs_native_bfloat16
 from imdb_rnn.cells import CELLS
 from imdb_rnn.cells.goru import GORU
 from imdb_rnn.cells.mingru import MinGRU
@@ -61,6 +61,7 @@ def random_state(layer, batch, input_size=I, seed=1):
 
 
 # --- the papers' equations, one step at a time -------------------------------------------------------
+
 
 def peephole_reference(layer, x, h, c):
     W_i, W_f, W_g, W_o = layer.weight_ih_l0.chunk(4)
@@ -133,8 +134,8 @@ def test_gradcheck(name):
     state = [s.requires_grad_() for s in state_tensors(random_state(layer, B))]
 
     def run(x, *tensors):
-        values = dict(zip(params, tensors[len(state):]))
-        carried = tuple(tensors[:len(state)]) if len(state) > 1 else tensors[0]
+        values = dict(zip(params, tensors[len(state) :]))
+        carried = tuple(tensors[: len(state)]) if len(state) > 1 else tensors[0]
         outputs, final = torch.func.functional_call(layer, values, (x, carried))
         return outputs, *state_tensors(final)
 
@@ -142,6 +143,7 @@ def test_gradcheck(name):
 
 
 # --- the models each cell extends --------------------------------------------------------------------
+
 
 def test_peephole_lstm_without_peepholes_is_nn_lstm():
     torch.manual_seed(0)
@@ -157,8 +159,8 @@ def test_peephole_lstm_without_peepholes_is_nn_lstm():
     torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(h, h_ref, rtol=0, atol=1e-6)
     torch.testing.assert_close(c, c_ref, rtol=0, atol=1e-6)
-    grad, = torch.autograd.grad(outputs.sum(), x)
-    grad_ref, = torch.autograd.grad(expected.sum(), x)
+    (grad,) = torch.autograd.grad(outputs.sum(), x)
+    (grad_ref,) = torch.autograd.grad(expected.sum(), x)
     torch.testing.assert_close(grad, grad_ref, rtol=0, atol=1e-6)
 
 
@@ -214,8 +216,11 @@ def test_mingru_loop_is_its_step_by_step_definition():
 
 # --- outside implementations (test-only dependencies, pinned in requirements-dev.txt) -------------------
 
+
 def test_peephole_lstm_matches_torchrecurrent():
-    torchrecurrent = pytest.importorskip("torchrecurrent", reason="not installed (requirements-test.txt pins it; make test installs it)")
+    torchrecurrent = pytest.importorskip(
+        "torchrecurrent", reason="not installed (requirements-test.txt pins it; make test installs it)"
+    )
     layer = randomized("peephole_lstm", dtype=torch.float32)
     theirs = torchrecurrent.PeepholeLSTMCell(I, H)
     with torch.no_grad():
@@ -237,7 +242,9 @@ def test_peephole_lstm_matches_torchrecurrent():
 
 
 def test_mingru_matches_mingru_pytorch():
-    mingru_pytorch = pytest.importorskip("minGRU_pytorch", reason="mingru-pytorch not installed (requirements-test.txt pins it; make test installs it)")
+    mingru_pytorch = pytest.importorskip(
+        "minGRU_pytorch", reason="mingru-pytorch not installed (requirements-test.txt pins it; make test installs it)"
+    )
     layer = randomized("mingru", dtype=torch.float32, hidden_size=I)  # theirs keeps the width (expansion 1)
     theirs = mingru_pytorch.minGRU(I)
     with torch.no_grad():
@@ -258,6 +265,7 @@ def test_mingru_matches_mingru_pytorch():
 
 
 # --- the layer contract, for every registered cell ---------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(CELLS))
 def test_contract_shapes_and_zero_state(name):
@@ -331,8 +339,9 @@ def test_contract_builds_on_the_meta_device(name):
     assert all(t.is_meta for t in layer.state_dict().values())
     real = build(name, 8, 8)
     assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in real.state_dict().items()}
-    config = dict(vocab_size=20, embed_dim=8, hidden_dim=8, cell=name, num_layers=2,
-                  bidirectional=CELLS[name].bidirectional)
+    config = dict(
+        vocab_size=20, embed_dim=8, hidden_dim=8, cell=name, num_layers=2, bidirectional=CELLS[name].bidirectional
+    )
     assert parameter_count(**config) == sum(t.numel() for t in RecurrentClassifier(**config).state_dict().values())
 
 
@@ -341,8 +350,15 @@ def test_classifier_with_the_cell_is_exact_under_padding(name):
     # `last` pooling runs the cell over spans with the state carried and sliced (model.run_spans)
     torch.manual_seed(0)
     cell = CELLS[name]
-    model = RecurrentClassifier(20, embed_dim=6, hidden_dim=5, cell=name, num_layers=2,
-                                bidirectional=cell.bidirectional, pooling="last" if cell.carries_state else "max")
+    model = RecurrentClassifier(
+        20,
+        embed_dim=6,
+        hidden_dim=5,
+        cell=name,
+        num_layers=2,
+        bidirectional=cell.bidirectional,
+        pooling="last" if cell.carries_state else "max",
+    )
     model = model.double().eval()
     lengths = torch.tensor([6, 2, 9, 1, 6])
     ids = torch.randint(1, 20, (len(lengths), 9))
@@ -354,6 +370,7 @@ def test_classifier_with_the_cell_is_exact_under_padding(name):
 
 
 # --- precisions: what the registry promises ----------------------------------------------------------
+
 
 @pytest.mark.precision
 @needs_native_bfloat16  # elsewhere the product refuses bfloat16 before any cell runs (tested in test_train, test_predict)
@@ -392,6 +409,7 @@ def test_int8_cells_quantize(name):
 
 # --- each new cell learns -----------------------------------------------------------------------------
 
+
 def marker_reviews(n=128, vocab=30, seed=0):
     """(ids [n, 12] left-aligned, lengths [n], labels [n]): noise tokens 3.., and one marker, 1 (positive)
     or 2 (negative), somewhere in each review; padding 0 after."""
@@ -423,8 +441,11 @@ def test_new_cell_learns_a_marker_token(name):
 
 
 def test_registry_entries():
-    assert {name: (cell.gates, cell.bidirectional, cell.bfloat16, cell.bfloat16_pays, cell.int8)
-            for name, cell in CELLS.items() if name in NEW} == {
+    assert {
+        name: (cell.gates, cell.bidirectional, cell.bfloat16, cell.bfloat16_pays, cell.int8)
+        for name, cell in CELLS.items()
+        if name in NEW
+    } == {
         "peephole_lstm": (4, True, True, False, ()),
         "goru": (3, True, True, False, ()),
         "mingru": (2, True, True, True, (nn.Linear,)),
@@ -450,8 +471,10 @@ def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32(
         apply_precision(model, "int8")
     assert str(refused.value) == "precision is int8, but the goru cell has no int8 version: use float32 or bfloat16"
     model.cell = dataclasses.replace(model.cell, bfloat16=False)  # a cell registered without bfloat16
-    for refuse in (lambda: training_precision("bfloat16", torch.device("cpu"), model),
-                   lambda: resolve_precision("bfloat16", "cpu", model.cell)):
+    for refuse in (
+        lambda: training_precision("bfloat16", torch.device("cpu"), model),
+        lambda: resolve_precision("bfloat16", "cpu", model.cell),
+    ):
         with pytest.raises(PipelineError, match=r"bfloat16, but the goru cell does not run in bfloat16: use float32$"):
             refuse()
     # auto never refuses: it takes float32 for such a cell, even where the CPU has bfloat16

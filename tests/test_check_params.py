@@ -2,8 +2,8 @@
 
 import pytest
 import yaml
+from conftest import AVX2_ONLY, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 
-from conftest import AVX2_ONLY, REPO_ROOT, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.check import check_params
 
@@ -28,22 +28,25 @@ def set_key(params, dotted, value):
     return params
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("gru.lr", -1, "gru.lr"),
-    ("seeds", [42, 42], "names a seed twice"),
-    ("seeds", [], "non-empty list"),
-    ("split.group_by", "moviee", "split.group_by"),
-    ("tokenize.truncate_side", "middle", "tokenize.truncate_side"),
-    ("compare.correction", "bonferroni", "compare.correction"),
-    ("ingest.md5", 5, "ingest.md5"),
-    ("pretrain_lm.epochs", 0, "pretrain_lm.epochs"),
-    ("baseline.C_grid", [], "C_grid"),
-    ("bilstm_mixed.unsup_ratio", -1, "bilstm_mixed.unsup_ratio"),
-    ("report.architectures", ["gru"], "no attention pooling"),
-    ("report.architectures", ["nope"], "does not train"),
-    ("pretrain_embeddings.workers", 4, "reproducible only with one worker thread"),
-    ("pretrain_embeddings.sources", ["train", "test"], "test reviews must stay unseen"),
-])
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("gru.lr", -1, "gru.lr"),
+        ("seeds", [42, 42], "names a seed twice"),
+        ("seeds", [], "non-empty list"),
+        ("split.group_by", "moviee", "split.group_by"),
+        ("tokenize.truncate_side", "middle", "tokenize.truncate_side"),
+        ("compare.correction", "bonferroni", "compare.correction"),
+        ("ingest.md5", 5, "ingest.md5"),
+        ("pretrain_lm.epochs", 0, "pretrain_lm.epochs"),
+        ("baseline.C_grid", [], "C_grid"),
+        ("bilstm_mixed.unsup_ratio", -1, "bilstm_mixed.unsup_ratio"),
+        ("report.architectures", ["gru"], "no attention pooling"),
+        ("report.architectures", ["nope"], "does not train"),
+        ("pretrain_embeddings.workers", 4, "reproducible only with one worker thread"),
+        ("pretrain_embeddings.sources", ["train", "test"], "test reviews must stay unseen"),
+    ],
+)
 def test_a_bad_parameter_anywhere_is_named(tmp_path, key, value, says):
     params = set_key(repo_params(), key, value)
     if key.startswith("bilstm_mixed"):  # checked where it is trained: list it
@@ -55,8 +58,11 @@ def test_a_bad_parameter_anywhere_is_named(tmp_path, key, value, says):
 
 def test_a_pretrained_architecture_must_fit_its_pretraining(tmp_path):
     params = set_key(repo_params(), "pretrain_embeddings.dim", 64)
-    with pytest.raises(PipelineError, match=r"bilstm_w2v_adv\.embed_dim is 128 but pretrain_embeddings\.dim is 64|"
-                                            r"\w+_w2v\w*\.embed_dim is \d+ but pretrain_embeddings\.dim is 64"):
+    with pytest.raises(
+        PipelineError,
+        match=r"bilstm_w2v_adv\.embed_dim is 128 but pretrain_embeddings\.dim is 64|"
+        r"\w+_w2v\w*\.embed_dim is \d+ but pretrain_embeddings\.dim is 64",
+    ):
         checked(tmp_path, params)
     params = repo_params()
     params["pretrained_architectures"]["lm"] = ["lstm_lm"]
@@ -72,7 +78,10 @@ def test_under_dvc_a_bad_parameter_stops_the_pipeline_before_any_stage_works(dvc
     ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and "gru.lr" in ours[0], result.stdout + result.stderr
     assert "Running stage 'ingest'" not in result.stdout
-    assert not (dvc_repo.root / "data/ingest/reviews.parquet").exists() and not (dvc_repo.root / "data/checked/params.txt").exists()
+    assert (
+        not (dvc_repo.root / "data/ingest/reviews.parquet").exists()
+        and not (dvc_repo.root / "data/checked/params.txt").exists()
+    )
 
 
 def test_a_passing_check_reruns_nothing_downstream(dvc_repo):
@@ -88,7 +97,9 @@ def test_a_passing_check_reruns_nothing_downstream(dvc_repo):
 
 
 @pytest.mark.precision
-def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_again_where_training_runs(dvc_repo, tiny_data, tmp_path):
+def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_again_where_training_runs(
+    dvc_repo, tiny_data, tmp_path
+):
     """oneDNN held to AVX2 (AVX2_ONLY) has no bfloat16 LSTM on any CPU. check_params refuses it first;
     since DVC reuses a cached check_params on another machine, the train stage refuses it again."""
     params = dvc_repo.params
@@ -104,10 +115,33 @@ def test_bfloat16_where_the_kernels_lack_it_is_refused_before_any_stage_and_agai
     params["train"]["precision"] = "bfloat16"
     write_params(tmp_path / "params.yaml", params)
     data = tiny_data / "data"
-    trained = run_script("train", "--arch", "lstm", "--params", tmp_path / "params.yaml", "--train", data / "split/train.npz",
-                         "--val", data / "split/val.npz", "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
-                         "--out", "model.pt", "--metrics", "train.json", "--timing", "timing.json", "--live", "live",
-                         "--resume", "resume.pt", cwd=tmp_path, env=AVX2_ONLY)
+    trained = run_script(
+        "train",
+        "--arch",
+        "lstm",
+        "--params",
+        tmp_path / "params.yaml",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        "--vocab",
+        data / "vocab/vocab.txt",
+        "--out",
+        "model.pt",
+        "--metrics",
+        "train.json",
+        "--timing",
+        "timing.json",
+        "--live",
+        "live",
+        "--resume",
+        "resume.pt",
+        cwd=tmp_path,
+        env=AVX2_ONLY,
+    )
     assert_one_line_error(trained, "train.precision is bfloat16, but", "use float32, or auto")
     assert not (tmp_path / "model.pt").exists()
 
@@ -116,17 +150,43 @@ def test_a_model_memory_cannot_hold_is_refused_before_any_stage_and_where_it_tra
     """8 layers of 8,192 bidirectional GRU units: 132 GiB of weights, gradients and Adam's state alone."""
     params = repo_params()
     params["gru"].update(num_layers=8, hidden_dim=8192, bidirectional=True)
-    with pytest.raises(PipelineError, match=r"gru needs at least [\d,.]+ GiB to train \([\d,.]+ million parameters.* but this "
-                                            r"machine has [\d,.]+ GiB: lower gru.hidden_dim, gru.num_layers or gru.batch_size"):
+    with pytest.raises(
+        PipelineError,
+        match=r"gru needs at least [\d,.]+ GiB to train \([\d,.]+ million parameters.* but this "
+        r"machine has [\d,.]+ GiB: lower gru.hidden_dim, gru.num_layers or gru.batch_size",
+    ):
         checked(tmp_path, params)
     tiny = yaml.safe_load((tiny_data / "params.yaml").read_text())
     tiny["gru"].update(num_layers=8, hidden_dim=8192, bidirectional=True)
     write_params(tmp_path / "params.yaml", tiny)
     data = tiny_data / "data"
-    trained = run_script("train", "--arch", "gru", "--params", tmp_path / "params.yaml", "--train", data / "split/train.npz",
-                         "--val", data / "split/val.npz", "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
-                         "--out", "model.pt", "--metrics", "train.json", "--timing", "timing.json", "--live", "live",
-                         "--resume", "resume.pt", cwd=tmp_path, timeout=60)
+    trained = run_script(
+        "train",
+        "--arch",
+        "gru",
+        "--params",
+        tmp_path / "params.yaml",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        "--vocab",
+        data / "vocab/vocab.txt",
+        "--out",
+        "model.pt",
+        "--metrics",
+        "train.json",
+        "--timing",
+        "timing.json",
+        "--live",
+        "live",
+        "--resume",
+        "resume.pt",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert_one_line_error(trained, "gru needs at least", "lower gru.hidden_dim")
 
 
@@ -134,9 +194,23 @@ def test_the_memory_estimate_counts_the_models_own_parameters():
     from imdb_rnn.config import ModelConfig
     from imdb_rnn.runtime import training_memory
 
-    for cell, bidirectional, layers, pooling in (("lstm", True, 2, "max"), ("gru", False, 1, "attention"), ("rnn", True, 3, "attention")):
-        config = ModelConfig(vocab_size=50, cell=cell, bidirectional=bidirectional, num_layers=layers, pooling=pooling,
-                             embed_dim=6, hidden_dim=5, dropout=0.0, embed_dropout=0.0, attention_dim=4)
+    for cell, bidirectional, layers, pooling in (
+        ("lstm", True, 2, "max"),
+        ("gru", False, 1, "attention"),
+        ("rnn", True, 3, "attention"),
+    ):
+        config = ModelConfig(
+            vocab_size=50,
+            cell=cell,
+            bidirectional=bidirectional,
+            num_layers=layers,
+            pooling=pooling,
+            embed_dim=6,
+            hidden_dim=5,
+            dropout=0.0,
+            embed_dropout=0.0,
+            attention_dim=4,
+        )
         need, parameters, activations = training_memory(config, batch_size=3, seq_len=7)
         assert parameters == sum(p.numel() for p in config.build().parameters())
         gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
@@ -152,8 +226,17 @@ def test_without_a_figure_for_the_machines_memory_nothing_is_refused(monkeypatch
     from imdb_rnn.config import ModelConfig
 
     monkeypatch.delattr(os, "sysconf")
-    config = ModelConfig(vocab_size=3, cell="gru", bidirectional=True, num_layers=8, pooling="max", embed_dim=8,
-                         hidden_dim=8192, dropout=0.0, embed_dropout=0.0)
+    config = ModelConfig(
+        vocab_size=3,
+        cell="gru",
+        bidirectional=True,
+        num_layers=8,
+        pooling="max",
+        embed_dim=8,
+        hidden_dim=8192,
+        dropout=0.0,
+        embed_dropout=0.0,
+    )
     assert runtime.machine_memory("cpu") is None
     runtime.check_memory("gru", config, 64, 512, "cpu")
 
@@ -166,12 +249,20 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
 
     from conftest import script_env
 
-    script = ("import time\nfrom imdb_rnn.artifacts import run_main\n"
-              "def main():\n    print('started', flush=True)\n    time.sleep(3)\n    print('finished', flush=True)\n"
-              "run_main(main)\n")
+    script = (
+        "import time\nfrom imdb_rnn.artifacts import run_main\n"
+        "def main():\n    print('started', flush=True)\n    time.sleep(3)\n    print('finished', flush=True)\n"
+        "run_main(main)\n"
+    )
     ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None  # as nohup starts it
-    process = subprocess.Popen([sys.executable, "-c", script], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=ignore)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore,
+    )
     assert process.stdout.readline() == "started\n"
     process.send_signal(signal.SIGHUP)
     out, err = process.communicate(timeout=60)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import repo_params
+
 from imdb_rnn.artifacts import PipelineError, save_npz
 from imdb_rnn.compare import best_model, format_duration, load_run, read_chapter
 from imdb_rnn.significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
@@ -27,8 +27,10 @@ RUNS = {
     "baseline": {None: (0.900, 0.91)},  # the n-gram model: one fit, no seeds, no curves
 }
 OTHER = {  # arch: (f1, roc_auc, parameters, train_seconds, tokens/s, reviews/s)
-    "rnn": (0.69, 0.77, 2_503_401, 45.25, 120_000.4, 9_000.6), "gru": (0.87, 0.95, 3_300_000, 725.0, 50_000.0, 3_000.0),
-    "lstm": (0.86, None, 3_400_000, 4_000.0, 40_000.0, 2_500.0), "gru_w2v": (0.88, 0.96, 3_300_000, 700.0, 51_000.0, 3_000.0),
+    "rnn": (0.69, 0.77, 2_503_401, 45.25, 120_000.4, 9_000.6),
+    "gru": (0.87, 0.95, 3_300_000, 725.0, 50_000.0, 3_000.0),
+    "lstm": (0.86, None, 3_400_000, 4_000.0, 40_000.0, 2_500.0),
+    "gru_w2v": (0.88, 0.96, 3_300_000, 700.0, 51_000.0, 3_000.0),
     "baseline": (0.90, 0.97, 346_134, 11.0, None, 3_100.0),
 }
 LABELS = np.random.default_rng(1).integers(0, 2, N).astype(np.int8)
@@ -37,7 +39,7 @@ LABELS = np.random.default_rng(1).integers(0, 2, N).astype(np.int8)
 def logits_with_accuracy(accuracy, seed):
     """Logits right on exactly round(accuracy * N) of the reviews, which ones drawn by `seed`."""
     right = np.zeros(N, bool)
-    right[np.random.default_rng(seed).permutation(N)[:round(accuracy * N)]] = True
+    right[np.random.default_rng(seed).permutation(N)[: round(accuracy * N)]] = True
     sign = np.where(LABELS == 1, 1.0, -1.0)
     return np.where(right, sign, -sign).astype(np.float32)
 
@@ -47,19 +49,40 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
         f1, auc, params, seconds, tps, rps = OTHER[name]
         for seed, (acc, val) in per_seed.items():
             where = name if seed is None else f"{name}/seed{seed}"
-            evaluation = {"arch": name, "seed": seed, "accuracy": acc, "val_accuracy": val, "accuracy_unseen": acc - 0.001,
-                          "f1": f1, "roc_auc": auc, "parameters": params, "reviews_per_second": rps, "train_seconds": seconds}
-            for folder, content in (("eval", evaluation), ("timing", {"train_seconds": seconds, "tokens_per_second": tps})):
+            evaluation = {
+                "arch": name,
+                "seed": seed,
+                "accuracy": acc,
+                "val_accuracy": val,
+                "accuracy_unseen": acc - 0.001,
+                "f1": f1,
+                "roc_auc": auc,
+                "parameters": params,
+                "reviews_per_second": rps,
+                "train_seconds": seconds,
+            }
+            for folder, content in (
+                ("eval", evaluation),
+                ("timing", {"train_seconds": seconds, "tokens_per_second": tps}),
+            ):
                 (root / folder / where).parent.mkdir(parents=True, exist_ok=True)
                 (root / folder / f"{where}.json").write_text(json.dumps(content))
             (root / "predictions" / where).parent.mkdir(parents=True, exist_ok=True)
-            save_npz(root / "predictions" / f"{where}.npz", logits=logits_with_accuracy(acc, 100 * n + (seed or 0)), labels=LABELS,
-                     review_ids=np.arange(len(LABELS)))
+            save_npz(
+                root / "predictions" / f"{where}.npz",
+                logits=logits_with_accuracy(acc, 100 * n + (seed or 0)),
+                labels=LABELS,
+                review_ids=np.arange(len(LABELS)),
+            )
             for folder, (x, y) in (("roc", ("fpr", "tpr")), ("precision_recall", ("recall", "precision"))):
                 (root / folder / f"{where}.csv").parent.mkdir(parents=True, exist_ok=True)
                 (root / folder / f"{where}.csv").write_text(f"{x},{y},threshold\n0.0,0.0,1.0\n0.5,{acc},0.0\n")
             if seed is not None:
-                for metric, values in (("val/accuracy", (val - 0.05, val)), ("val/loss", (0.6, 0.5)), ("train/loss", (0.7, 0.4))):
+                for metric, values in (
+                    ("val/accuracy", (val - 0.05, val)),
+                    ("val/loss", (0.6, 0.5)),
+                    ("train/loss", (0.7, 0.4)),
+                ):
                     tsv = root / "live" / name / f"seed{seed}" / "plots" / "metrics" / f"{metric}.tsv"
                     tsv.parent.mkdir(parents=True, exist_ok=True)
                     tsv.write_text(f"step\t{metric.split('/')[1]}\n0\t{values[0]}\n1\t{values[1]}\n")
@@ -67,25 +90,56 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
                 checkpoint.parent.mkdir(parents=True, exist_ok=True)
                 checkpoint.write_text(f"{name} seed {seed}")
     repo = repo_params()
-    params = {"seeds": list(seeds), "architectures": ["rnn", "gru", "lstm"],
-              "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
-              "arch_defaults": repo["arch_defaults"], "train": repo["train"],
-              **{name: repo[name] for name in ("rnn", "gru", "lstm", "gru_w2v", "bilstm")},
-              "chapter": {"RNNs": ["rnn"], "LSTMs": ["lstm", "bilstm"], "GRUs": ["gru", "gru_w2v"]}, "compare": STATS}
+    params = {
+        "seeds": list(seeds),
+        "architectures": ["rnn", "gru", "lstm"],
+        "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
+        "arch_defaults": repo["arch_defaults"],
+        "train": repo["train"],
+        **{name: repo[name] for name in ("rnn", "gru", "lstm", "gru_w2v", "bilstm")},
+        "chapter": {"RNNs": ["rnn"], "LSTMs": ["lstm", "bilstm"], "GRUs": ["gru", "gru_w2v"]},
+        "compare": STATS,
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def run_in_process(root, monkeypatch):
     monkeypatch.chdir(root)  # the checkpoints' paths are relative, as dvc.yaml's
-    monkeypatch.setattr(sys, "argv", [
-        str(STAGE), "--params", str(root / "params.yaml"), "--eval-dir", str(root / "eval"),
-        "--timing-dir", str(root / "timing"), "--live-dir", str(root / "live"), "--roc-dir", str(root / "roc"),
-        "--pr-dir", str(root / "precision_recall"), "--models-dir", "data/models",
-        "--predictions-dir", str(root / "predictions"),
-        "--markdown", str(root / "leaderboard.md"), "--json", str(root / "leaderboard.json"),
-        "--figure", str(root / "compare.png"), "--curves-dir", str(root / "curves"), "--best", str(root / "best.pt"),
-        "--chapter", str(root / "chapter.md"),
-    ])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            str(STAGE),
+            "--params",
+            str(root / "params.yaml"),
+            "--eval-dir",
+            str(root / "eval"),
+            "--timing-dir",
+            str(root / "timing"),
+            "--live-dir",
+            str(root / "live"),
+            "--roc-dir",
+            str(root / "roc"),
+            "--pr-dir",
+            str(root / "precision_recall"),
+            "--models-dir",
+            "data/models",
+            "--predictions-dir",
+            str(root / "predictions"),
+            "--markdown",
+            str(root / "leaderboard.md"),
+            "--json",
+            str(root / "leaderboard.json"),
+            "--figure",
+            str(root / "compare.png"),
+            "--curves-dir",
+            str(root / "curves"),
+            "--best",
+            str(root / "best.pt"),
+            "--chapter",
+            str(root / "chapter.md"),
+        ],
+    )
     try:
         runpy.run_path(str(STAGE), run_name="__main__")
     except SystemExit as exit:
@@ -99,7 +153,7 @@ def test_mcnemar_exact_matches_the_binomial_computed_by_hand():
     # discordant: a alone right on 2 reviews, b alone on 3: p = 2 * P(X <= 2), X ~ Binomial(5, 1/2) = 2 * 16/32
     assert mcnemar_exact(a, b) == pytest.approx(1.0)
     b2 = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1], bool)  # a alone right on 4, b alone on 0: 2 * (1/2)^4
-    assert mcnemar_exact(a, b2) == pytest.approx(2 * 0.5 ** 4)
+    assert mcnemar_exact(a, b2) == pytest.approx(2 * 0.5**4)
     assert mcnemar_exact(a, a) == 1.0  # two models that agree on every review
     with pytest.raises(ValueError, match="different review sets"):
         mcnemar_exact(a, a[:5])
@@ -137,7 +191,9 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     # lstm's seeds tie on validation: the first listed, though seed 7 is better on test
     assert (rows["lstm"]["seed"], rows["lstm"]["accuracy"]) == (42, 0.870)
     assert gru["accuracy_per_seed"] == {"42": 0.88, "7": 0.86}
-    assert gru["accuracy_mean"] == pytest.approx(0.87) and gru["accuracy_sd"] == pytest.approx(np.std([0.88, 0.86], ddof=1), abs=1e-6)
+    assert gru["accuracy_mean"] == pytest.approx(0.87) and gru["accuracy_sd"] == pytest.approx(
+        np.std([0.88, 0.86], ddof=1), abs=1e-6
+    )
     assert gru["val_minus_test"] == pytest.approx(0.01)
     low, high = gru["accuracy_ci"]
     assert low < 0.86 < high and high - low < 0.04
@@ -151,9 +207,13 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     markdown = (tmp_path / "leaderboard.md").read_text()
     # how many test reviews every figure stands on: the official 25,000, or 80 in a tiny run
     assert markdown.startswith(f"# Leaderboard: {N:,} test reviews, sorted by accuracy\n")
-    assert f"on the same {N:,} test reviews for every row" in markdown and all(r["test_reviews"] == N for r in board["rows"])
+    assert f"on the same {N:,} test reviews for every row" in markdown and all(
+        r["test_reviews"] == N for r in board["rows"]
+    )
     line = next(l for l in markdown.splitlines() if l.startswith("| 4 |"))
-    assert line.startswith(f"| 4 | gru | random | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 [")
+    assert line.startswith(
+        f"| 4 | gru | random | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 ["
+    )
     assert "| +0.0100 |" in line  # validation − test
     assert next(l for l in markdown.splitlines() if l.startswith("| 2 |")).count(" ≈ |") == 1
     png = (tmp_path / "compare.png").read_bytes()
@@ -170,13 +230,23 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     assert [line.split(",")[0] for line in val[1::2]] == ranked[1:]
     # the chapter's table: its headings in order, accuracy over seeds, speed against lstm's from the same run
     chapter = (tmp_path / "chapter.md").read_text().splitlines()
-    assert [line.split(" | ")[:2] for line in chapter[2:]] == [["| RNNs", "`rnn`"], ["| LSTMs", "`lstm`"], ["| LSTMs", "`bilstm`"],
-                                                                ["| GRUs", "`gru`"], ["| GRUs", "`gru_w2v`"]]
-    assert chapter[5] == ("| GRUs | `gru` | Cho et al. 2014, Learning phrase representations using RNN encoder-decoder | "
-                          f"0.8700 ± {np.std([0.88, 0.86], ddof=1):.4f} (2 seeds) | {50_000 / 40_000:.2f}x |")
+    assert [line.split(" | ")[:2] for line in chapter[2:]] == [
+        ["| RNNs", "`rnn`"],
+        ["| LSTMs", "`lstm`"],
+        ["| LSTMs", "`bilstm`"],
+        ["| GRUs", "`gru`"],
+        ["| GRUs", "`gru_w2v`"],
+    ]
+    assert chapter[5] == (
+        "| GRUs | `gru` | Cho et al. 2014, Learning phrase representations using RNN encoder-decoder | "
+        f"0.8700 ± {np.std([0.88, 0.86], ddof=1):.4f} (2 seeds) | {50_000 / 40_000:.2f}x |"
+    )
     assert "bidirectional: Schuster & Paliwal 1997 | not trained in this run |" in chapter[4]
-    for name, header in (("val_loss", "model,epoch,loss"), ("train_loss", "model,epoch,loss"),
-                         ("precision_recall", "model,recall,precision")):
+    for name, header in (
+        ("val_loss", "model,epoch,loss"),
+        ("train_loss", "model,epoch,loss"),
+        ("precision_recall", "model,recall,precision"),
+    ):
         assert (tmp_path / "curves" / f"{name}.csv").read_text().splitlines()[0] == header
 
 
@@ -196,10 +266,16 @@ def test_format_duration():
     assert format_duration(7260) == "2h 01m"
 
 
-@pytest.mark.parametrize("missing, stage", [("eval/gru/seed7.json", "evaluate@gru-7"), ("timing/lstm/seed42.json", "train@lstm-42"),
-                                            ("live/rnn/seed42/plots/metrics/val/accuracy.tsv", "train@rnn-42"),
-                                            ("predictions/gru_w2v/seed7.npz", "evaluate_word2vec@gru_w2v-7"),
-                                            ("eval/baseline.json", "baseline")])
+@pytest.mark.parametrize(
+    "missing, stage",
+    [
+        ("eval/gru/seed7.json", "evaluate@gru-7"),
+        ("timing/lstm/seed42.json", "train@lstm-42"),
+        ("live/rnn/seed42/plots/metrics/val/accuracy.tsv", "train@rnn-42"),
+        ("predictions/gru_w2v/seed7.npz", "evaluate_word2vec@gru_w2v-7"),
+        ("eval/baseline.json", "baseline"),
+    ],
+)
 def test_missing_input_names_the_stage_to_run(tmp_path, monkeypatch, capsys, missing, stage):
     write_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)  # stage names come from ./params.yaml
@@ -260,12 +336,15 @@ def test_alpha_decides_the_mark(tmp_path, monkeypatch):
     assert "(p ≥ 0.5)." in (tmp_path / "leaderboard.md").read_text()
 
 
-@pytest.mark.parametrize("where, change, message", [
-    ("eval/gru/seed7.json", {"seed": 42}, "seed 42, not 7"),
-    ("eval/gru/seed7.json", {"arch": "lstm"}, "arch lstm, not gru"),
-    ("eval/gru/seed7.json", {"accuracy": 0.87}, "different runs"),
-    ("eval/gru/seed7.json", {"val_accuracy": None}, "no validation accuracy"),
-])
+@pytest.mark.parametrize(
+    "where, change, message",
+    [
+        ("eval/gru/seed7.json", {"seed": 42}, "seed 42, not 7"),
+        ("eval/gru/seed7.json", {"arch": "lstm"}, "arch lstm, not gru"),
+        ("eval/gru/seed7.json", {"accuracy": 0.87}, "different runs"),
+        ("eval/gru/seed7.json", {"val_accuracy": None}, "no validation accuracy"),
+    ],
+)
 def test_metrics_of_another_run_are_refused(tmp_path, monkeypatch, capsys, where, change, message):
     write_inputs(tmp_path)
     path = tmp_path / where
@@ -296,15 +375,25 @@ def test_the_mark_reads_the_adjusted_p_value(tmp_path, monkeypatch):
 
 
 def test_the_registered_model_is_the_best_by_validation_never_by_test():
-    board = [{"arch": "baseline", "rank": 1, "val_accuracy": 0.95}, {"arch": "gru", "rank": 2, "val_accuracy": 0.80},
-             {"arch": "lstm", "rank": 3, "val_accuracy": 0.90}, {"arch": "bilstm", "rank": 4, "val_accuracy": 0.90}]
+    board = [
+        {"arch": "baseline", "rank": 1, "val_accuracy": 0.95},
+        {"arch": "gru", "rank": 2, "val_accuracy": 0.80},
+        {"arch": "lstm", "rank": 3, "val_accuracy": 0.90},
+        {"arch": "bilstm", "rank": 4, "val_accuracy": 0.90},
+    ]
     assert best_model(board)["arch"] == "lstm"  # ties go to the better rank; the n-gram baseline is no checkpoint
 
 
-@pytest.mark.parametrize("chapter, message", [
-    ({"GRUs": ["gruu"]}, "chapter names 'gruu', which no params.yaml section defines: pick among rnn, gru, lstm, gru_w2v"),
-    ({"GRUs": "gru"}, "parameter chapter must map each heading to a list of architectures, got {'GRUs': 'gru'}"),
-])
+@pytest.mark.parametrize(
+    "chapter, message",
+    [
+        (
+            {"GRUs": ["gruu"]},
+            "chapter names 'gruu', which no params.yaml section defines: pick among rnn, gru, lstm, gru_w2v",
+        ),
+        ({"GRUs": "gru"}, "parameter chapter must map each heading to a list of architectures, got {'GRUs': 'gru'}"),
+    ],
+)
 def test_a_bad_chapter_is_one_line(tmp_path, chapter, message):
     write_inputs(tmp_path)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())

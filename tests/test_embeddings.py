@@ -7,14 +7,23 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_one_line_error, write_params
-from imdb_rnn.pretrained import load_pretrained
+
 from imdb_rnn.embeddings import embedding_matrix, nearest_neighbours, train_word2vec
+from imdb_rnn.pretrained import load_pretrained
 from imdb_rnn.text import vocab_sha256
 
-PARAMS = {"dim": 16, "window": 2, "min_count": 1, "sg": 0, "negative": 5, "epochs": 5, "workers": 1, "seed": 42,
-          "sources": ["train", "unsup"]}
+PARAMS = {
+    "dim": 16,
+    "window": 2,
+    "min_count": 1,
+    "sg": 0,
+    "negative": 5,
+    "epochs": 5,
+    "workers": 1,
+    "seed": 42,
+    "sources": ["train", "unsup"],
+}
 
 
 def cosine(a, b):
@@ -66,8 +75,18 @@ def test_stage_on_tiny_data_is_deterministic_and_skips_test_reviews(tiny_data, t
     stage_params(tmp_path)
     outputs = []
     for run, hashseed in ((1, "1"), (2, "2")):  # Python's string hash salt must not matter
-        result = run_stage("pretrain_embeddings", "--reviews", reviews, "--vocab", "vocab.txt",
-                           "--out", f"run{run}/w2v.pt", "--metrics", f"run{run}/w2v.json", env={"PYTHONHASHSEED": hashseed})
+        result = run_stage(
+            "pretrain_embeddings",
+            "--reviews",
+            reviews,
+            "--vocab",
+            "vocab.txt",
+            "--out",
+            f"run{run}/w2v.pt",
+            "--metrics",
+            f"run{run}/w2v.json",
+            env={"PYTHONHASHSEED": hashseed},
+        )
         assert result.returncode == 0, result.stderr
         assert "epoch 5/5" in result.stdout and "words/s" in result.stdout
         outputs.append((tmp_path / f"run{run}/w2v.pt").read_bytes())
@@ -100,9 +119,13 @@ def test_test_reviews_are_refused(tmp_path, run_stage, sources):
 
 def test_missing_inputs(tiny_data, tmp_path, run_stage):
     stage_params(tmp_path)
-    result = run_stage("pretrain_embeddings", "--reviews", tiny_data / "data/clean/reviews.parquet", "--vocab", "no/vocab.txt")
+    result = run_stage(
+        "pretrain_embeddings", "--reviews", tiny_data / "data/clean/reviews.parquet", "--vocab", "no/vocab.txt"
+    )
     assert_one_line_error(result, "no/vocab.txt", "dvc repro")
-    result = run_stage("pretrain_embeddings", "--reviews", "no/reviews.parquet", "--vocab", tiny_data / "data/vocab/vocab.txt")
+    result = run_stage(
+        "pretrain_embeddings", "--reviews", "no/reviews.parquet", "--vocab", tiny_data / "data/vocab/vocab.txt"
+    )
     assert_one_line_error(result, "no/reviews.parquet", "dvc repro")
     assert not (tmp_path / "data").exists()  # nothing half-written
 
@@ -111,5 +134,7 @@ def test_no_training_reviews(tiny_data, tmp_path, run_stage):
     table = pq.read_table(tiny_data / "data/clean/reviews.parquet")
     pq.write_table(table.filter(pc.equal(table["split"], "test")), tmp_path / "only_test.parquet")
     stage_params(tmp_path)
-    result = run_stage("pretrain_embeddings", "--reviews", "only_test.parquet", "--vocab", tiny_data / "data/vocab/vocab.txt")
+    result = run_stage(
+        "pretrain_embeddings", "--reviews", "only_test.parquet", "--vocab", tiny_data / "data/vocab/vocab.txt"
+    )
     assert_one_line_error(result, "only_test.parquet", "train/unsup")

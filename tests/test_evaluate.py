@@ -19,10 +19,10 @@ import yaml
 from conftest import REPO_ROOT, assert_one_line_error, run_script
 
 from imdb_rnn.artifacts import save_npz
-from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin, to_csv
-from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.checkpoint import load_checkpoint, save_checkpoint
 from imdb_rnn.config import ModelConfig
+from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin, to_csv
+from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.predict import Predictor
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
@@ -37,6 +37,7 @@ def softplus(x):
 
 
 # --- metrics -----------------------------------------------------------------------------
+
 
 def test_metrics_match_hand_computation():
     labels = [1, 1, 1, 0, 0, 0]
@@ -102,6 +103,7 @@ def test_curves_are_thinned_and_keep_their_ends():
 
 # --- the stage ---------------------------------------------------------------------------
 
+
 def make_workspace(tmp_path, n=10, labels=None, in_train=None, **checkpoint_changes):
     """test.npz, meta.json, params.yaml and a tiny GRU checkpoint, consistent unless changed."""
     rng = np.random.default_rng(1)
@@ -119,8 +121,17 @@ def make_workspace(tmp_path, n=10, labels=None, in_train=None, **checkpoint_chan
     params = {"evaluate": {"batch_size": 4, "device": "cpu", "threads": 1, "curve_points": 50}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
-    config = ModelConfig(vocab_size=len(VOCAB), cell="gru", bidirectional=False, num_layers=1, pooling="max", embed_dim=4,
-                         hidden_dim=3, dropout=0.0, embed_dropout=0.0)
+    config = ModelConfig(
+        vocab_size=len(VOCAB),
+        cell="gru",
+        bidirectional=False,
+        num_layers=1,
+        pooling="max",
+        embed_dim=4,
+        hidden_dim=3,
+        dropout=0.0,
+        embed_dropout=0.0,
+    )
     torch.manual_seed(0)  # the same weights whichever tests ran before: near-equal logits must not swap ranks
     model = config.build()
     checkpoint = dict(
@@ -140,9 +151,26 @@ def make_workspace(tmp_path, n=10, labels=None, in_train=None, **checkpoint_chan
 
 def stage_args(ws):
     return [
-        "--arch", "gru", "--params", str(ws / "params.yaml"), "--checkpoint", str(ws / "gru.pt"),
-        "--test", str(ws / "test.npz"), "--meta", str(ws / "meta.json"), "--metrics", str(ws / "eval.json"),
-        "--predictions", str(ws / "predictions.npz"), "--roc", str(ws / "roc.csv"), "--pr", str(ws / "pr.csv"), "--confusion", str(ws / "confusion.csv"),
+        "--arch",
+        "gru",
+        "--params",
+        str(ws / "params.yaml"),
+        "--checkpoint",
+        str(ws / "gru.pt"),
+        "--test",
+        str(ws / "test.npz"),
+        "--meta",
+        str(ws / "meta.json"),
+        "--metrics",
+        str(ws / "eval.json"),
+        "--predictions",
+        str(ws / "predictions.npz"),
+        "--roc",
+        str(ws / "roc.csv"),
+        "--pr",
+        str(ws / "pr.csv"),
+        "--confusion",
+        str(ws / "confusion.csv"),
     ]
 
 
@@ -168,7 +196,9 @@ def test_stage_writes_metrics_curves_and_confusion(tmp_path, monkeypatch):
     assert metrics["accuracy"] == expected["accuracy"] and metrics["confusion"] == expected["confusion"]
     for key in ("precision", "recall", "f1", "roc_auc", "log_loss"):
         assert metrics[key] == pytest.approx(expected[key], abs=2e-6), key
-    assert metrics["parameters"] == sum(p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters())
+    assert metrics["parameters"] == sum(
+        p.numel() for p in RecurrentClassifier(len(VOCAB), 4, 3, "gru", pooling="max").parameters()
+    )
     assert metrics["train_seconds"] == 12.5
     assert (metrics["inference_seconds"], metrics["reviews_per_second"]) == (2.5, 4.0)
     assert (metrics["seed"], metrics["val_accuracy"]) == (7, 0.75)  # the checkpoint's, for compare's choice of seed
@@ -207,10 +237,15 @@ def test_stage_survives_a_single_class_test_set(tmp_path, monkeypatch):
 
 BAD_CHECKPOINTS = {  # the change, and what the one-line error must say
     "other vocabulary": (dict(vocab_sha256="0" * 64), "different vocabulary"),
-    "other padding side": (dict(tokenize=dict(TOKENIZE, pad_side="right")), "tokenize.pad_side='right' but the test data has 'left'"),
+    "other padding side": (
+        dict(tokenize=dict(TOKENIZE, pad_side="right")),
+        "tokenize.pad_side='right' but the test data has 'left'",
+    ),
     "other truncation side": (dict(tokenize=dict(TOKENIZE, truncate_side="left")), "tokenize.truncate_side='left'"),
-    "longer reviews than the test data": (dict(tokenize=dict(TOKENIZE, seq_len=TOKENIZE["seq_len"] + 1)),
-                                          "reads 9 tokens per review but the test data keeps only 8"),
+    "longer reviews than the test data": (
+        dict(tokenize=dict(TOKENIZE, seq_len=TOKENIZE["seq_len"] + 1)),
+        "reads 9 tokens per review but the test data keeps only 8",
+    ),
     "other cleaning": (dict(clean=dict(CLEAN, punctuation="keep")), "cleaned differently"),
     "other architecture": (dict(arch_name="lstm"), "holds architecture 'lstm', not 'gru'"),
     "no training time": (dict(metrics={}), "does not record its training time"),
@@ -226,8 +261,14 @@ def test_mismatched_checkpoint_is_refused(tmp_path, monkeypatch, capsys, change,
     assert not (ws / "eval.json").exists()
 
 
-@pytest.mark.parametrize("damage, says", [("missing", "is missing"), ("truncated", "is corrupt or truncated"),
-                                          ("not a checkpoint", "is corrupt or truncated")])
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        ("missing", "is missing"),
+        ("truncated", "is corrupt or truncated"),
+        ("not a checkpoint", "is corrupt or truncated"),
+    ],
+)
 def test_bad_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, damage, says):
     ws = make_workspace(tmp_path)
     checkpoint = ws / "gru.pt"
@@ -288,10 +329,30 @@ def learned(tiny_data, tmp_path_factory):
     (root / "data").mkdir()
     shutil.copytree(tiny_data / "data/tokens", root / "data/tokens")
     data = tiny_data / "data"
-    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--val", data / "split/val.npz",
-                        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
-                        "--out", "data/models/gru/seed42.pt", "--metrics", "train.json", "--timing", "timing.json",
-                        "--live", "live", "--resume", "resume.pt", cwd=root)
+    result = run_script(
+        "train",
+        "--arch",
+        "gru",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        "--vocab",
+        data / "vocab/vocab.txt",
+        "--out",
+        "data/models/gru/seed42.pt",
+        "--metrics",
+        "train.json",
+        "--timing",
+        "timing.json",
+        "--live",
+        "live",
+        "--resume",
+        "resume.pt",
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr
     # the evaluate stage's command exactly as dvc.yaml runs it
     command = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["cmd"]
@@ -339,11 +400,22 @@ def test_predictor_probabilities_equal_the_evaluate_stages(learned, tiny_data):
     texts = table.loc[[("pos" if y else "neg", i) for y, i in zip(labels, test["review_ids"])], "text"].tolist()
     logits = Predictor.load(learned / "data/models/gru/seed42.pt").logits(texts)  # raw text, batches of 128
     # scored alone, a review moves by float rounding only (a batch of one takes another kernel path)
-    np.testing.assert_allclose(logits, independent_logits(learned / "data/models/gru/seed42.pt", learned / "data/tokens/test.npz")[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        logits,
+        independent_logits(learned / "data/models/gru/seed42.pt", learned / "data/tokens/test.npz")[0],
+        rtol=0,
+        atol=1e-6,
+    )
     # the stage (batches of 16) computed the very same numbers: its curves, recomputed from the
     # Predictor's logits, are the stage's files byte for byte (probabilities to 6 decimals)
     points = yaml.safe_load((learned / "params.yaml").read_text())["evaluate"]["curve_points"]
-    assert (learned / "metrics/roc/gru/seed42.csv").read_text() == to_csv(roc_points(labels, logits, points), ["fpr", "tpr", "threshold"])
+    assert (learned / "metrics/roc/gru/seed42.csv").read_text() == to_csv(
+        roc_points(labels, logits, points), ["fpr", "tpr", "threshold"]
+    )
     assert (learned / "metrics/precision_recall/gru/seed42.csv").read_text() == to_csv(
-        precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"])
-    assert json.loads((learned / "metrics/eval/gru/seed42.json").read_text())["log_loss"] == classification_metrics(labels, logits)["log_loss"]
+        precision_recall_points(labels, logits, points), ["recall", "precision", "threshold"]
+    )
+    assert (
+        json.loads((learned / "metrics/eval/gru/seed42.json").read_text())["log_loss"]
+        == classification_metrics(labels, logits)["log_loss"]
+    )

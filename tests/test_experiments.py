@@ -9,7 +9,6 @@ import json
 import os
 
 import torch
-
 from conftest import ran_stages as ran
 
 ARCHITECTURES = ["rnn", "gru"]
@@ -31,7 +30,9 @@ def find_key(tree, key):
 
 
 def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
-    params = dvc_repo.train_only(ARCHITECTURES, PRETRAINED, SEEDS, epochs=2, patience=2)  # no attention model: no report
+    params = dvc_repo.train_only(
+        ARCHITECTURES, PRETRAINED, SEEDS, epochs=2, patience=2
+    )  # no attention model: no report
     params["vocab"]["min_freq"] = 1
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
@@ -39,7 +40,9 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     stages = ran(dvc_repo.dvc("repro").stdout)
     matrix = {f"{kind}@{arch}-{seed}" for kind in ("train", "evaluate") for arch in ARCHITECTURES for seed in SEEDS}
-    matrix |= {f"{kind}_word2vec@{arch}-{seed}" for kind in ("train", "evaluate") for arch in PRETRAINED for seed in SEEDS}
+    matrix |= {
+        f"{kind}_word2vec@{arch}-{seed}" for kind in ("train", "evaluate") for arch in PRETRAINED for seed in SEEDS
+    }
     data = {"ingest", "clean", "vocab", "tokenize", "split", "pretrain_embeddings", "pretrain_lm", "baseline"}
     assert stages == data | {"compare"} | matrix
     board = json.loads((root / "metrics/leaderboard.json").read_text())
@@ -47,7 +50,9 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     assert {row["arch"]: row["pretrained"] for row in board["rows"]}["gru_w2v"] == "word2vec"
     for row in board["rows"]:  # every row has its interval, spread over both seeds and its test against the top row
         assert row["accuracy_ci"][0] <= row["accuracy"] <= row["accuracy_ci"][1]
-        assert row["arch"] == "baseline" or (sorted(row["accuracy_per_seed"]) == ["42", "7"] and row["accuracy_sd"] is not None)
+        assert row["arch"] == "baseline" or (
+            sorted(row["accuracy_per_seed"]) == ["42", "7"] and row["accuracy_sd"] is not None
+        )
         assert (row["rank"] == 1) == (row["p_value_vs_top"] is None)
     assert (root / "metrics/compare.png").read_bytes().startswith(b"\x89PNG")
     for arch in ARCHITECTURES:
@@ -61,7 +66,9 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     gru_stages = {f"{kind}@gru-{seed}" for kind in ("train", "evaluate") for seed in SEEDS} | {"compare"}
 
     # DVC writes 0.00001 as `lr: 1e-05`, a string to YAML 1.1 readers: the stage must read it as the number
-    stages = ran(dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12", "-S", "gru.lr=0.00001").stdout)
+    stages = ran(
+        dvc_repo.dvc("exp", "run", "-n", "wider-gru", "-S", "gru.hidden_dim=12", "-S", "gru.lr=0.00001").stdout
+    )
     assert stages == gru_stages
     assert "lr: 1e-05" in (root / "params.yaml").read_text()
     assert (sha256(rnn_checkpoint), rnn_checkpoint.stat().st_mtime_ns) == rnn_before  # gru_w2v did not rerun either
@@ -79,7 +86,9 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     shown = json.loads(dvc_repo.dvc("exp", "show", "--json").stdout)
     assert "wider-gru" in json.dumps(shown)
-    hidden = [v for section in find_key(shown, "gru") if isinstance(section, dict) for v in find_key(section, "hidden_dim")]
+    hidden = [
+        v for section in find_key(shown, "gru") if isinstance(section, dict) for v in find_key(section, "hidden_dim")
+    ]
     assert 12 in hidden
 
     # README "Experiments", command by command, on a second experiment beside the first
@@ -90,15 +99,20 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
     between = json.loads(dvc_repo.dvc("metrics", "diff", "wider-gru", "narrow-gru", "--json").stdout)
     between = {path.replace(os.sep, "/"): values for path, values in between.items()}
     assert between["metrics/eval/gru/seed42.json"]["parameters"] == {
-        "old": gru_after["parameters"], "new": gru_narrow["parameters"], "diff": gru_narrow["parameters"] - gru_after["parameters"]}
+        "old": gru_after["parameters"],
+        "new": gru_narrow["parameters"],
+        "diff": gru_narrow["parameters"] - gru_after["parameters"],
+    }
     assert not any("rnn" in path for path in between)
 
     # dvc exp show --drop/--keep: test accuracy per architecture and the params varied, nothing else
-    table = dvc_repo.dvc("exp", "show", "--drop", ".*", "--keep",
-                         r"Experiment|Created|metrics/eval/.*:accuracy$|gru\.(hidden_dim|lr)").stdout
+    table = dvc_repo.dvc(
+        "exp", "show", "--drop", ".*", "--keep", r"Experiment|Created|metrics/eval/.*:accuracy$|gru\.(hidden_dim|lr)"
+    ).stdout
     header, *rows = [line.split() for line in table.splitlines() if line.strip() and not line.strip().startswith("─")]
     accuracies = ["metrics/eval/baseline.json:accuracy"] + [
-        f"metrics/eval/{arch}/seed{seed}.json:accuracy" for arch in ARCHITECTURES + list(PRETRAINED) for seed in SEEDS]
+        f"metrics/eval/{arch}/seed{seed}.json:accuracy" for arch in ARCHITECTURES + list(PRETRAINED) for seed in SEEDS
+    ]
     assert sorted(header) == sorted(["Experiment", "Created", *accuracies, "gru.hidden_dim", "gru.lr"])
     shown = {word.strip("[]"): row for row in rows for word in row if word.startswith("[")}  # experiment -> its row
     # both ran with the 1e-05 the first -S set (-S changes the workspace's params.yaml)
@@ -114,18 +128,26 @@ def test_repro_then_experiment_retrains_only_the_changed_architecture(dvc_repo):
 
     # dvc metrics diff HEAD~1: the kept experiment against the commit before it
     diff = json.loads(dvc_repo.dvc("metrics", "diff", "HEAD~1", "--json").stdout)
-    assert diff[os.path.join("metrics", "eval", "gru", "seed42.json")]["parameters"] == changed["metrics/eval/gru/seed42.json"]["parameters"]
+    assert (
+        diff[os.path.join("metrics", "eval", "gru", "seed42.json")]["parameters"]
+        == changed["metrics/eval/gru/seed42.json"]["parameters"]
+    )
 
     # dvc plots diff HEAD~1: learning curves, ROC and PR curves of both revisions in dvc_plots/index.html
     dvc_repo.dvc("plots", "diff", "HEAD~1")
     assert "HEAD~1" in (root / "dvc_plots/index.html").read_text()
     plots = json.loads(dvc_repo.dvc("plots", "diff", "HEAD~1", "--json").stdout)
-    curves = [f"metrics/curves/{kind}.csv" for kind in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall")]
+    curves = [
+        f"metrics/curves/{kind}.csv" for kind in ("val_accuracy", "val_loss", "train_loss", "roc", "precision_recall")
+    ]
     for name in curves + ["metrics/confusion/gru/seed42.csv"]:
         assert [sorted(item["revisions"]) for item in plots["data"][name]] == [["HEAD~1", "workspace"]], name
     # what it could not load are the files of the architectures this tiny pipeline does not train
     missing = {error["source"] for error in plots["errors"]}
-    assert not any(f"/{arch}/" in path or f"/{arch}." in path for path in missing for arch in ARCHITECTURES + list(PRETRAINED))
+    assert not any(
+        f"/{arch}/" in path or f"/{arch}." in path for path in missing for arch in ARCHITECTURES + list(PRETRAINED)
+    )
+
 
 def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
     dvc_repo.train_only(["gru"])
@@ -140,8 +162,11 @@ def test_a_train_stage_error_under_dvc_is_one_error_line(dvc_repo):
 def test_a_bad_seed_list_under_dvc_is_one_error_line(dvc_repo):
     dvc_repo.train_only(["gru"])
     dvc_repo.commit("pipeline")
-    for seeds, says in (("[42,abc]", "seeds in params.yaml must be a non-empty list of integers >= 0, got [42, 'abc']"),
-                        ("[42,-1]", "got [42, -1]"), ("[42,42]", "names a seed twice: [42, 42]")):
+    for seeds, says in (
+        ("[42,abc]", "seeds in params.yaml must be a non-empty list of integers >= 0, got [42, 'abc']"),
+        ("[42,-1]", "got [42, -1]"),
+        ("[42,42]", "names a seed twice: [42, 42]"),
+    ):
         result = dvc_repo.dvc("exp", "run", "-S", f"seeds={seeds}", "train", check=False)
         assert result.returncode != 0
         ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]

@@ -3,9 +3,9 @@ rows, each against its paper's equations computed cell by cell, and tied to the 
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from torch import nn
 
-from conftest import REPO_ROOT
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.cells.grid_lstm import GridLSTM
 from imdb_rnn.cells.mdlstm import MDLSTM
@@ -38,10 +38,16 @@ def grid_reference(grid, x, h0, m0):
             time, depth = grid.time[layer], grid.depth[layer]
             w_time = torch.cat([time.weight_ih_l0, time.weight_hh_l0], dim=1)
             both = torch.cat([d, h[layer][t]], dim=-1)  # H = [d_{l-1,t}; h_{l,t-1}]
-            h[layer][t + 1], m[layer][t + 1] = lstm_step(both @ w_time.t() + time.bias_ih_l0 + time.bias_hh_l0, m[layer][t])
+            h[layer][t + 1], m[layer][t + 1] = lstm_step(
+                both @ w_time.t() + time.bias_ih_l0 + time.bias_hh_l0, m[layer][t]
+            )
             d, n = lstm_step(depth(both), n)
         top.append(d)
-    return torch.stack(top), torch.stack([h[l][steps] for l in range(layers)]), torch.stack([m[l][steps] for l in range(layers)])
+    return (
+        torch.stack(top),
+        torch.stack([h[l][steps] for l in range(layers)]),
+        torch.stack([m[l][steps] for l in range(layers)]),
+    )
 
 
 def test_grid_lstm_is_its_papers_equations_to_1e_10_and_passes_gradcheck():
@@ -61,8 +67,13 @@ def test_grid_lstm_passing_the_temporal_output_up_is_a_stacked_lstm():
     torch.manual_seed(1)
     grid = GridLSTM(5, 4, 3, depth="identity")
     stacked = nn.LSTM(4, 4, num_layers=3)
-    stacked.load_state_dict({f"{name[:-1]}{layer}": getattr(grid.time[layer], name)
-                             for layer in range(3) for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")})
+    stacked.load_state_dict(
+        {
+            f"{name[:-1]}{layer}": getattr(grid.time[layer], name)
+            for layer in range(3)
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        }
+    )
     x = torch.randn(9, 3, 5)
     out, (last, h, m) = grid(x)
     expected, (h_n, c_n) = stacked(grid.project(x))  # the stacked LSTM over the projected input
@@ -107,10 +118,18 @@ def test_mdlstm_on_a_single_row_is_a_1d_lstm_without_the_second_axis():
     torch.manual_seed(2)
     md = MDLSTM(5, 4, row_len=16)
     hidden = 4
-    rows = lambda t: torch.cat([t[:hidden], t[2 * hidden:]])  # i, f² (from the left), g, o: the cell above never exists
+    rows = lambda t: torch.cat(
+        [t[:hidden], t[2 * hidden :]]
+    )  # i, f² (from the left), g, o: the cell above never exists
     lstm = nn.LSTM(5, 4)
-    lstm.load_state_dict({"weight_ih_l0": rows(md.weight_ih), "weight_hh_l0": rows(md.weight_hh[:, hidden:]),
-                          "bias_ih_l0": rows(md.bias), "bias_hh_l0": torch.zeros(4 * hidden)})
+    lstm.load_state_dict(
+        {
+            "weight_ih_l0": rows(md.weight_ih),
+            "weight_hh_l0": rows(md.weight_hh[:, hidden:]),
+            "bias_ih_l0": rows(md.bias),
+            "bias_hh_l0": torch.zeros(4 * hidden),
+        }
+    )
     x = torch.randn(16, 3, 5)
     out, (h, c) = md(x)
     expected, (h_n, c_n) = lstm(x)
@@ -139,19 +158,36 @@ def test_mdlstm_scans_a_whole_diagonal_at_a_time():
     assert len(calls) == 512 // 32 + 32 - 1 == 47
 
 
-@pytest.mark.parametrize("cell, changes, message", [
-    ("grid_lstm", {"num_layers": 1}, "parameter arch.num_layers is 1, but a grid_lstm needs at least 2: its cells along "
-                                     "depth connect a layer to the one below it"),
-    ("mdlstm", {"pooling": "last"}, "parameter arch.pooling is last, but the mdlstm cell does not carry its state from "
-                                    "one span of steps to the next, which last pooling needs: use max, mean or attention"),
-    ("mdlstm", {"row_len": 0}, "parameter arch.row_len must be >= 1, got 0"),
-    ("lstm", {"row_len": 8}, "unknown parameter arch.row_len: known keys are "),
-])
+@pytest.mark.parametrize(
+    "cell, changes, message",
+    [
+        (
+            "grid_lstm",
+            {"num_layers": 1},
+            "parameter arch.num_layers is 1, but a grid_lstm needs at least 2: its cells along "
+            "depth connect a layer to the one below it",
+        ),
+        (
+            "mdlstm",
+            {"pooling": "last"},
+            "parameter arch.pooling is last, but the mdlstm cell does not carry its state from "
+            "one span of steps to the next, which last pooling needs: use max, mean or attention",
+        ),
+        ("mdlstm", {"row_len": 0}, "parameter arch.row_len must be >= 1, got 0"),
+        ("lstm", {"row_len": 8}, "unknown parameter arch.row_len: known keys are "),
+    ],
+)
 def test_settings_that_mean_nothing_for_the_cell_are_one_line(tmp_path, cell, changes, message):
     params = read_params(REPO_ROOT / "params.yaml")
     params["architectures"] = ["arch"]
-    params["arch"] = {"cell": cell, "hidden_dim": 8, "lr": 0.002, "num_layers": 2, **({"row_len": 4} if cell == "mdlstm" else {}),
-                      **changes}
+    params["arch"] = {
+        "cell": cell,
+        "hidden_dim": 8,
+        "lr": 0.002,
+        "num_layers": 2,
+        **({"row_len": 4} if cell == "mdlstm" else {}),
+        **changes,
+    }
     (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
     with pytest.raises(PipelineError) as refused:
         arch_settings(tmp_path / "params.yaml", "arch")

@@ -38,7 +38,9 @@ def test_a_dvc_stage_command_imports_the_tested_tree(tmp_path, monkeypatch):
     repo.dvc("init", "-q")
     repo.dvc("config", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
     (repo.root / "where.py").write_text("print(__import__('imdb_rnn').__file__, file=open('where.txt', 'w'))\n")
-    (repo.root / "dvc.yaml").write_text("stages:\n  where:\n    cmd: python where.py\n    outs:\n      - where.txt:\n          cache: false\n")
+    (repo.root / "dvc.yaml").write_text(
+        "stages:\n  where:\n    cmd: python where.py\n    outs:\n      - where.txt:\n          cache: false\n"
+    )
     repo.dvc("repro")
     assert (repo.root / "where.txt").read_text().strip() == TESTED
     assert script_env()["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT / "src")

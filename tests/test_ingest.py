@@ -13,9 +13,18 @@ import threading
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import (
+    STAGES,
+    TINY_PER_LABEL,
+    TINY_UNSUP,
+    assert_one_line_error,
+    dvc_args,
+    repo_params,
+    run_script,
+    script_env,
+    write_params,
+)
 
-from conftest import (STAGES, TINY_PER_LABEL, TINY_UNSUP, assert_one_line_error, dvc_args, repo_params, run_script,
-                      script_env, write_params)
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.ingest import TABLE_SCHEMA, read_reviews
 
@@ -35,8 +44,15 @@ def ingest_params(tmp_path, source, md5=WRONG_MD5, change=None):
 
 def run_ingest(tmp_path, progress=False):
     return run_script(
-        "ingest", "--params", tmp_path / "params.yaml", "--out", tmp_path / "out/reviews.parquet",
-        "--report", tmp_path / "out/ingest.json", cwd=tmp_path, progress=progress,
+        "ingest",
+        "--params",
+        tmp_path / "params.yaml",
+        "--out",
+        tmp_path / "out/reviews.parquet",
+        "--report",
+        tmp_path / "out/ingest.json",
+        cwd=tmp_path,
+        progress=progress,
     )
 
 
@@ -94,30 +110,55 @@ def test_archive_and_folder_give_the_same_table(tmp_path, tiny_archive):
     assert report["reviews"] == TINY_REVIEWS
     assert report["per_split"] == {"train": labelled, "test": labelled, "unsup": TINY_UNSUP}
     assert report["per_label"] == {
-        "test/neg": TINY_PER_LABEL, "test/pos": TINY_PER_LABEL,
-        "train/neg": TINY_PER_LABEL, "train/pos": TINY_PER_LABEL, "unsup/none": TINY_UNSUP,
+        "test/neg": TINY_PER_LABEL,
+        "test/pos": TINY_PER_LABEL,
+        "train/neg": TINY_PER_LABEL,
+        "train/pos": TINY_PER_LABEL,
+        "unsup/none": TINY_UNSUP,
     }
 
 
 def test_rows_carry_split_label_rating_and_text(archive_factory):
-    archive = archive_factory(per_label=3, unsup=2, extra={
-        "aclImdb/train/pos/12345_9.txt": b"A fine film.",
-        "aclImdb/test/neg/777_2.txt": b"Dull.",
-        "aclImdb/train/unsup/4242_0.txt": b"No label here.",
-        "aclImdb/train/urls_pos.txt": b"http://example.invalid/ not a review",
-        "aclImdb/imdb.vocab": b"the\nmovie\n",
-    })
+    archive = archive_factory(
+        per_label=3,
+        unsup=2,
+        extra={
+            "aclImdb/train/pos/12345_9.txt": b"A fine film.",
+            "aclImdb/test/neg/777_2.txt": b"Dull.",
+            "aclImdb/train/unsup/4242_0.txt": b"No label here.",
+            "aclImdb/train/urls_pos.txt": b"http://example.invalid/ not a review",
+            "aclImdb/imdb.vocab": b"the\nmovie\n",
+        },
+    )
     table, report = read_reviews(str(archive))
     # ids repeat across folders (train/pos/0_9.txt and train/neg/0_3.txt): a row is (split, label, id)
-    rows = {(r["split"], r["label"], r["id"]): {k: r[k] for k in ("id", "split", "label", "rating", "text")}
-            for r in table.to_pylist()}
-    assert rows[("train", "pos", 12345)] == {"id": 12345, "split": "train", "label": "pos", "rating": 9, "text": "A fine film."}
+    rows = {
+        (r["split"], r["label"], r["id"]): {k: r[k] for k in ("id", "split", "label", "rating", "text")}
+        for r in table.to_pylist()
+    }
+    assert rows[("train", "pos", 12345)] == {
+        "id": 12345,
+        "split": "train",
+        "label": "pos",
+        "rating": 9,
+        "text": "A fine film.",
+    }
     assert rows[("test", "neg", 777)] == {"id": 777, "split": "test", "label": "neg", "rating": 2, "text": "Dull."}
     # unlabelled reviews live under train/unsup/ in aclImdb but form their own split
     # its file name says rating 0, meaning none: the table says so with a null
-    assert rows[("unsup", "none", 4242)] == {"id": 4242, "split": "unsup", "label": "none", "rating": None, "text": "No label here."}
+    assert rows[("unsup", "none", 4242)] == {
+        "id": 4242,
+        "split": "unsup",
+        "label": "none",
+        "rating": None,
+        "text": "No label here.",
+    }
     assert {(r["split"], r["label"]) for r in rows.values()} == {
-        ("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg"), ("unsup", "none")
+        ("train", "pos"),
+        ("train", "neg"),
+        ("test", "pos"),
+        ("test", "neg"),
+        ("unsup", "none"),
     }
     assert report["reviews"] == table.num_rows == 4 * 3 + 2 + 3  # the url list and vocab file are not reviews
     # ratings follow the labels: pos 7-10, neg 1-4, unlabelled none
@@ -126,11 +167,15 @@ def test_rows_carry_split_label_rating_and_text(archive_factory):
 
 
 def test_empty_files_dropped_and_counted(archive_factory):
-    archive = archive_factory(per_label=3, unsup=1, extra={
-        "aclImdb/train/pos/900_8.txt": b"",
-        "aclImdb/test/neg/901_1.txt": b" \n\t ",
-        "aclImdb/train/unsup/902_0.txt": b"",
-    })
+    archive = archive_factory(
+        per_label=3,
+        unsup=1,
+        extra={
+            "aclImdb/train/pos/900_8.txt": b"",
+            "aclImdb/test/neg/901_1.txt": b" \n\t ",
+            "aclImdb/train/unsup/902_0.txt": b"",
+        },
+    )
     table, report = read_reviews(str(archive))
     assert report["empty_files_dropped"] == 3
     assert report["reviews"] == table.num_rows == 4 * 3 + 1
@@ -138,10 +183,14 @@ def test_empty_files_dropped_and_counted(archive_factory):
 
 
 def test_invalid_utf8_replaced_and_counted(archive_factory):
-    archive = archive_factory(per_label=2, unsup=0, extra={
-        "aclImdb/train/neg/50_3.txt": b"caf\xe9 was bad \xff\xfe really",
-        "aclImdb/test/pos/51_8.txt": "fine caf\u00e9 \u2014 ok".encode(),  # val multi-byte UTF-8
-    })
+    archive = archive_factory(
+        per_label=2,
+        unsup=0,
+        extra={
+            "aclImdb/train/neg/50_3.txt": b"caf\xe9 was bad \xff\xfe really",
+            "aclImdb/test/pos/51_8.txt": "fine caf\u00e9 \u2014 ok".encode(),  # val multi-byte UTF-8
+        },
+    )
     table, report = read_reviews(str(archive))
     texts = dict(zip(table["id"].to_pylist(), table["text"].to_pylist()))
     assert texts[50] == "caf\ufffd was bad \ufffd\ufffd really"
@@ -152,8 +201,12 @@ def test_invalid_utf8_replaced_and_counted(archive_factory):
 
 
 def test_files_that_are_not_reviews_are_skipped_counted_and_named(tmp_path, archive_factory):
-    stray = {"aclImdb/train/pos/.DS_Store": b"\x00\x01", "aclImdb/test/neg/notes.txt": b"to do",
-             "aclImdb/train/urls_pos.txt": b"http://example.invalid/", "aclImdb/imdb.vocab": b"the\n"}
+    stray = {
+        "aclImdb/train/pos/.DS_Store": b"\x00\x01",
+        "aclImdb/test/neg/notes.txt": b"to do",
+        "aclImdb/train/urls_pos.txt": b"http://example.invalid/",
+        "aclImdb/imdb.vocab": b"the\n",
+    }
     archive = archive_factory(per_label=2, unsup=0, extra=stray)
     named = ["aclImdb/test/neg/notes.txt", "aclImdb/train/pos/.DS_Store"]
     table, report = read_reviews(str(archive))
@@ -335,7 +388,12 @@ def test_missing_ingest_section(tmp_path):
         ("split", "split", {"seed": True}, ["split.seed must be int"]),
         ("split", "split", {"seed": None}, ["split.seed must be int"]),
         ("split", "split", {"group_by": "film"}, ["split.group_by must be one of review, movie, got 'film'"]),
-        ("tokenize_pad", "tokenize", {"truncate_side": "both", "head_tokens": -1}, ["tokenize.head_tokens must be >= 0"]),
+        (
+            "tokenize_pad",
+            "tokenize",
+            {"truncate_side": "both", "head_tokens": -1},
+            ["tokenize.head_tokens must be >= 0"],
+        ),
     ],
 )
 def test_invalid_data_stage_params(tmp_path, stage, section, change, fragments):
@@ -374,11 +432,19 @@ def test_each_review_carries_its_movie_from_the_urls_files(tiny_archive):
     assert report["movies"] == {"train": TINY_PER_LABEL // 4, "test": TINY_PER_LABEL // 4}
 
 
-@pytest.mark.parametrize("extra, status", [
-    ({"aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0000001/usercomments\n"}, "1 lines for 8 review files"),
-    ({}, "missing"),
-])
-def test_a_missing_or_misfitting_urls_file_is_named_and_its_reviews_get_no_movie(archive_factory, capsys, extra, status):
+@pytest.mark.parametrize(
+    "extra, status",
+    [
+        (
+            {"aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0000001/usercomments\n"},
+            "1 lines for 8 review files",
+        ),
+        ({}, "missing"),
+    ],
+)
+def test_a_missing_or_misfitting_urls_file_is_named_and_its_reviews_get_no_movie(
+    archive_factory, capsys, extra, status
+):
     archive = archive_factory(per_label=8, unsup=0, urls=bool(extra), extra=extra)
     table, report = read_reviews(str(archive))
     assert report["movie_files"]["train/urls_pos.txt"] == status
@@ -393,11 +459,21 @@ def test_a_missing_or_misfitting_urls_file_is_named_and_its_reviews_get_no_movie
 
 def test_exact_duplicates_are_counted_within_and_across_splits(archive_factory):
     same, other = b"Exactly the same words in both.", b"Another copy, another place."
-    archive = archive_factory(per_label=4, unsup=0, urls=False, extra={
-        "aclImdb/train/pos/100_9.txt": same, "aclImdb/train/neg/100_2.txt": same, "aclImdb/train/pos/101_8.txt": same,
-        "aclImdb/test/pos/100_9.txt": same, "aclImdb/test/neg/101_1.txt": other, "aclImdb/test/neg/102_1.txt": other,
-        "aclImdb/train/unsup/100_0.txt": other, "aclImdb/train/unsup/101_0.txt": b"Only here.",
-    })
+    archive = archive_factory(
+        per_label=4,
+        unsup=0,
+        urls=False,
+        extra={
+            "aclImdb/train/pos/100_9.txt": same,
+            "aclImdb/train/neg/100_2.txt": same,
+            "aclImdb/train/pos/101_8.txt": same,
+            "aclImdb/test/pos/100_9.txt": same,
+            "aclImdb/test/neg/101_1.txt": other,
+            "aclImdb/test/neg/102_1.txt": other,
+            "aclImdb/train/unsup/100_0.txt": other,
+            "aclImdb/train/unsup/101_0.txt": b"Only here.",
+        },
+    )
     table, report = read_reviews(str(archive))
     assert report["duplicates"] == {
         "extra_copies_in_train": 2,  # three copies of `same`
@@ -413,9 +489,16 @@ def test_the_unlabelled_token_ids_hold_no_test_text(tmp_path, archive_factory):
     from conftest import tiny_params
 
     copied = b"A test review that someone also posted unlabelled. Superb film."
-    archive = archive_factory(per_label=10, unsup=12, extra={
-        "aclImdb/test/pos/500_9.txt": copied, "aclImdb/train/unsup/500_0.txt": copied,
-        "aclImdb/train/unsup/501_0.txt": copied, "aclImdb/train/unsup/502_0.txt": b"Only unlabelled, never tested."})
+    archive = archive_factory(
+        per_label=10,
+        unsup=12,
+        extra={
+            "aclImdb/test/pos/500_9.txt": copied,
+            "aclImdb/train/unsup/500_0.txt": copied,
+            "aclImdb/train/unsup/501_0.txt": copied,
+            "aclImdb/train/unsup/502_0.txt": b"Only unlabelled, never tested.",
+        },
+    )
     write_params(tmp_path / "params.yaml", tiny_params(archive))
     for stage in ("ingest", "clean", "vocab", "tokenize_pad"):
         result = run_script(stage, cwd=tmp_path)
@@ -438,15 +521,23 @@ def test_a_partly_extracted_folder_is_refused_with_the_folder_and_both_counts(ti
     params["ingest"]["source"] = str(folder)
     write_params(tmp_path / "params.yaml", params)
     result = run_script("ingest", cwd=tmp_path)
-    assert_one_line_error(result, f"{folder} is incomplete: aclImdb/test/neg holds 20 review files",
-                          f"test/urls_neg.txt lists {TINY_PER_LABEL}", "extract aclImdb_v1.tar.gz again", "the .tar.gz itself")
+    assert_one_line_error(
+        result,
+        f"{folder} is incomplete: aclImdb/test/neg holds 20 review files",
+        f"test/urls_neg.txt lists {TINY_PER_LABEL}",
+        "extract aclImdb_v1.tar.gz again",
+        "the .tar.gz itself",
+    )
     assert not (tmp_path / "data/ingest/reviews.parquet").exists()
 
 
 def test_an_archive_short_of_the_reviews_its_urls_list_is_refused(archive_factory):
     lines = "".join(f"http://www.imdb.com/title/tt{i:07d}/usercomments\n" for i in range(12)).encode()
     archive = archive_factory(per_label=8, unsup=3, extra={"aclImdb/train/urls_unsup.txt": lines})
-    with pytest.raises(PipelineError, match=r"aclImdb/train/unsup holds 3 review files but train/urls_unsup.txt lists 12 .*download it again"):
+    with pytest.raises(
+        PipelineError,
+        match=r"aclImdb/train/unsup holds 3 review files but train/urls_unsup.txt lists 12 .*download it again",
+    ):
         read_reviews(str(archive))
 
 
@@ -456,10 +547,15 @@ def test_the_official_archive_must_hold_the_official_counts(archive_factory, mon
 
     archive = archive_factory(per_label=4, unsup=2)
     monkeypatch.setattr(ingest, "OFFICIAL_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
-    with pytest.raises(PipelineError, match="aclImdb/test/neg holds 4 review files but the official archive has 12,500"):
+    with pytest.raises(
+        PipelineError, match="aclImdb/test/neg holds 4 review files but the official archive has 12,500"
+    ):
         read_reviews(str(archive))
-    monkeypatch.setattr(ingest, "OFFICIAL_FILES", {("train", "pos"): 4, ("train", "neg"): 4, ("test", "pos"): 4,
-                                                   ("test", "neg"): 4, ("train", "unsup"): 2})
+    monkeypatch.setattr(
+        ingest,
+        "OFFICIAL_FILES",
+        {("train", "pos"): 4, ("train", "neg"): 4, ("test", "pos"): 4, ("test", "neg"): 4, ("train", "unsup"): 2},
+    )
     assert read_reviews(str(archive))[1]["reviews"] == 18
 
 
@@ -470,8 +566,15 @@ def test_a_file_size_limit_or_full_disk_is_one_line_and_leaves_nothing(tiny_arch
     params["ingest"]["source"] = str(tiny_archive)
     write_params(tmp_path / "params.yaml", params)
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # noqa: E731  the table is larger
-    result = subprocess.run([sys.executable, str(STAGES / "ingest.py"), *dvc_args("ingest")], cwd=tmp_path,
-                            env=script_env(), capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    result = subprocess.run(
+        [sys.executable, str(STAGES / "ingest.py"), *dvc_args("ingest")],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )
     assert_one_line_error(result, "cannot write", "File too large", "free disk space")
     assert not list((tmp_path / "data/ingest").iterdir())  # no table, no temporary file
 

@@ -3,15 +3,22 @@
 import numpy as np
 import pytest
 import torch
+from test_train import CLEAN, COMMON, TOKENIZE, marker_data, marker_reviews, small_arch  # noqa: F401 (marker_data: a fixture)
+from tiny_model import configs
 
-from imdb_rnn.adversarial import (EmbeddingPerturbation, entropy, kl_bernoulli, per_review, random_state, replayed,
-                                  virtual_adversarial_loss)
+from imdb_rnn.adversarial import (
+    EmbeddingPerturbation,
+    entropy,
+    kl_bernoulli,
+    per_review,
+    random_state,
+    replayed,
+    virtual_adversarial_loss,
+)
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.config import ModelConfig
 from imdb_rnn.text import tokenize
 from imdb_rnn.train import fingerprint, fit, unlabelled_batches
-from test_train import CLEAN, COMMON, TOKENIZE, marker_data, marker_reviews, small_arch  # noqa: F401 (marker_data: a fixture)
-from tiny_model import configs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,8 +31,13 @@ def unlabelled_set(vocab, n=300, seed=3):
 
 def model_and_batch(vocab, train, dropout=0.3):
     torch.manual_seed(0)
-    model = ModelConfig.from_dict({**small_arch("bilstm", dropout=dropout, embed_dropout=dropout),
-                                   "vocab_size": len(vocab)}).build().train()
+    model = (
+        ModelConfig.from_dict(
+            {**small_arch("bilstm", dropout=dropout, embed_dropout=dropout), "vocab_size": len(vocab)}
+        )
+        .build()
+        .train()
+    )
     for _ in range(3):  # a few plain steps, so that predictions are not all near 0.5
         ids, lengths, labels = train.batch(np.arange(64), "cpu")
         torch.nn.functional.binary_cross_entropy_with_logits(model(ids, lengths), labels).backward()
@@ -95,13 +107,24 @@ def test_mixed_objective_learns_the_marker_task_and_every_term_changes_training(
     vocab, train, val = marker_data
     unlabelled = unlabelled_set(vocab)
     runs = {}
-    for label, change in {"plain": {}, "vat": {"vat_eps": 0.05}, "entropy": {"entropy_weight": 1.0, "unsup_ratio": 1},
-                          "mixed": {"adversarial_eps": 0.05, "vat_eps": 0.05, "entropy_weight": 1.0, "unsup_ratio": 1}}.items():
+    for label, change in {
+        "plain": {},
+        "vat": {"vat_eps": 0.05},
+        "entropy": {"entropy_weight": 1.0, "unsup_ratio": 1},
+        "mixed": {"adversarial_eps": 0.05, "vat_eps": 0.05, "entropy_weight": 1.0, "unsup_ratio": 1},
+    }.items():
         params = small_arch("bilstm", **change)
         torch.manual_seed(0)
         model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-        state, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"),
-                                         name=label, unlabelled=unlabelled)
+        state, history, summary, _ = fit(
+            model,
+            train,
+            val,
+            configs(params, len(vocab), COMMON)[1],
+            torch.device("cpu"),
+            name=label,
+            unlabelled=unlabelled,
+        )
         assert summary["val_accuracy"] >= 0.9, (label, history)
         assert not model.embedding._forward_hooks
         runs[label] = fingerprint(*state.values())
@@ -115,6 +138,8 @@ def test_unlabelled_reviews_given_but_unused_leave_training_as_it_was(marker_dat
     for unlabelled in (None, unlabelled_set(vocab)):
         torch.manual_seed(0)
         model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-        state, *_ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), unlabelled=unlabelled)
+        state, *_ = fit(
+            model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), unlabelled=unlabelled
+        )
         digests.append(fingerprint(*state.values()))
     assert digests[0] == digests[1]

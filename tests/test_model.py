@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from conftest import repo_params
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from conftest import repo_params
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.cells import CELLS
+from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.text import pad
-from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -28,7 +28,11 @@ def small_model(arch, seed=0):
     if "attention_dim" in section:
         section["attention_dim"] = 6
     torch.manual_seed(seed)
-    return ModelConfig.from_dict({**check(arch, section, arch_schema(section["cell"])), "vocab_size": VOCAB}).build().eval()
+    return (
+        ModelConfig.from_dict({**check(arch, section, arch_schema(section["cell"])), "vocab_size": VOCAB})
+        .build()
+        .eval()
+    )
 
 
 def reviews_as_pipeline_pads_them(lengths, pad_side, seq_len=32, seed=0):
@@ -63,7 +67,9 @@ def test_left_and_right_padding_agree(arch):
     lengths = [5, 14, 1, 8]
     rows = np.arange(len(lengths))
     with torch.no_grad():
-        left, right = (model(*reviews_as_pipeline_pads_them(lengths, side).batch(rows, "cpu")[:2]) for side in ("left", "right"))
+        left, right = (
+            model(*reviews_as_pipeline_pads_them(lengths, side).batch(rows, "cpu")[:2]) for side in ("left", "right")
+        )
     torch.testing.assert_close(left, right, rtol=0, atol=1e-5)
 
 
@@ -77,8 +83,9 @@ def test_the_exercise_model_size():
 def test_bilstm_matches_packed_sequence_reference(num_layers):
     torch.manual_seed(1)
     hidden = 7
-    model = RecurrentClassifier(VOCAB, embed_dim=5, hidden_dim=hidden, cell="lstm", num_layers=num_layers,
-                                bidirectional=True, pooling="last").eval()
+    model = RecurrentClassifier(
+        VOCAB, embed_dim=5, hidden_dim=hidden, cell="lstm", num_layers=num_layers, bidirectional=True, pooling="last"
+    ).eval()
     reference = nn.LSTM(5, hidden, num_layers=num_layers, bidirectional=True, batch_first=True)
     with torch.no_grad():
         for layer, (forward, backward) in enumerate(model.layers):
@@ -105,8 +112,10 @@ def test_bilstm_matches_packed_sequence_reference(num_layers):
 def test_unknown_cell_rejected_with_the_known_ones():
     with pytest.raises(PipelineError) as unknown:
         RecurrentClassifier(VOCAB, cell="transformer")
-    assert str(unknown.value) == (f"unknown cell 'transformer': the known cells are {', '.join(CELLS)} "
-                                  "(src/imdb_rnn/cells; docs/adding-an-architecture.md adds one)")
+    assert str(unknown.value) == (
+        f"unknown cell 'transformer': the known cells are {', '.join(CELLS)} "
+        "(src/imdb_rnn/cells; docs/adding-an-architecture.md adds one)"
+    )
     assert list(CELLS)[:3] == ["rnn", "lstm", "gru"]
     with pytest.raises(ValueError, match=r"known poolings are last, mean, max, attention"):
         RecurrentClassifier(VOCAB, pooling="sum")
@@ -131,12 +140,15 @@ def test_attention_weights_cover_real_tokens_only():
     assert small_model("rnn")(ids, lens, return_attention=True)[1] is None
 
 
-@pytest.mark.parametrize("cell, pooling", [("gru", "last"), ("gru", "max"), ("rnn", "last"), ("rnn", "mean"), ("gru", "attention")])
+@pytest.mark.parametrize(
+    "cell, pooling", [("gru", "last"), ("gru", "max"), ("rnn", "last"), ("rnn", "mean"), ("gru", "attention")]
+)
 def test_gru_rnn_and_attention_match_packed_sequence_reference(cell, pooling):
     torch.manual_seed(2)
     hidden = 6
-    model = RecurrentClassifier(VOCAB, embed_dim=5, hidden_dim=hidden, cell=cell, bidirectional=True,
-                                pooling=pooling, attention_dim=4).eval()
+    model = RecurrentClassifier(
+        VOCAB, embed_dim=5, hidden_dim=hidden, cell=cell, bidirectional=True, pooling=pooling, attention_dim=4
+    ).eval()
     reference = getattr(nn, cell.upper())(5, hidden, bidirectional=True, batch_first=True)
     forward, backward = model.layers[0]
     with torch.no_grad():

@@ -3,8 +3,8 @@
 import re
 
 import numpy as np
-
 from conftest import REPO_ROOT, run_script
+
 from imdb_rnn.artifacts import save_npz
 
 N = 1000
@@ -14,7 +14,9 @@ def predictions(root, where, labels, right):
     sign = np.where(labels == 1, 1.0, -1.0)
     path = root / "predictions" / where
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(path, logits=np.where(right, sign, -sign).astype(np.float32), labels=labels, review_ids=np.arange(len(labels)))
+    save_npz(
+        path, logits=np.where(right, sign, -sign).astype(np.float32), labels=labels, review_ids=np.arange(len(labels))
+    )
 
 
 def test_difference_interval_and_mcnemar(tmp_path):
@@ -25,11 +27,21 @@ def test_difference_interval_and_mcnemar(tmp_path):
     b[800:900] = True  # right on the same 800 and on 100 more
     predictions(tmp_path, "gru/seed7.npz", labels, a)
     predictions(tmp_path, "gru_w2v/seed7.npz", labels, b)
-    result = run_script(REPO_ROOT / "tools/paired.py", "gru", "gru_w2v", "--seed", "7",
-                        "--predictions-dir", tmp_path / "predictions", cwd=tmp_path)
+    result = run_script(
+        REPO_ROOT / "tools/paired.py",
+        "gru",
+        "gru_w2v",
+        "--seed",
+        "7",
+        "--predictions-dir",
+        tmp_path / "predictions",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "gru: 0.8000  gru_w2v: 0.9000  (seed 7, 1,000 test reviews)" in result.stdout
-    line = re.search(r"gru_w2v - gru: \+10\.00 points \[\+([\d.]+), \+([\d.]+)\].*McNemar p = ([\de.-]+)", result.stdout)
+    line = re.search(
+        r"gru_w2v - gru: \+10\.00 points \[\+([\d.]+), \+([\d.]+)\].*McNemar p = ([\de.-]+)", result.stdout
+    )
     assert line, result.stdout
     low, high, p = map(float, line.groups())
     assert 7 < low < 10 < high < 13 and p < 1e-20  # 100 discordant reviews, all one way: p = 2 / 2^100

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, ran_stages, script_env
+
 from imdb_rnn.artifacts import PipelineError
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
@@ -59,13 +59,22 @@ def schedule(graph, jobs=2, cores=(0, 1), estimate=None, ticks=None, codes=None)
     return starts, results
 
 
-DIAMOND = {"ingest": set(), "split": {"ingest"}, "train@a": {"split"}, "train@b": {"split"}, "train@c": {"split"},
-           "compare": {"train@a", "train@b", "train@c"}}
+DIAMOND = {
+    "ingest": set(),
+    "split": {"ingest"},
+    "train@a": {"split"},
+    "train@b": {"split"},
+    "train@c": {"split"},
+    "compare": {"train@a", "train@b", "train@c"},
+}
 
 
 def test_stages_start_after_their_dependencies_at_most_jobs_at_a_time_longest_first():
-    starts, results = schedule(DIAMOND, estimate={"train@b": 100, "train@c": 50, "train@a": 10},
-                               ticks={"train@b": 5, "train@c": 2, "train@a": 1})
+    starts, results = schedule(
+        DIAMOND,
+        estimate={"train@b": 100, "train@c": 50, "train@a": 10},
+        ticks={"train@b": 5, "train@c": 2, "train@a": 1},
+    )
     order = [stage for stage, _, _ in starts]
     assert order == ["ingest", "split", "train@b", "train@c", "train@a", "compare"]  # longest first
     finished_before = {}
@@ -86,8 +95,12 @@ def test_every_stage_gets_one_lane_of_cores_even_alone_so_its_threads_do_not_dep
 
 
 def test_a_failure_starts_nothing_new_but_lets_running_stages_finish():
-    starts, results = schedule(DIAMOND, estimate={"train@a": 3, "train@b": 2, "train@c": 1},
-                               ticks={"train@a": 1, "train@b": 4}, codes={"train@a": 2})
+    starts, results = schedule(
+        DIAMOND,
+        estimate={"train@a": 3, "train@b": 2, "train@c": 1},
+        ticks={"train@a": 1, "train@b": 4},
+        codes={"train@a": 2},
+    )
     started = [stage for stage, _, _ in starts]
     assert started == ["ingest", "split", "train@a", "train@b"]  # train@c and compare never start
     assert results["train@a"][0] == 2 and results["train@b"][0] == 0  # train@b was running: it finished
@@ -120,23 +133,35 @@ def test_make_pipelines_parallel_repro_runs_every_stage_once_and_matches_dvc_rep
     dvc_repo.commit("pipeline")
     root = dvc_repo.root
 
-    result = subprocess.run([sys.executable, str(TOOL), "--jobs", "2"], cwd=root, env=script_env(), capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(TOOL), "--jobs", "2"],
+        cwd=root,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert dvc_repo.dvc("status").stdout.strip().endswith("Data and pipelines are up to date.")  # DVC recorded every stage
+    assert (
+        dvc_repo.dvc("status").stdout.strip().endswith("Data and pipelines are up to date.")
+    )  # DVC recorded every stage
     logs = root / "build/parallel_repro"
     ran = set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
     assert {"ingest", "split", "train@rnn-42", "train@gru-42", "train_word2vec@gru_w2v-42", "compare"} <= ran
     record = json.loads((root / "metrics/parallel_repro.json").read_text())
     assert set(record["last_run"]["stages_ran"]) == set(record["stages"]) >= ran
     lanes = {len(lane) for lane in share_cores(os.sched_getaffinity(0), 2)}  # the cores of each lane here
-    threads = {arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
-               for arch in ["rnn", "gru", "gru_w2v"]}
+    threads = {
+        arch: json.loads((root / f"metrics/timing/{arch}/seed42.json").read_text())["threads"]
+        for arch in ["rnn", "gru", "gru_w2v"]
+    }
     assert set(threads.values()) <= lanes, threads  # threads: 0 means the lane's cores, alone or not
     assert {entry["cores"] for entry in record["stages"].values()} <= lanes
 
     # nothing changed: a second run starts every stage, DVC skips each one
-    again = subprocess.run([sys.executable, str(TOOL)], cwd=root, env=script_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [sys.executable, str(TOOL)], cwd=root, env=script_env(), capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr
     assert not set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
     assert json.loads((root / "metrics/parallel_repro.json").read_text()) == record  # a run of nothing keeps the record
@@ -154,8 +179,9 @@ def test_a_failing_stage_is_named_and_exits_non_zero(dvc_repo):
     dvc_repo.params = params
     dvc_repo.commit("pipeline")
     (dvc_repo.root / "stages/split.py").write_text("raise SystemExit('error: broken on purpose')\n")
-    result = subprocess.run([sys.executable, str(TOOL)], cwd=dvc_repo.root, env=script_env(), capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(TOOL)], cwd=dvc_repo.root, env=script_env(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: stage split failed;") and "did not run" in last, result.stderr
@@ -165,22 +191,35 @@ def test_a_failing_stage_is_named_and_exits_non_zero(dvc_repo):
 
 def test_a_stage_killed_by_sigkill_is_named_as_a_probable_out_of_memory_kill(tmp_path):
     """DVC's own line for a stage the kernel's out-of-memory killer ended is only "exited with -9"."""
-    (tmp_path / "train@gru-42.log").write_text("Running stage 'train@gru-42':\n> python stages/train.py ...\nERROR: failed "
-                                               "to reproduce 'train@gru-42': failed to run: python stages/train.py ..., exited with -9\n")
+    (tmp_path / "train@gru-42.log").write_text(
+        "Running stage 'train@gru-42':\n> python stages/train.py ...\nERROR: failed "
+        "to reproduce 'train@gru-42': failed to run: python stages/train.py ..., exited with -9\n"
+    )
     (tmp_path / "split.log").write_text("error: broken on purpose\nERROR: ... exited with 1\n")
     line = parallel_repro.failure_line(["split", "train@gru-42"], ["compare"], tmp_path)
-    assert line.startswith("stages split, train@gru-42 failed; 1 stage did not run; train@gru-42 ended with -9 (SIGKILL), most "
-                           "likely killed by the kernel for want of memory: lower its batch_size")
+    assert line.startswith(
+        "stages split, train@gru-42 failed; 1 stage did not run; train@gru-42 ended with -9 (SIGKILL), most "
+        "likely killed by the kernel for want of memory: lower its batch_size"
+    )
     assert "split ended" not in line and parallel_repro.failure_line(["split"], [], tmp_path) == (
-        "stage split failed: fix the error above and run again (finished stages are not rerun)")
+        "stage split failed: fix the error above and run again (finished stages are not rerun)"
+    )
 
 
 def test_bad_arguments_are_one_line_errors(dvc_repo):
-    for args, message in ((["--jobs", "-1"], "--jobs must be 0 (auto) or more"),
-                          (["no_such_stage"], "no_such_stage"),
-                          (["-S", "train.threads"], "bad -S override")):
-        result = subprocess.run([sys.executable, str(TOOL), *args], cwd=dvc_repo.root, env=script_env(), capture_output=True,
-                                text=True, timeout=120)
+    for args, message in (
+        (["--jobs", "-1"], "--jobs must be 0 (auto) or more"),
+        (["no_such_stage"], "no_such_stage"),
+        (["-S", "train.threads"], "bad -S override"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(TOOL), *args],
+            cwd=dvc_repo.root,
+            env=script_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
@@ -208,12 +247,20 @@ def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_
     logs = root / "build/parallel_repro"
     for signum in (signal.SIGHUP, signal.SIGKILL):  # the second run finds the data stages done: a training starts soon
         shutil.rmtree(logs, ignore_errors=True)  # only this run's logs
-        tool = subprocess.Popen([sys.executable, str(TOOL)], cwd=root, env=script_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        tool = subprocess.Popen(
+            [sys.executable, str(TOOL)],
+            cwd=root,
+            env=script_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 300
             while not any("epoch 1:" in log.read_text() for log in logs.glob("train@*.log")):  # a training is under way
-                assert tool.poll() is None, f"the scheduler ended ({tool.returncode}) before a training started: {tool.stderr.read()}"
+                assert tool.poll() is None, (
+                    f"the scheduler ended ({tool.returncode}) before a training started: {tool.stderr.read()}"
+                )
                 assert time.monotonic() < deadline, "no training started in 300 s"
                 time.sleep(0.2)
             tool.send_signal(signum)  # only the scheduler is signalled, not its stages' sessions
@@ -225,7 +272,9 @@ def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_
             assert tool.returncode == -signal.SIGKILL
         else:
             assert tool.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
-        deadline = time.monotonic() + 90  # a supervisor notices a killed scheduler within a second, then interrupts its stage
+        deadline = (
+            time.monotonic() + 90
+        )  # a supervisor notices a killed scheduler within a second, then interrupts its stage
         while processes_in(root) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not processes_in(root), f"a stage outlived the scheduler's {signum.name}"
@@ -234,7 +283,13 @@ def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_
         status = dvc_repo.dvc("status").stdout
         assert "train@rnn-42" in status and "train@gru-42" in status  # neither was recorded as done
     # SIGKILL left trainings holding DVC's lock, so that the next run was "busy": now it gets the lock
-    again = subprocess.run([sys.executable, str(TOOL), "-S", "rnn.epochs=1", "train@rnn-42"], cwd=root, env=script_env(),
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [sys.executable, str(TOOL), "-S", "rnn.epochs=1", "train@rnn-42"],
+        cwd=root,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr
     assert (root / "data/models/rnn/seed42.pt").exists()

@@ -3,13 +3,13 @@
 import shutil
 
 import pytest
+from conftest import REPO_ROOT, assert_one_line_error, run_script
 from dvc.utils.hydra import apply_overrides
 from dvc.utils.serialize import load_yaml
 
-from conftest import REPO_ROOT, assert_one_line_error, run_script
 from imdb_rnn.artifacts import PipelineError
-from imdb_rnn.params import best_by_validation, read_architectures, read_params, read_seeds, stage_of
 from imdb_rnn.config import arch_settings
+from imdb_rnn.params import best_by_validation, read_architectures, read_params, read_seeds, stage_of
 
 
 @pytest.fixture
@@ -18,8 +18,17 @@ def params_file(tmp_path):
 
 
 # what a person types after -S, and the number it means
-FORMS = [("0.00001", 1e-05), ("1e-5", 1e-05), ("1E-05", 1e-05), ("1.5e-7", 1.5e-07), ("0.0003", 3e-04),
-         ("3e-4", 3e-04), ("0.5", 0.5), ("1", 1.0), ("1.0", 1.0)]
+FORMS = [
+    ("0.00001", 1e-05),
+    ("1e-5", 1e-05),
+    ("1E-05", 1e-05),
+    ("1.5e-7", 1.5e-07),
+    ("0.0003", 3e-04),
+    ("3e-4", 3e-04),
+    ("0.5", 0.5),
+    ("1", 1.0),
+    ("1.0", 1.0),
+]
 
 
 @pytest.mark.parametrize("typed, value", FORMS)
@@ -44,10 +53,16 @@ def test_a_default_overridden_in_one_section_changes_that_architecture_alone(par
     assert changed == {n for n, s in before.items() if "dropout" not in read_params(params_file)[n]}
 
 
-TWINS = {"rnn_w2v": ("rnn", {"embed_dim"}), "lstm_lm": ("lstm", set()), "gru_w2v": ("gru", set()),
-         "bilstm_w2v": ("bilstm", set()), "stacked_lstm_w2v": ("stacked_lstm", set()),
-         "attention_w2v": ("attention", set()), "bilstm_w2v_adv": ("bilstm", {"adversarial_eps", "hidden_dim", "ema_decay"}),
-         "bilstm_mixed": ("bilstm", {"adversarial_eps", "vat_eps", "entropy_weight", "unsup_ratio"})}
+TWINS = {
+    "rnn_w2v": ("rnn", {"embed_dim"}),
+    "lstm_lm": ("lstm", set()),
+    "gru_w2v": ("gru", set()),
+    "bilstm_w2v": ("bilstm", set()),
+    "stacked_lstm_w2v": ("stacked_lstm", set()),
+    "attention_w2v": ("attention", set()),
+    "bilstm_w2v_adv": ("bilstm", {"adversarial_eps", "hidden_dim", "ema_decay"}),
+    "bilstm_mixed": ("bilstm", {"adversarial_eps", "vat_eps", "entropy_weight", "unsup_ratio"}),
+}
 
 
 def test_pretrained_twins_differ_from_their_base_only_in_initial_weights(params_file):
@@ -55,7 +70,9 @@ def test_pretrained_twins_differ_from_their_base_only_in_initial_weights(params_
     names = read_architectures(params_file)
     # lstm_lm and bilstm_mixed keep their sections while out of the default lists (params.yaml says why)
     assert set(TWINS) == {n for n, init in names.items() if init != "none"} | {"lstm_lm", "bilstm_mixed"}
-    apply_overrides(params_file, ["pretrained_architectures.lm=[lstm_lm]", "semi_supervised_architectures=[bilstm_mixed]"])
+    apply_overrides(
+        params_file, ["pretrained_architectures.lm=[lstm_lm]", "semi_supervised_architectures=[bilstm_mixed]"]
+    )
     for twin, (base, allowed) in TWINS.items():
         ours, theirs = arch_settings(params_file, twin)[0], arch_settings(params_file, base)[0]
         assert {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)} == allowed, twin
@@ -66,8 +83,10 @@ def test_the_whole_file_reads_as_dvc_reads_it(params_file):
     assert read_params(params_file) == load_yaml(params_file)
 
 
-@pytest.mark.parametrize("typed, fragment", [("fast", "must be float, got 'fast'"), ("inf", "finite"), ("2.0", "<= 1.0"),
-                                              ("true", "must be float, got True")])
+@pytest.mark.parametrize(
+    "typed, fragment",
+    [("fast", "must be float, got 'fast'"), ("inf", "finite"), ("2.0", "<= 1.0"), ("true", "must be float, got True")],
+)
 def test_a_bad_number_is_a_one_line_error_naming_it(params_file, typed, fragment):
     apply_overrides(params_file, [f"gru.lr={typed}"])
     with pytest.raises(PipelineError, match="gru.lr") as err:
@@ -77,7 +96,9 @@ def test_a_bad_number_is_a_one_line_error_naming_it(params_file, typed, fragment
 
 def test_yaml_1_1_words_are_not_booleans(params_file):
     text = (REPO_ROOT / "params.yaml").read_text()
-    params_file.write_text(text.replace("\nbilstm:\n  cell: lstm\n  bidirectional: true", "\nbilstm:\n  cell: lstm\n  bidirectional: yes"))
+    params_file.write_text(
+        text.replace("\nbilstm:\n  cell: lstm\n  bidirectional: true", "\nbilstm:\n  cell: lstm\n  bidirectional: yes")
+    )
     assert params_file.read_text() != text
     with pytest.raises(PipelineError, match="must be bool, got 'yes'"):  # DVC reads `yes` as a string too
         arch_settings(params_file, "bilstm")
@@ -90,11 +111,16 @@ def test_a_malformed_params_file_is_one_line(tmp_path):
 
 
 def test_architectures_are_the_three_lists(params_file):
-    apply_overrides(params_file, ["pretrained_architectures.lm=[lstm_lm]", "semi_supervised_architectures=[bilstm_mixed]"])
+    apply_overrides(
+        params_file, ["pretrained_architectures.lm=[lstm_lm]", "semi_supervised_architectures=[bilstm_mixed]"]
+    )
     params = read_params(params_file)
     names = read_architectures(params_file)
     pretrained = params["pretrained_architectures"]
-    assert list(names) == params["architectures"] + pretrained["word2vec"] + pretrained["lm"] + params["semi_supervised_architectures"]
+    assert (
+        list(names)
+        == params["architectures"] + pretrained["word2vec"] + pretrained["lm"] + params["semi_supervised_architectures"]
+    )
     assert names["bilstm_mixed"] == "semi_supervised"
     assert stage_of("train", "bilstm_mixed", 11, params_file) == "train_semi_supervised@bilstm_mixed-11"
     assert "pretrain_lm" not in names and "pretrain_embeddings" not in names  # sections with a cell, not models
@@ -107,10 +133,17 @@ def test_architectures_are_the_three_lists(params_file):
         read_architectures(params_file)
 
 
-@pytest.mark.parametrize("seeds, fragment", [
-    ("[]", "non-empty list of integers"), ("[42,abc]", "non-empty list of integers"), ("[1.5]", "non-empty list of integers"),
-    ("[-1]", "non-empty list of integers"), ("[42,7,42]", "names a seed twice: [42, 7, 42]"), ("42", "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "seeds, fragment",
+    [
+        ("[]", "non-empty list of integers"),
+        ("[42,abc]", "non-empty list of integers"),
+        ("[1.5]", "non-empty list of integers"),
+        ("[-1]", "non-empty list of integers"),
+        ("[42,7,42]", "names a seed twice: [42, 7, 42]"),
+        ("42", "non-empty list"),
+    ],
+)
 def test_a_bad_seed_list_is_a_one_line_error_before_any_work(params_file, seeds, fragment):
     apply_overrides(params_file, [f"seeds={seeds}"])
     with pytest.raises(PipelineError, match="parameter seeds") as err:

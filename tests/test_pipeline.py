@@ -7,7 +7,6 @@ import re
 import numpy as np
 import torch
 import yaml
-
 from conftest import REPO_ROOT, TINY_PER_LABEL, TINY_UNSUP, ran_stages
 
 
@@ -59,7 +58,11 @@ def test_repro_data_and_train_stages(dvc_repo):
     split = json.loads((root / "metrics/split.json").read_text())
     n_val = round(TINY_PER_LABEL * params["split"]["val_fraction"])
     assert {k: split["val"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {
-        "reviews": 2 * n_val, "pos": n_val, "neg": n_val, "pos_fraction": 0.5}
+        "reviews": 2 * n_val,
+        "pos": n_val,
+        "neg": n_val,
+        "pos_fraction": 0.5,
+    }
     assert split["train"]["reviews"] == labelled - 2 * n_val and split["balanced"]
     train, val = np.load(root / "data/split/train.npz"), np.load(root / "data/split/val.npz")
     assert not set(train["review_ids"] * 2 + train["labels"]) & set(val["review_ids"] * 2 + val["labels"])
@@ -73,8 +76,17 @@ def test_repro_data_and_train_stages(dvc_repo):
         recorded = torch.load(path, weights_only=True)["metrics"]  # what training measured
         assert timing == {"arch": arch, **{key: recorded[key] for key in timing if key != "arch"}}
         assert (timing["device"], timing["threads"], timing["processes"]) == ("cpu", 1, 1)  # tiny_params: one thread
-        assert set(timing) == {"arch", "seed", "train_seconds", "seconds_per_epoch", "tokens_per_second", "device", "precision",
-                               "threads", "processes"}
+        assert set(timing) == {
+            "arch",
+            "seed",
+            "train_seconds",
+            "seconds_per_epoch",
+            "tokens_per_second",
+            "device",
+            "precision",
+            "threads",
+            "processes",
+        }
         assert timing["precision"] == "float32"  # which path ran (params.yaml train.precision)
     for arch in archs:  # another seed, another model
         assert digest(checkpoints[(arch, 42)]) != digest(checkpoints[(arch, 7)])
@@ -141,9 +153,13 @@ def test_adding_an_architecture_adds_nothing_to_dvc_yaml():
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     reported = read_params(REPO_ROOT / "params.yaml")["report"]["architectures"]
     names = list(read_architectures(REPO_ROOT / "params.yaml"))
-    assert all(n in names and arch_settings(REPO_ROOT / "params.yaml", n)[0]["pooling"] == "attention" for n in reported)
+    assert all(
+        n in names and arch_settings(REPO_ROOT / "params.yaml", n)[0]["pooling"] == "attention" for n in reported
+    )
     assert [p for p in pipeline["plots"] if isinstance(p, str)] == [f"metrics/report/{n}.png" for n in reported]
-    text = yaml.safe_dump({**pipeline, "plots": [p for p in pipeline["plots"] if not isinstance(p, str)]})  # no comments
+    text = yaml.safe_dump(
+        {**pipeline, "plots": [p for p in pipeline["plots"] if not isinstance(p, str)]}
+    )  # no comments
     assert [n for n in names if re.search(rf"\b{n}\b", text)] == []
     assert list(pipeline["artifacts"]) == ["best"]
 
@@ -159,7 +175,9 @@ def test_only_the_semi_supervised_stages_read_the_unlabelled_reviews(dvc_repo, a
     params = repo.train_only(["rnn"], pretrained={"bilstm_mixed": "semi_supervised"}, seeds=[42])
     repo.commit("rnn and bilstm_mixed")
     first = repo.dvc("repro", "train", "train_semi_supervised")
-    assert {"tokenize", "train@rnn-42", "train_semi_supervised@bilstm_mixed-42"} <= ran_stages(first.stdout), first.stdout
+    assert {"tokenize", "train@rnn-42", "train_semi_supervised@bilstm_mixed-42"} <= ran_stages(first.stdout), (
+        first.stdout
+    )
 
     # the same labelled reviews, six more unlabelled ones
     more = archive_factory("more_unsup.tar.gz", per_label=TINY_PER_LABEL, unsup=TINY_UNSUP + 6)

@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dvc_render.html import PAGE_HTML
-
 from conftest import REPO_ROOT, assert_one_line_error, make_dvc_repo, run_script
+from dvc_render.html import PAGE_HTML
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAGE = REPO_ROOT / "build" / "plots" / "page.html"  # what `make install` generates
@@ -47,11 +46,25 @@ def plots_repo(tmp_path_factory, tiny_archive):
 def render_offline(page, tmp_path):
     """The DOM of `page` after Chromium ran its scripts with no host name resolvable (no CDN)."""
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0 and "<body" in result.stdout, result.stderr[-500:]
     return result.stdout
@@ -63,7 +76,10 @@ def test_configured_template_is_the_page_make_install_builds():
 
 def test_page_refuses_other_versions_than_dvcs(tmp_path):
     assert run_script(PAGE_SCRIPT, "--packages", cwd=tmp_path).stdout.split() == [
-        "vega@5.20.2", "vega-lite@5.2.0", "vega-embed@6.18.2"]  # what DVC's own page loads from its CDN
+        "vega@5.20.2",
+        "vega-lite@5.2.0",
+        "vega-embed@6.18.2",
+    ]  # what DVC's own page loads from its CDN
     modules = tmp_path / "node_modules"
     for name, version in [("vega", "5.21.0"), ("vega-lite", "5.2.0"), ("vega-embed", "6.18.2")]:
         (modules / name).mkdir(parents=True)
@@ -87,11 +103,18 @@ def test_make_install_without_npm_says_so_and_writes_dvcs_own_page(tmp_path):
     # not a sub-make of `make test`: its flags and variables would ride along in MAKEFLAGS
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     for _ in range(2):  # the second make tries npm again: no stamp was written
-        result = subprocess.run(["make", "install", f"VENV={venv}", "NPM=no-such-npm"],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            ["make", "install", f"VENV={venv}", "NPM=no-such-npm"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
-            "no-such-npm not found: dvc plots show will load vega from a CDN (blank plots offline)"]
+            "no-such-npm not found: dvc plots show will load vega from a CDN (blank plots offline)"
+        ]
     # the file .dvc/config names exists (DVC stops when it does not) and is DVC's own page
     assert (tmp_path / "build/plots/page.html").read_text(encoding="utf-8") == PAGE_HTML
     assert not (tmp_path / "build/plots/.offline").exists()

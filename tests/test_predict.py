@@ -3,27 +3,26 @@
 import codecs
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import AVX2_ONLY, assert_one_line_error, needs_native_bfloat16, script_env
+from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
 from torch import nn
 from torch.ao.nn.quantized import dynamic as qdynamic
 
 from imdb_rnn import predict, predict_cli
 from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.predict import Predictor
 from imdb_rnn.text import UNK_ID
-from imdb_rnn.checkpoint import load_checkpoint
-
-from conftest import AVX2_ONLY, assert_one_line_error, needs_native_bfloat16, script_env
-from tiny_model import TOKENIZE, synthetic_reviews, train_tiny
 
 IMDB_PREDICT = Path(sys.executable).with_name("imdb-predict")
 POSITIVE = "The plot was superb and the actor brilliant, a wonderful film."
@@ -42,7 +41,9 @@ def models(tmp_path_factory):
     train_tiny(tmp / "tiny.pt", "tiny")
     train_tiny(tmp / "attention.pt", "attention", pooling="attention", cell="gru")
     (tmp / "attention").mkdir()
-    shutil.copy(tmp / "attention.pt", tmp / "attention" / "seed42.pt")  # where --arch attention looks (dvc.yaml's layout)
+    shutil.copy(
+        tmp / "attention.pt", tmp / "attention" / "seed42.pt"
+    )  # where --arch attention looks (dvc.yaml's layout)
     return tmp
 
 
@@ -88,7 +89,9 @@ def test_round_trip_through_the_console_script(models):
     texts, labels = synthetic_reviews(20, seed=99)  # reviews the model never saw
     result = subprocess.run(
         [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--json", "--threads", "1", POSITIVE, NEGATIVE, *texts],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
@@ -101,7 +104,10 @@ def test_round_trip_through_the_console_script(models):
 def test_python_module_reads_standard_input_one_review_per_line(models):
     result = subprocess.run(
         [sys.executable, "-m", "imdb_rnn.predict_cli", "--model", str(models / "tiny.pt"), "--threads", "1"],
-        input=f"{POSITIVE}\n\n   \n{NEGATIVE}\n", capture_output=True, text=True, timeout=120,
+        input=f"{POSITIVE}\n\n   \n{NEGATIVE}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
@@ -135,7 +141,16 @@ def test_cli_batch_and_single_agree(models, run):
 def test_stdin_dash_files_and_arguments_keep_their_order(models, run, tmp_path):
     review = tmp_path / "review.txt"
     review.write_text(NEGATIVE + "\n<br /><br />Second paragraph, still boring.")
-    code, out, _ = run("--model", models / "tiny.pt", "--json", POSITIVE, "-", "--file", review, stdin=f"{NEGATIVE}\n{POSITIVE}\n".encode())
+    code, out, _ = run(
+        "--model",
+        models / "tiny.pt",
+        "--json",
+        POSITIVE,
+        "-",
+        "--file",
+        review,
+        stdin=f"{NEGATIVE}\n{POSITIVE}\n".encode(),
+    )
     assert code == 0
     rows = json_lines(out)
     assert [r["source"] for r in rows] == ["arg:1", "stdin:1", "stdin:2", str(review)]
@@ -164,7 +179,11 @@ def test_text_with_nothing_to_read_gets_no_probability(models, run, kind):
     assert row["probability"] is None and row["label"] is None and good["label"] == "pos"
     # emoji and stars are symbols, removed with the punctuation; the three words of other scripts stay
     n_words = {"unknown words": 3, "emoji and other scripts": 3}.get(kind, 0)
-    reason = "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
+    reason = (
+        "no words left after cleaning"
+        if n_words == 0
+        else f"none of its {n_words} word(s) is in the model's vocabulary"
+    )
     assert row["error"].startswith(reason), row
     assert err.splitlines() == [f"error: arg:1: {row['error']}"]
     # alone, in the table format: nothing on stdout, one error line
@@ -176,12 +195,18 @@ def test_an_empty_review_through_the_console_script_prints_no_probability(models
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     for args in ([""], ["--file", str(empty)]):
-        result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 1 and result.stdout == ""
         assert len(result.stderr.splitlines()) == 1 and "no words left after cleaning" in result.stderr
-    assert Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0] != \
-        Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0]  # NaN: no probability
+    assert (
+        Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0]
+        != Predictor.load(models / "tiny.pt").probabilities(["", POSITIVE]).tolist()[0]
+    )  # NaN: no probability
 
 
 @pytest.mark.parametrize("kind", BAD_INPUTS)
@@ -213,7 +238,9 @@ def test_a_100000_word_review_is_cut_as_in_training(models, run):
     head = " ".join(words[: TOKENIZE["seq_len"]])  # truncate_side right keeps the head
     assert predictor.probabilities([text])[0] == pytest.approx(predictor.probabilities([head])[0], abs=1e-6)
     code, out, _ = run("--model", models / "tiny.pt", "--json", text)
-    assert code == 0 and json_lines(out)[0]["probability"] == pytest.approx(predictor.probabilities([head])[0], abs=1e-6)
+    assert code == 0 and json_lines(out)[0]["probability"] == pytest.approx(
+        predictor.probabilities([head])[0], abs=1e-6
+    )
 
 
 def test_invalid_utf8_in_a_file_is_replaced_and_scored_with_a_warning(models, run, tmp_path):
@@ -228,15 +255,32 @@ def test_invalid_utf8_in_a_file_is_replaced_and_scored_with_a_warning(models, ru
 def test_a_bad_file_in_a_batch_is_reported_and_the_others_scored(models, run, tmp_path):
     good = tmp_path / "good.txt"
     good.write_text(POSITIVE)
-    code, out, err = run("--model", models / "tiny.pt", "--json", "--file", good, "--file", tmp_path / "missing.txt",
-                         "--file", tmp_path, NEGATIVE)
+    code, out, err = run(
+        "--model",
+        models / "tiny.pt",
+        "--json",
+        "--file",
+        good,
+        "--file",
+        tmp_path / "missing.txt",
+        "--file",
+        tmp_path,
+        NEGATIVE,
+    )
     assert code == 1
     rows = json_lines(out)
     assert [r.get("label") for r in rows] == ["neg", "pos", None, None]
-    assert rows[2] == {"source": str(tmp_path / "missing.txt"), "label": None, "probability": None, "error": "no such file"}
+    assert rows[2] == {
+        "source": str(tmp_path / "missing.txt"),
+        "label": None,
+        "probability": None,
+        "error": "no such file",
+    }
     assert "directory" in rows[3]["error"]
-    assert err.splitlines() == [f"error: {tmp_path / 'missing.txt'}: no such file",
-                                f"error: {tmp_path}: is a directory, not a review file"]
+    assert err.splitlines() == [
+        f"error: {tmp_path / 'missing.txt'}: no such file",
+        f"error: {tmp_path}: is a directory, not a review file",
+    ]
     # the readable table shows the good ones too
     code, out, err = run("--model", models / "tiny.pt", "--file", good, "--file", tmp_path / "missing.txt")
     assert code == 1 and "good.txt" in out and "missing.txt" not in out and "missing.txt: no such file" in err
@@ -247,7 +291,12 @@ def test_json_is_lossless_on_an_ascii_terminal(models, capsys, monkeypatch):
     ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
     monkeypatch.setattr(sys, "stdout", ascii_out)
     monkeypatch.setattr(sys, "stdin", FakeStdin())
-    assert predict_cli.main(["--model", str(models / "tiny.pt"), "--json", "--explain", "--model", str(models / "attention.pt"), text]) == 0
+    assert (
+        predict_cli.main(
+            ["--model", str(models / "tiny.pt"), "--json", "--explain", "--model", str(models / "attention.pt"), text]
+        )
+        == 0
+    )
     ascii_out.flush()
     raw = ascii_out.buffer.getvalue().decode("ascii")  # every byte ASCII, nothing replaced by '?'
     (row,) = [json.loads(line) for line in raw.splitlines()]
@@ -259,8 +308,10 @@ def test_a_positional_argument_naming_a_file_hints_at_file(models, run, tmp_path
     Path("superb").write_text(NEGATIVE)
     code, out, err = run("--model", models / "tiny.pt", "--json", "superb")
     assert code == 0 and json_lines(out)[0]["label"] == "pos"  # the word, not the negative file
-    assert err.splitlines() == ["warning: arg:1 (superb) is scored as text, but a file of that name exists: "
-                                "use --file superb to score what it holds"]
+    assert err.splitlines() == [
+        "warning: arg:1 (superb) is scored as text, but a file of that name exists: "
+        "use --file superb to score what it holds"
+    ]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -307,7 +358,9 @@ def test_checkpoint_of_another_format_version(models, run, tmp_path):
 def test_bad_checkpoint_never_prints_a_traceback_from_the_real_command(models, tmp_path):
     raw = (models / "tiny.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(raw[:1000])
-    result = subprocess.run([str(IMDB_PREDICT), "--model", str(tmp_path / "cut.pt"), "hello"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(IMDB_PREDICT), "--model", str(tmp_path / "cut.pt"), "hello"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert_one_line_error(result, "cut.pt", "corrupt or truncated")
 
@@ -328,10 +381,12 @@ def test_default_model_is_the_best_recurrent_row_by_validation(models, run, tmp_
     # the n-gram baseline may top the board, but it has no checkpoint; of the recurrent rows the one
     # with the best validation accuracy is used, not the one ranked first by test accuracy (whose
     # checkpoint does not exist here, so picking it would fail)
-    rows = [{"arch": "baseline", "accuracy": 1.0, "val_accuracy": 1.0, "checkpoint": None},
-            {"arch": "attention", "accuracy": 0.95, "val_accuracy": 0.80, "checkpoint": "data/models/attention/seed42.pt"},
-            {"arch": "tiny", "accuracy": 0.90, "val_accuracy": 0.90, "checkpoint": "data/models/tiny.pt"},
-            {"arch": "gru", "accuracy": 0.85, "val_accuracy": 0.90, "checkpoint": "data/models/gru/seed42.pt"}]
+    rows = [
+        {"arch": "baseline", "accuracy": 1.0, "val_accuracy": 1.0, "checkpoint": None},
+        {"arch": "attention", "accuracy": 0.95, "val_accuracy": 0.80, "checkpoint": "data/models/attention/seed42.pt"},
+        {"arch": "tiny", "accuracy": 0.90, "val_accuracy": 0.90, "checkpoint": "data/models/tiny.pt"},
+        {"arch": "gru", "accuracy": 0.85, "val_accuracy": 0.90, "checkpoint": "data/models/gru/seed42.pt"},
+    ]
     for board in ({"sorted_by": "accuracy", "rows": rows}, rows):  # the compare stage's file, or bare rows
         (tmp_path / "metrics" / "leaderboard.json").write_text(json.dumps(board))
         code, out, err = run(POSITIVE, "--json")
@@ -370,7 +425,9 @@ def test_explain_json_gives_every_word_read_and_its_weight(models, run):
     assert row["words"] == long.split()[: TOKENIZE["seq_len"]] and row["n_words"] == 101
     assert len(row["attention"]) == TOKENIZE["seq_len"] and sum(row["attention"]) == pytest.approx(1, abs=1e-4)
     code, out, _ = run("--model", models / "attention.pt", POSITIVE, "--json")
-    assert json_lines(out)[0]["probability"] == pytest.approx(Predictor.load(models / "attention.pt").explain([POSITIVE])[0].probability, abs=1e-6)
+    assert json_lines(out)[0]["probability"] == pytest.approx(
+        Predictor.load(models / "attention.pt").explain([POSITIVE])[0].probability, abs=1e-6
+    )
 
 
 def test_explain_on_a_model_without_attention_is_a_one_line_error(models, run):
@@ -378,15 +435,19 @@ def test_explain_on_a_model_without_attention_is_a_one_line_error(models, run):
     one_line_error(code, err, "attention", "tiny")
 
 
-def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_named(models, run, tmp_path, monkeypatch):
+def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_named(
+    models, run, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("seeds: [42, 7, 11]\n")
     payload = torch.load(models / "tiny.pt", weights_only=True)
     (tmp_path / "tiny").mkdir()
     for seed, val, bias in ((42, 0.80, 0.0), (7, 0.90, 10.0), (11, 0.85, -10.0)):  # the bias tells the three apart
         state = {**payload["state_dict"], "head.bias": payload["state_dict"]["head.bias"] + bias}
-        torch.save({**payload, "state_dict": state, "metrics": {**payload["metrics"], "val_accuracy": val}},
-                   tmp_path / "tiny" / f"seed{seed}.pt")
+        torch.save(
+            {**payload, "state_dict": state, "metrics": {**payload["metrics"], "val_accuracy": val}},
+            tmp_path / "tiny" / f"seed{seed}.pt",
+        )
     probability = {}
     for extra in ([], ["--seed", "42"], ["--seed", "11"]):
         code, out, err = run("--arch", "tiny", "--models-dir", tmp_path, "--json", *extra, "the movie")
@@ -397,7 +458,9 @@ def test_arch_uses_its_seed_with_the_best_validation_accuracy_unless_a_seed_is_n
     # only params.yaml's seeds are candidates, as on the leaderboard: a stale checkpoint on disk is not
     (tmp_path / "params.yaml").write_text("seeds: [42, 11]\n")
     code, out, _ = run("--arch", "tiny", "--models-dir", tmp_path, "--json", "the movie")
-    assert code == 0 and json_lines(out)[0]["probability"] == probability[("--seed", "11")]  # 0.85 beats 0.80; 7 (0.90) is out
+    assert (
+        code == 0 and json_lines(out)[0]["probability"] == probability[("--seed", "11")]
+    )  # 0.85 beats 0.80; 7 (0.90) is out
     code, _, err = run("--arch", "tiny", "--models-dir", tmp_path, "--seed", "7", "the movie")
     one_line_error(code, err, "seed 7 is not among params.yaml's seeds [42, 11]")
     with pytest.raises(SystemExit):  # a usage error: --seed picks among an architecture's seeds
@@ -410,7 +473,9 @@ def test_explain_defaults_to_the_attention_checkpoint(models, run):
 
 
 @pytest.mark.precision
-@pytest.mark.parametrize("option", [["--quantize"], pytest.param(["--precision", "bfloat16"], marks=needs_native_bfloat16)])
+@pytest.mark.parametrize(
+    "option", [["--quantize"], pytest.param(["--precision", "bfloat16"], marks=needs_native_bfloat16)]
+)
 def test_faster_precisions_agree_with_float32(models, run, option):
     texts, labels = synthetic_reviews(30, seed=11)
     _, out, _ = run("--model", models / "tiny.pt", "--json", *texts)
@@ -443,9 +508,24 @@ def test_typographic_text_scores_as_its_ascii_form_through_the_console_script(mo
     ascii_form = "I didn't like it, it wasn't good - a superb... no, \"boring\" film"
     bom = tmp_path / "bom.txt"
     bom.write_bytes("\ufeffSuperb film, I loved it".encode("utf-8"))
-    result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--json", "--threads", "1",
-                             typed, ascii_form, "Superb film, I loved it", "--file", str(bom)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            str(IMDB_PREDICT),
+            "--model",
+            str(models / "tiny.pt"),
+            "--json",
+            "--threads",
+            "1",
+            typed,
+            ascii_form,
+            "Superb film, I loved it",
+            "--file",
+            str(bom),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     typed_row, ascii_row, plain_row, bom_row = json_lines(result.stdout)
     assert typed_row["probability"] == ascii_row["probability"] and typed_row["label"] == ascii_row["label"]
@@ -464,7 +544,11 @@ def test_a_checkpoint_made_before_normalize_reads_text_as_it_was_trained(models,
 def model_kinds(model):
     """(floating parameter dtypes, recurrent/linear module classes) of a model as it will run."""
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-    kinds = {type(m) for m in model.modules() if isinstance(m, (nn.RNNBase, nn.Linear, qdynamic.LSTM, qdynamic.GRU, qdynamic.Linear))}
+    kinds = {
+        type(m)
+        for m in model.modules()
+        if isinstance(m, (nn.RNNBase, nn.Linear, qdynamic.LSTM, qdynamic.GRU, qdynamic.Linear))
+    }
     return dtypes, kinds
 
 
@@ -472,13 +556,17 @@ def model_kinds(model):
 @needs_native_bfloat16
 def test_auto_precision_is_bfloat16_where_the_cpu_runs_it():
     assert predict.resolve_precision("auto", "cpu") == "bfloat16"
-    assert predict.resolve_precision("float32", "cpu") == "float32" and predict.resolve_precision("int8", "cpu") == "int8"
+    assert (
+        predict.resolve_precision("float32", "cpu") == "float32" and predict.resolve_precision("int8", "cpu") == "int8"
+    )
     assert predict_cli.parse_args(["a review"]).precision == "float32"  # the default: the checkpoint's own arithmetic
 
 
 @pytest.mark.precision
 def test_without_native_bfloat16_auto_is_float32_and_bfloat16_is_refused(monkeypatch, models):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)  # a CPU without it: nothing runs in bfloat16
+    monkeypatch.setattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )  # a CPU without it: nothing runs in bfloat16
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     assert predict.resolve_precision("auto", "cpu") == "float32"
     assert predict.resolve_precision("int8", "cpu") == "int8"
@@ -489,20 +577,36 @@ def test_without_native_bfloat16_auto_is_float32_and_bfloat16_is_refused(monkeyp
 @pytest.mark.precision
 def test_the_console_script_refuses_bfloat16_where_the_kernels_lack_it_in_one_line(models):
     """Through the installed command, with oneDNN held to AVX2 (what a CPU without AVX-512 runs), on any CPU."""
-    result = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "bfloat16", POSITIVE],
-                            env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "bfloat16", POSITIVE],
+        env=script_env(AVX2_ONLY),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert_one_line_error(result, "precision is bfloat16, but", "use float32, or auto")
-    auto = subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "auto", "--json", POSITIVE],
-                          env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    auto = subprocess.run(
+        [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--precision", "auto", "--json", POSITIVE],
+        env=script_env(AVX2_ONLY),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert auto.returncode == 0 and json_lines(auto.stdout)[0]["precision"] == "float32", auto.stderr
 
 
 @pytest.mark.precision
-@pytest.mark.parametrize("option, precision", [(["--precision", "auto"], predict.resolve_precision("auto", "cpu")),
-                                               (["--precision", "float32"], "float32"),
-                                               pytest.param(["--precision", "bfloat16"], "bfloat16", marks=needs_native_bfloat16),
-                                               (["--quantize"], "int8"), (["--precision", "int8"], "int8")])
+@pytest.mark.parametrize(
+    "option, precision",
+    [
+        (["--precision", "auto"], predict.resolve_precision("auto", "cpu")),
+        (["--precision", "float32"], "float32"),
+        pytest.param(["--precision", "bfloat16"], "bfloat16", marks=needs_native_bfloat16),
+        (["--quantize"], "int8"),
+        (["--precision", "int8"], "int8"),
+    ],
+)
 def test_the_precision_asked_for_is_the_one_that_runs(models, run, monkeypatch, option, precision):
     ran = []
     apply = predict.apply_precision
@@ -551,7 +655,10 @@ def test_cleaned_text_is_read_as_it_is_and_raw_text_is_cleaned(models):
     assert reviews.ids[0, :3].tolist() == [UNK_ID, vocab["film"], 0]
     unknown_then_film = predictor.logits(["qqq film"])
     assert predictor.logits(["Superb film"], cleaned=True) == unknown_then_film
-    assert predictor.probabilities(["Superb film"], cleaned=True) == torch.sigmoid(torch.from_numpy(unknown_then_film)).numpy()
+    assert (
+        predictor.probabilities(["Superb film"], cleaned=True)
+        == torch.sigmoid(torch.from_numpy(unknown_then_film)).numpy()
+    )
     assert predictor.logits(raw) == predictor.logits(["superb film awful"], cleaned=True)
 
 
@@ -578,7 +685,9 @@ def test_nothing_to_score_gives_empty_float_arrays(models):
 def test_apply_precision_leaves_the_float32_model_as_it_was_and_names_its_refusals(models):
     model, _ = load_checkpoint(models / "tiny.pt")
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    for precision in ("int8", "bfloat16") if predict.native_bfloat16("cpu") else ("int8",):  # bfloat16: only where it runs
+    for precision in (
+        ("int8", "bfloat16") if predict.native_bfloat16("cpu") else ("int8",)
+    ):  # bfloat16: only where it runs
         assert predict.apply_precision(model, precision) is not model
     state = model.state_dict()  # still the float32 model, weight for weight
     assert all(state[name].dtype == torch.float32 and torch.equal(state[name], p) for name, p in before.items())
@@ -597,10 +706,12 @@ def test_head_and_tail_truncation_reads_and_explains_the_same_words(models, tmp_
     torch.save(payload, tmp_path / "both.pt")
     predictor = Predictor.load(tmp_path / "both.pt")
     words = [f"superb{i}" if i % 7 else "awful" for i in range(100)]
-    read = words[:5] + words[100 - (seq_len - 5):]  # the first 5, then the end
+    read = words[:5] + words[100 - (seq_len - 5) :]  # the first 5, then the end
     explanation = predictor.explain([" ".join(words)])[0]
     assert explanation.words == read
-    assert predictor.probabilities([" ".join(words)])[0] == pytest.approx(predictor.probabilities([" ".join(read)])[0], abs=1e-6)
+    assert predictor.probabilities([" ".join(words)])[0] == pytest.approx(
+        predictor.probabilities([" ".join(read)])[0], abs=1e-6
+    )
     del payload["tokenize"]["head_tokens"]
     torch.save(payload, tmp_path / "incomplete.pt")
     with pytest.raises(PipelineError, match="head_tokens is missing"):
@@ -627,13 +738,16 @@ def test_lanes_score_every_review_as_one_lane_does_in_the_order_given(models, re
     assert many.probabilities([POSITIVE]).shape == (1,)  # fewer reviews than lanes
 
 
-@pytest.mark.parametrize("lanes, reviews, device, expected", [
-    (0, 2 * 64 * predict.MIN_LANE_BATCHES, "cpu", 2),  # auto: one lane a thread, each with enough batches
-    (0, 2 * 64 * predict.MIN_LANE_BATCHES - 1, "cpu", 1),  # too few reviews to share out
-    (3, 10, "cpu", 3),  # asked for
-    (2, 10**6, "cuda", 1),  # a GPU scores in one stream
-    (3, 1, "cpu", 1),  # never more lanes than reviews: a lane with none would have nothing to score
-])
+@pytest.mark.parametrize(
+    "lanes, reviews, device, expected",
+    [
+        (0, 2 * 64 * predict.MIN_LANE_BATCHES, "cpu", 2),  # auto: one lane a thread, each with enough batches
+        (0, 2 * 64 * predict.MIN_LANE_BATCHES - 1, "cpu", 1),  # too few reviews to share out
+        (3, 10, "cpu", 3),  # asked for
+        (2, 10**6, "cuda", 1),  # a GPU scores in one stream
+        (3, 1, "cpu", 1),  # never more lanes than reviews: a lane with none would have nothing to score
+    ],
+)
 def test_lanes_for(monkeypatch, lanes, reviews, device, expected):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert predict.lanes_for(lanes, reviews, 64, device) == expected
@@ -650,7 +764,9 @@ def test_lanes_through_the_command_give_one_lanes_answers(models, run):
     texts, _ = synthetic_reviews(40, seed=13)
     _, out, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "1", *texts)
     _, many, _ = run("--model", models / "tiny.pt", "--json", "--batch-size", "3", "--lanes", "2", *texts)
-    assert [r["probability"] for r in json_lines(many)] == pytest.approx([r["probability"] for r in json_lines(out)], abs=1e-6)
+    assert [r["probability"] for r in json_lines(many)] == pytest.approx(
+        [r["probability"] for r in json_lines(out)], abs=1e-6
+    )
 
 
 def test_a_seed_without_a_checkpoint_is_named_before_the_others_are_chosen_from(models, run, tmp_path, monkeypatch):
@@ -663,7 +779,11 @@ def test_a_seed_without_a_checkpoint_is_named_before_the_others_are_chosen_from(
     code, out, err = run("--arch", "tiny", "--models-dir", tmp_path, "--json", "the movie")
     assert code == 0 and len(json_lines(out)) == 1
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "seed(s) 7 for tiny with no checkpoint" in warning[0] and "among seed(s) 42, 11" in warning[0]
+    assert (
+        len(warning) == 1
+        and "seed(s) 7 for tiny with no checkpoint" in warning[0]
+        and "among seed(s) 42, 11" in warning[0]
+    )
     torch.save(payload, tmp_path / "tiny" / "seed7.pt")
     code, _, err = run("--arch", "tiny", "--models-dir", tmp_path, "the movie")
     assert code == 0 and "warning" not in err  # every seed trained: nothing to say
@@ -676,8 +796,11 @@ def predict_process(models, *args, **kwargs):
     """The installed imdb-predict on the tiny model; output captured unless `stdout` is given."""
     if "stdout" not in kwargs:
         kwargs["capture_output"] = True
-    return subprocess.run([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *map(str, args)],
-                          timeout=120, **kwargs)
+    return subprocess.run(
+        [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *map(str, args)],
+        timeout=120,
+        **kwargs,
+    )
 
 
 def test_standard_input_is_one_review_per_newline_whatever_else_a_line_holds(models):
@@ -699,15 +822,21 @@ def test_standard_input_is_one_review_per_newline_whatever_else_a_line_holds(mod
 def test_a_reader_that_goes_away_ends_it_quietly(models, tmp_path):
     texts, _ = synthetic_reviews(1500, seed=4)  # output larger than a pipe's buffer (64 KiB)
     (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n")
-    shell = (f"'{IMDB_PREDICT}' --model '{models / 'tiny.pt'}' --threads 1 --json - < reviews.txt | head -n 1; "
-             "echo \"status ${PIPESTATUS[0]}\"")
+    shell = (
+        f"'{IMDB_PREDICT}' --model '{models / 'tiny.pt'}' --threads 1 --json - < reviews.txt | head -n 1; "
+        'echo "status ${PIPESTATUS[0]}"'
+    )
     result = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     first, status = result.stdout.splitlines()
     assert json.loads(first)["source"] == "stdin:1" and result.stderr == ""
     assert status in ("status 0", "status 141")
     for args in (["--json", "-"], [POSITIVE]):  # large, and small output: the pipe is closed before the first write
-        process = subprocess.Popen([str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
-                                   stdin=open(tmp_path / "reviews.txt", "rb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [str(IMDB_PREDICT), "--model", str(models / "tiny.pt"), "--threads", "1", *args],
+            stdin=open(tmp_path / "reviews.txt", "rb"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         process.stdout.close()
         assert process.wait(timeout=300) in (0, 141) and process.stderr.read() == b""
 
@@ -718,14 +847,22 @@ def test_a_failed_write_is_one_error_line(models):
         with open("/dev/full", "w") as full:
             result = predict_process(models, *args, stdout=full, stderr=subprocess.PIPE, text=True)
         assert result.returncode == 1
-        assert result.stderr.splitlines() == ["error: cannot write the results to standard output: No space left on device"]
+        assert result.stderr.splitlines() == [
+            "error: cannot write the results to standard output: No space left on device"
+        ]
 
 
 def test_review_text_after_a_double_dash_is_never_an_option(models):
-    result = predict_process(models, "--json", "--", "-awful, boring", "--superb", "-", text=True, input=f"{POSITIVE}\n")
+    result = predict_process(
+        models, "--json", "--", "-awful, boring", "--superb", "-", text=True, input=f"{POSITIVE}\n"
+    )
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
-    assert [r["source"] for r in rows] == ["arg:1", "arg:2", "stdin:1"] and [r["label"] for r in rows] == ["neg", "pos", "pos"]
+    assert [r["source"] for r in rows] == ["arg:1", "arg:2", "stdin:1"] and [r["label"] for r in rows] == [
+        "neg",
+        "pos",
+        "pos",
+    ]
     refused = predict_process(models, "-awful", text=True)
     assert refused.returncode == 2 and refused.stdout == ""
     line = assert_one_line_error(refused, "unrecognized arguments: -awful", "goes after '--'")
@@ -743,10 +880,13 @@ def test_options_are_never_abbreviated(models, abbreviated):
 
 def test_a_utf16_file_scores_as_its_utf8_twin_and_nul_laden_text_is_refused(models, tmp_path):
     text = "Brilliant film, I loved it: superb, wonderful \u2014 caf\u00e9"
-    files = {"utf8.txt": text.encode("utf-8"), "utf8-bom.txt": codecs.BOM_UTF8 + text.encode("utf-8"),
-             "utf16.txt": text.encode("utf-16"),  # with the platform's byte-order mark, as Notepad's "Unicode"
-             "utf16be.txt": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
-             "utf16le.txt": codecs.BOM_UTF16_LE + text.encode("utf-16-le")}
+    files = {
+        "utf8.txt": text.encode("utf-8"),
+        "utf8-bom.txt": codecs.BOM_UTF8 + text.encode("utf-8"),
+        "utf16.txt": text.encode("utf-16"),  # with the platform's byte-order mark, as Notepad's "Unicode"
+        "utf16be.txt": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+        "utf16le.txt": codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+    }
     for name, raw in files.items():
         (tmp_path / name).write_bytes(raw)
     args = [arg for name in files for arg in ("--file", tmp_path / name)]
@@ -755,11 +895,22 @@ def test_a_utf16_file_scores_as_its_utf8_twin_and_nul_laden_text_is_refused(mode
     assert len({r["probability"] for r in json_lines(result.stdout)}) == 1  # the same review, read the same way
     (tmp_path / "no-bom.txt").write_bytes(text.encode("utf-16-le"))  # NUL after every ASCII letter
     (tmp_path / "broken16.txt").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le")[:-1])  # an odd byte count
-    result = predict_process(models, "--json", "--file", tmp_path / "no-bom.txt", "--file", tmp_path / "broken16.txt",
-                             "--file", tmp_path / "utf8.txt", text=True)
+    result = predict_process(
+        models,
+        "--json",
+        "--file",
+        tmp_path / "no-bom.txt",
+        "--file",
+        tmp_path / "broken16.txt",
+        "--file",
+        tmp_path / "utf8.txt",
+        text=True,
+    )
     assert result.returncode == 1
     no_bom, broken, good = json_lines(result.stdout)
-    assert no_bom["probability"] is None and "NUL characters" in no_bom["error"] and "save it as UTF-8" in no_bom["error"]
+    assert (
+        no_bom["probability"] is None and "NUL characters" in no_bom["error"] and "save it as UTF-8" in no_bom["error"]
+    )
     assert broken["probability"] is None and "not valid UTF-16" in broken["error"]
     assert good["label"] == "pos"
     nul_line = predict_process(models, "--json", text=True, input=f"{POSITIVE}\nsuperb\x00film\n")
@@ -777,19 +928,28 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_asked_for(models, 
         predict_cli.cli(["--model", str(models / "tiny.pt"), POSITIVE])
     assert exit_.value.code == 1
     assert capsys.readouterr().err.splitlines() == [
-        "error: unexpected RuntimeError: the kernel failed (rerun with --debug for the traceback, and report it)"]
-    with pytest.raises(RuntimeError, match="the kernel failed"):  # --debug: the exception itself, so Python prints its traceback
+        "error: unexpected RuntimeError: the kernel failed (rerun with --debug for the traceback, and report it)"
+    ]
+    with pytest.raises(
+        RuntimeError, match="the kernel failed"
+    ):  # --debug: the exception itself, so Python prints its traceback
         predict_cli.cli(["--model", str(models / "tiny.pt"), "--debug", POSITIVE])
 
 
 # ---------------------------------------------------------------- checkpoints not to be trusted blindly
 
 
-@pytest.mark.parametrize("change, says", [
-    ({"num_layers": 200_000}, "model_config.num_layers must be <= 8, got 200000"),
-    ({"hidden_dim": 8192}, "its model_config asks for"),  # within the schema, but not these weights: gigabytes if built
-    ({"cell": "transformer"}, "model_config.cell must be one of"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"num_layers": 200_000}, "model_config.num_layers must be <= 8, got 200000"),
+        (
+            {"hidden_dim": 8192},
+            "its model_config asks for",
+        ),  # within the schema, but not these weights: gigabytes if built
+        ({"cell": "transformer"}, "model_config.cell must be one of"),
+    ],
+)
 def test_a_checkpoint_asking_for_a_model_its_weights_do_not_fit_is_refused_at_once(models, tmp_path, change, says):
     payload = torch.load(models / "tiny.pt", weights_only=True)
     payload["model_config"] = {**payload["model_config"], **change}
@@ -812,9 +972,16 @@ def test_a_checkpoint_served_under_another_architectures_name_is_refused(models,
     torch.save(payload, served / "gru/seed42.pt")
     torch.save(payload, served / "gru/seed7.pt")
     torch.save(payload, served / "attention/seed7.pt")
-    result = subprocess.run([str(IMDB_PREDICT), "--arch", "gru", "--seed", "42", "--models-dir", str(served), POSITIVE],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert_one_line_error(result, "gru/seed42.pt holds attention seed 42, not the gru seed 42 its path names", "verify true")
+    result = subprocess.run(
+        [str(IMDB_PREDICT), "--arch", "gru", "--seed", "42", "--models-dir", str(served), POSITIVE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert_one_line_error(
+        result, "gru/seed42.pt holds attention seed 42, not the gru seed 42 its path names", "verify true"
+    )
     for path in (served / "gru/seed7.pt", served / "attention/seed7.pt"):  # another architecture, another seed
         with pytest.raises(PipelineError, match="its path names"):
             load_checkpoint(path)
@@ -826,8 +993,10 @@ def test_a_checkpoint_served_under_another_architectures_name_is_refused(models,
 
 def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, monkeypatch):
     def allocate(self, texts):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
-                           "you tried to allocate 52428800000 bytes. Error code 12 (Cannot allocate memory)")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 52428800000 bytes. Error code 12 (Cannot allocate memory)"
+        )
 
     monkeypatch.setattr(Predictor, "score", allocate)
     code, out, err = run("--model", models / "tiny.pt", "--batch-size", "100000", POSITIVE)
@@ -837,7 +1006,7 @@ def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, m
 
 def test_a_utf8_file_with_a_byte_order_mark_and_a_bad_byte_is_scored_with_the_warning(models, run, tmp_path):
     bad = tmp_path / "notepad.txt"
-    bad.write_bytes(codecs.BOM_UTF8 + "Superb, wonderful film \x96 truly".encode("utf-8").replace(b"\xc2\x96", b"\x96"))
+    bad.write_bytes(codecs.BOM_UTF8 + "Superb, wonderful film \x96 truly".encode().replace(b"\xc2\x96", b"\x96"))
     code, out, err = run("--model", models / "tiny.pt", "--json", "--file", bad)
     assert code == 0 and json_lines(out)[0]["label"] == "pos"
     assert "not valid UTF-8" in err and "1 bad byte sequence(s) replaced" in err
@@ -851,16 +1020,27 @@ def test_the_package_offers_load_predictor_choosing_as_imdb_predict_does(models,
     given = load_predictor(arch="attention", seed=42, models_dir=models, params=tmp_path / "none.yaml")
     assert isinstance(given, Predictor) and given.arch == "attention"
     board = tmp_path / "leaderboard.json"
-    board.write_text(json.dumps({"rows": [  # the top row by test is not the one by validation
-        {"arch": "tiny", "checkpoint": str(models / "tiny.pt"), "val_accuracy": 0.80},
-        {"arch": "baseline", "checkpoint": None, "val_accuracy": 0.99},
-        {"arch": "attention", "checkpoint": str(models / "attention" / "seed42.pt"), "val_accuracy": 0.90}]}))
+    board.write_text(
+        json.dumps(
+            {
+                "rows": [  # the top row by test is not the one by validation
+                    {"arch": "tiny", "checkpoint": str(models / "tiny.pt"), "val_accuracy": 0.80},
+                    {"arch": "baseline", "checkpoint": None, "val_accuracy": 0.99},
+                    {"arch": "attention", "checkpoint": str(models / "attention" / "seed42.pt"), "val_accuracy": 0.90},
+                ]
+            }
+        )
+    )
     best = load_predictor(leaderboard=board)
     assert best.arch == "attention"
     np.testing.assert_array_equal(best.logits(["a wonderful film"]), given.logits(["a wonderful film"]))
     with pytest.raises(AttributeError, match="module 'imdb_rnn' has no attribute 'Predicter'"):
         imdb_rnn.Predicter
     # a stage that imports one module does not load the predictor with it
-    probe = subprocess.run([sys.executable, "-c", "import sys, imdb_rnn.params; print('imdb_rnn.predict' in sys.modules)"],
-                           capture_output=True, text=True, env=script_env())
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, imdb_rnn.params; print('imdb_rnn.predict' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+    )
     assert probe.stdout == "False\n", probe.stderr

@@ -6,17 +6,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from synthetic import FILLER
+from tiny_model import configs
 from torch import nn
 
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
+from imdb_rnn.config import ModelConfig
 from imdb_rnn.lm import LanguageModel, check_settings, pretrain, sequences
 from imdb_rnn.pretrained import check_pretrained, initialise, load_pretrained, save_pretrained
-from imdb_rnn.config import ModelConfig
 from imdb_rnn.text import encode, pad, split_words, vocab_sha256
 from imdb_rnn.train import fit
-from synthetic import FILLER
-from tiny_model import configs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -25,9 +25,23 @@ UNSEEN = {1: "superb", 0: "dreadful"}  # met in unlabelled text only, then in th
 VOCAB = ["<pad>", "<unk>"] + FILLER + ["loved", "hated"] + list(SEEN.values()) + list(UNSEEN.values())
 LM_PARAMS = {"seed": 0, "lr": 0.01, "batch_size": 32, "bptt": 24, "max_tokens": 0, "grad_clip": 1.0, "epochs": 10}
 ARCH = {
-    "cell": "lstm", "bidirectional": False, "num_layers": 1, "pooling": "max", "embed_dim": 16, "hidden_dim": 16,
-    "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "grad_clip": 1.0, "batch_size": 16,
-    "epochs": 3, "patience": 3, "seq_len": 32, "freeze_embeddings": False, "adversarial_eps": 0.0,
+    "cell": "lstm",
+    "bidirectional": False,
+    "num_layers": 1,
+    "pooling": "max",
+    "embed_dim": 16,
+    "hidden_dim": 16,
+    "dropout": 0.0,
+    "embed_dropout": 0.0,
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "batch_size": 16,
+    "epochs": 3,
+    "patience": 3,
+    "seq_len": 32,
+    "freeze_embeddings": False,
+    "adversarial_eps": 0.0,
 }
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "eval_batch_size": 64, "bucket_pool": 4, "processes": 1}
 
@@ -62,7 +76,9 @@ def labelled(markers, n, seed):
 def language_model():
     torch.manual_seed(0)
     rows = sequences(unlabelled_stream(4000), LM_PARAMS["bptt"])
-    model = LanguageModel(len(VOCAB), 16, 16, "lstm", 1, 0.0, check_settings({"sources": ["unsup"], "cutoffs": [8]}, len(VOCAB)))
+    model = LanguageModel(
+        len(VOCAB), 16, 16, "lstm", 1, 0.0, check_settings({"sources": ["unsup"], "cutoffs": [8]}, len(VOCAB))
+    )
     history = pretrain(model, rows[40:], rows[:40], LM_PARAMS, torch.device("cpu"), log=lambda line: None)
     return model, history
 
@@ -147,7 +163,9 @@ def test_word2vec_vectors_become_the_embedding(tmp_path):
         ("lm", {}, "other_vocab.pt", ["made with another vocabulary"]),
     ],
 )
-def test_pretrained_weights_that_do_not_fit_are_one_line_errors_before_training(tmp_path, kind, change, file, fragments):
+def test_pretrained_weights_that_do_not_fit_are_one_line_errors_before_training(
+    tmp_path, kind, change, file, fragments
+):
     digest = vocab_sha256(VOCAB)
     save_pretrained(tmp_path / "w2v.pt", "word2vec", {"dim": 16}, torch.zeros(len(VOCAB), 16), digest)
     save_pretrained(tmp_path / "lm.pt", "lm", LM_CONFIG, {}, digest)
@@ -172,7 +190,9 @@ def test_the_language_model_takes_only_cells_it_can_stack_itself():
     from imdb_rnn.lm import SCHEMA
     from imdb_rnn.params import check
 
-    with pytest.raises(PipelineError, match=r"^parameter pretrain_lm.cell must be one of rnn, lstm, gru, .*got 'grid_lstm'$"):
+    with pytest.raises(
+        PipelineError, match=r"^parameter pretrain_lm.cell must be one of rnn, lstm, gru, .*got 'grid_lstm'$"
+    ):
         check("pretrain_lm", {"cell": "grid_lstm"}, {"cell": SCHEMA["cell"]})
     assert "mdlstm" not in SCHEMA["cell"].choices and "peephole_lstm" in SCHEMA["cell"].choices
 

@@ -5,6 +5,7 @@ import shutil
 import sys
 
 from conftest import REPO_ROOT
+
 from imdb_rnn.check import check_params
 from imdb_rnn.config import arch_settings
 from imdb_rnn.params import read_architectures, read_params

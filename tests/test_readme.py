@@ -21,8 +21,10 @@ def test_every_readme_block_is_its_file(tmp_path):
     stale = tmp_path / "README.md"
     stale.write_text(readme.replace("| `lstm` |", "| `lstm` | 0.99 |", 1), encoding="utf-8")
     checked = run("--check", "--readme", str(stale))
-    assert (checked.returncode, checked.stderr) == (1, "error: README.md's block from metrics/chapter.md is stale: "
-                                                       "run python tools/readme.py\n")
+    assert (checked.returncode, checked.stderr) == (
+        1,
+        "error: README.md's block from metrics/chapter.md is stale: run python tools/readme.py\n",
+    )
     assert run("--readme", str(stale)).returncode == 0
     assert stale.read_text(encoding="utf-8") == readme
 
@@ -33,17 +35,24 @@ def test_a_block_can_take_named_columns_and_the_first_rows(tmp_path, monkeypatch
     import readme as tool
 
     monkeypatch.setattr(tool, "ROOT", tmp_path)
-    (tmp_path / "board.md").write_text("# Board\n\nprose\n\n| rank | name | score |\n|---:|:---|---:|\n"
-                                       "| 1 | b | 0.9 |\n| 2 | a | 0.8 |\n| 3 | c | 0.7 |\n\nmore prose\n")
+    (tmp_path / "board.md").write_text(
+        "# Board\n\nprose\n\n| rank | name | score |\n|---:|:---|---:|\n"
+        "| 1 | b | 0.9 |\n| 2 | a | 0.8 |\n| 3 | c | 0.7 |\n\nmore prose\n"
+    )
     block = "<!-- from: board.md columns: score; name rows: 2 -->\nold\n<!-- end -->\n"
-    assert tool.filled(block) == ("<!-- from: board.md columns: score; name rows: 2 -->\n"
-                                  "| score | name |\n| ---: | :--- |\n| 0.9 | b |\n| 0.8 | a |\n<!-- end -->\n")
+    assert tool.filled(block) == (
+        "<!-- from: board.md columns: score; name rows: 2 -->\n"
+        "| score | name |\n| ---: | :--- |\n| 0.9 | b |\n| 0.8 | a |\n<!-- end -->\n"
+    )
     with pytest.raises(SystemExit, match="board.md has no column 'seed': its columns are rank, name, score"):
         tool.filled(block.replace("score; name", "seed"))
     readme = tmp_path / "README.md"
     readme.write_text(block, encoding="utf-8")
-    shown = subprocess.run([sys.executable, str(TOOL), "--readme", str(readme), "--show", "metrics/leaderboard.md"],
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        [sys.executable, str(TOOL), "--readme", str(readme), "--show", "metrics/leaderboard.md"],
+        capture_output=True,
+        text=True,
+    )
     assert (shown.returncode, shown.stderr) == (1, "error: README.md has no block from metrics/leaderboard.md\n")
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import assert_one_line_error, run_script
+from tiny_model import CLEAN, TOKENIZE, synthetic_reviews, train_tiny
 
 from imdb_rnn.ingest import write_table
 from imdb_rnn.report import MAX_ALPHA
 from imdb_rnn.text import clean_texts, split_words
-
-from conftest import assert_one_line_error, run_script
-from tiny_model import CLEAN, TOKENIZE, synthetic_reviews, train_tiny
 
 CHROMIUM = Path("/usr/bin/chromium")
 LONG_REVIEW = " ".join(["superb"] + ["film"] * 80)  # longer than the tiny model's 48 tokens
@@ -44,14 +43,32 @@ def report(tmp_path_factory):
     table = pa.concat_tables([table, table.slice(0, 1).set_column(1, "split", pa.array(["train"]))])
     write_table(table, tmp / "reviews.parquet")
     out = tmp / "metrics" / "attention"
-    result = run_script("report", "--model", model, "--reviews", tmp / "reviews.parquet", "--html", out / "report.html",
-                        "--png", out / "report.png", "--examples", "3", "--threads", "1", cwd=tmp)
+    result = run_script(
+        "report",
+        "--model",
+        model,
+        "--reviews",
+        tmp / "reviews.parquet",
+        "--html",
+        out / "report.html",
+        "--png",
+        out / "report.png",
+        "--examples",
+        "3",
+        "--threads",
+        "1",
+        cwd=tmp,
+    )
     assert result.returncode == 0, result.stderr
     return {"dir": tmp, "out": out, "cleaned": cleaned, "labels": labels, "model": model, "stdout": result.stdout}
 
 
 def review_blocks(page):
-    return re.findall(r'<div class="review (right|wrong)"><div class="head">(.*?)</div>\s*<div class="words">(.*?)</div></div>', page, re.S)
+    return re.findall(
+        r'<div class="review (right|wrong)"><div class="head">(.*?)</div>\s*<div class="words">(.*?)</div></div>',
+        page,
+        re.S,
+    )
 
 
 def test_html_is_self_contained_and_lists_examples(report):
@@ -74,7 +91,10 @@ def test_html_words_are_the_cleaned_words_the_model_read_with_their_weights(repo
     page = (report["out"] / "report.html").read_text(encoding="utf-8")
     for _, head, words_html in review_blocks(page):
         review_id = int(re.search(r"review (\d+)", head)[1])
-        spans = re.findall(r'<span(?: class="unk")? style="background:rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="([0-9.]+)[^"]*">(.*?)</span>', words_html)
+        spans = re.findall(
+            r'<span(?: class="unk")? style="background:rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="([0-9.]+)[^"]*">(.*?)</span>',
+            words_html,
+        )
         words, _ = split_words(pa.array([report["cleaned"][review_id]]))
         expected = words.to_pylist()[: TOKENIZE["seq_len"]]  # truncate_side right keeps the head
         assert [html.unescape(w) for _, _, w in spans] == expected
@@ -84,7 +104,9 @@ def test_html_words_are_the_cleaned_words_the_model_read_with_their_weights(repo
         assert alphas.max() == pytest.approx(MAX_ALPHA) and np.argmax(alphas) == np.argmax(weights)
     # the most confident right predictions of this model are marker-word reviews, and it looks at the markers
     first = review_blocks(page)[0][2]
-    top_word = max(re.findall(r'rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="[^"]*">(.*?)</span>', first), key=lambda t: float(t[0]))[1]
+    top_word = max(
+        re.findall(r'rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="[^"]*">(.*?)</span>', first), key=lambda t: float(t[0])
+    )[1]
     assert top_word in {"wonderful", "brilliant", "superb", "awful", "terrible", "boring"}
 
 
@@ -106,11 +128,24 @@ def test_png_has_content(report):
 def test_html_renders_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "shot.png"
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
-         (report["out"] / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            (report["out"] / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0 and shot.exists(), result.stderr[-500:]
     from matplotlib.image import imread
@@ -122,8 +157,20 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 def test_report_refuses_a_model_without_attention(report, tmp_path):
     model = tmp_path / "lstm.pt"
     train_tiny(model, "lstm")
-    result = run_script("report", "--model", model, "--reviews", report["dir"] / "reviews.parquet",
-                        "--html", tmp_path / "r.html", "--png", tmp_path / "r.png", "--threads", "1", cwd=tmp_path)
+    result = run_script(
+        "report",
+        "--model",
+        model,
+        "--reviews",
+        report["dir"] / "reviews.parquet",
+        "--html",
+        tmp_path / "r.html",
+        "--png",
+        tmp_path / "r.png",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert_one_line_error(result, "attention")
     assert not (tmp_path / "r.html").exists()
 
@@ -134,10 +181,21 @@ def test_report_refuses_reviews_cleaned_differently(report, tmp_path):
     table = pq.read_table(report["dir"] / "reviews.parquet")
     other = table.replace_schema_metadata({"imdb_rnn.clean": json.dumps(dict(CLEAN, punctuation="keep"))})
     write_table(other, tmp_path / "reviews.parquet")
-    result = run_script("report", "--model", report["model"], "--reviews", tmp_path / "reviews.parquet",
-                        "--html", tmp_path / "r.html", "--png", tmp_path / "r.png", "--threads", "1", cwd=tmp_path)
+    result = run_script(
+        "report",
+        "--model",
+        report["model"],
+        "--reviews",
+        tmp_path / "reviews.parquet",
+        "--html",
+        tmp_path / "r.html",
+        "--png",
+        tmp_path / "r.png",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert_one_line_error(result, "cleaned with")
-
 
 
 def test_render_handles_reviews_without_words_and_unknown_words(tmp_path):
@@ -145,7 +203,9 @@ def test_render_handles_reviews_without_words_and_unknown_words(tmp_path):
     from imdb_rnn.report import Example, render_html, render_png
 
     empty = Explanation(0.3, [], np.zeros(0), np.zeros(0, bool), 0)
-    odd = Explanation(0.9, ["<b>café</b>", "$x$", "电影"], np.array([0.2, 0.5, 0.3]), np.array([True, False, False]), 10)
+    odd = Explanation(
+        0.9, ["<b>café</b>", "$x$", "电影"], np.array([0.2, 0.5, 0.3]), np.array([True, False, False]), 10
+    )
     right, wrong = [Example("right", 1, 1, odd)], [Example("wrong", 2, 1, empty)]
     page = render_html(right, wrong, {"model": "m"})
     assert "&lt;b&gt;café&lt;/b&gt;" in page and "(no words)" in page and "3 words read of 10" in page
@@ -155,6 +215,7 @@ def test_render_handles_reviews_without_words_and_unknown_words(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
     # no example at all: two section titles, each with its "None" note (7 lines), at full width
     from matplotlib.image import imread
+
     from imdb_rnn.report import LINE_PT, PNG_WIDTH_IN
 
     height, width = imread(tmp_path / "none.png").shape[:2]

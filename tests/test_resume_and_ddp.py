@@ -13,11 +13,11 @@ import time
 import pytest
 import torch
 import yaml
-
 from conftest import REPO_ROOT, STAGES, dvc_args, run_script, script_env, tiny_params, write_params
+from synthetic import make_archive
+
 from imdb_rnn.distributed import Context
 from imdb_rnn.train import Resume
-from synthetic import make_archive
 
 ARCH = "gru"
 
@@ -30,7 +30,16 @@ def data(tmp_path_factory):
     params = tiny_params(archive, seq_len=64, hidden=16)
     params["vocab"]["min_freq"] = 1
     # a warm-up, then a decaying rate: a resumed run must take up the schedulers' state too
-    params[ARCH].update(epochs=4, patience=4, lr=0.01, batch_size=8, dropout=0.2, embed_dropout=0.2, lr_schedule="linear", warmup_steps=10)
+    params[ARCH].update(
+        epochs=4,
+        patience=4,
+        lr=0.01,
+        batch_size=8,
+        dropout=0.2,
+        embed_dropout=0.2,
+        lr_schedule="linear",
+        warmup_steps=10,
+    )
     write_params(root / "params.yaml", params)
     for stage in ("ingest", "clean", "vocab", "tokenize_pad", "split"):
         result = run_script(stage, cwd=root)
@@ -40,8 +49,20 @@ def data(tmp_path_factory):
 
 def train_args(tag):
     """dvc.yaml's arguments of the train stage, its outputs moved into out/<tag>/."""
-    return dvc_args("train", ["--arch", ARCH]) + ["--arch", ARCH, "--out", f"out/{tag}/model.pt", "--metrics", f"out/{tag}/metrics.json",
-            "--timing", f"out/{tag}/timing.json", "--live", f"out/{tag}/live", "--resume", f"out/{tag}/resume.pt"]
+    return dvc_args("train", ["--arch", ARCH]) + [
+        "--arch",
+        ARCH,
+        "--out",
+        f"out/{tag}/model.pt",
+        "--metrics",
+        f"out/{tag}/metrics.json",
+        "--timing",
+        f"out/{tag}/timing.json",
+        "--live",
+        f"out/{tag}/live",
+        "--resume",
+        f"out/{tag}/resume.pt",
+    ]
 
 
 def live_rows(root, tag):
@@ -58,8 +79,14 @@ def test_killed_training_resumes_and_ends_as_if_never_interrupted(data):
     expected = json.loads((data / "out/whole/metrics.json").read_text())
 
     # SIGKILL the whole process group as soon as the first epoch's state is on disk, i.e. in epoch 2
-    process = subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args("killed")], cwd=data,
-                               env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(STAGES / "train.py"), *train_args("killed")],
+        cwd=data,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     resume = data / "out/killed/resume.pt"
     deadline = time.monotonic() + 120
     while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -105,7 +132,15 @@ def test_two_gloo_processes_learn_and_end_with_identical_weights(data, mixed, la
         params["train"]["processes"] = 2
         command = [sys.executable, str(STAGES / "train.py")]
     else:  # by hand under torchrun, as the README allows
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(STAGES / "train.py")]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(STAGES / "train.py"),
+        ]
     write_params(data / f"{tag}.yaml", params)
     command += [*train_args(tag), "--params", f"{tag}.yaml", *extra]
     result = subprocess.run(command, cwd=data, env=script_env(), capture_output=True, text=True, timeout=300)
@@ -126,12 +161,20 @@ def start_training(data, tag, processes):
     params = yaml.safe_load((data / "params.yaml").read_text())
     params["train"]["processes"] = processes
     write_params(data / f"{tag}.yaml", params)
-    return subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"],
-                            cwd=data, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"],
+        cwd=data,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-@pytest.mark.parametrize("processes, signum", [(1, signal.SIGINT), (1, signal.SIGTERM), (1, signal.SIGHUP), (2, signal.SIGINT),
-                                               (2, signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "processes, signum",
+    [(1, signal.SIGINT), (1, signal.SIGTERM), (1, signal.SIGHUP), (2, signal.SIGINT), (2, signal.SIGTERM)],
+)
 def test_an_interrupted_training_says_so_in_one_line(data, processes, signum):
     tag = f"interrupted{processes}{signum.name}"
     process = start_training(data, tag, processes)
@@ -151,7 +194,9 @@ def test_a_parameter_error_with_two_processes_is_one_line_before_any_worker(data
     params[ARCH]["lr"] = "fast"
     write_params(data / "bad.yaml", params)
     result = run_script("train", *train_args("bad"), "--params", "bad.yaml", cwd=data)
-    assert result.returncode == 1 and result.stderr.splitlines() == [f"error: parameter {ARCH}.lr must be float, got 'fast'"]
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: parameter {ARCH}.lr must be float, got 'fast'"
+    ]
     assert "rank" not in result.stdout  # no worker was started
 
 
@@ -177,8 +222,14 @@ run_main(lambda: distributed.launch(2, sys.argv[1], []))
 def test_a_worker_error_is_the_launchers_one_line(tmp_path):
     (tmp_path / "worker.py").write_text(WORKER)
     (tmp_path / "launch.py").write_text(LAUNCH)
-    result = subprocess.run([sys.executable, "launch.py", "worker.py"], cwd=tmp_path, env=script_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "worker.py"],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr
 
@@ -206,8 +257,14 @@ def test_a_worker_that_fails_with_a_collective_in_flight_ends_at_once(tmp_path):
     (tmp_path / "worker.py").write_text(PENDING)
     (tmp_path / "launch.py").write_text(LAUNCH)
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "launch.py", "worker.py"], cwd=tmp_path, env=script_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "worker.py"],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["error: loss became nan on rank 1"], result.stderr
     assert time.monotonic() - start < 90  # not after rank 0's two minutes
@@ -230,19 +287,31 @@ run_main(main)
 """
 
 
-@pytest.mark.parametrize("failure, expected", [
-    ('raise PipelineError("loss became nan on rank 1")', "error: loss became nan on rank 1"),
-    ('raise ValueError("a bug\\nits details")', "error: training process 1 failed with ValueError: a bug"),
-    # killed without a word (the OOM killer): rank 0's line is a consequence, rank 1's death the cause
-    ("os.kill(os.getpid(), 9)", "error: training process 1 of 2 died (signal SIGKILL) before it could say why; "
-                                "rerun with train.processes=1 to see the problem"),
-])
+@pytest.mark.parametrize(
+    "failure, expected",
+    [
+        ('raise PipelineError("loss became nan on rank 1")', "error: loss became nan on rank 1"),
+        ('raise ValueError("a bug\\nits details")', "error: training process 1 failed with ValueError: a bug"),
+        # killed without a word (the OOM killer): rank 0's line is a consequence, rank 1's death the cause
+        (
+            "os.kill(os.getpid(), 9)",
+            "error: training process 1 of 2 died (signal SIGKILL) before it could say why; "
+            "rerun with train.processes=1 to see the problem",
+        ),
+    ],
+)
 def test_a_failing_worker_is_one_line_while_its_peer_waits_in_a_collective(tmp_path, failure, expected):
     # rank 0's all-reduce fails when rank 1 is gone: that is a consequence, and the line is rank 1's
     (tmp_path / "worker.py").write_text(BLOCKED.format(failure=failure))
     (tmp_path / "launch.py").write_text(LAUNCH)
-    result = subprocess.run([sys.executable, "launch.py", "worker.py"], cwd=tmp_path, env=script_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "worker.py"],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines[-1] == expected, result.stderr
@@ -312,7 +381,9 @@ def test_an_unreadable_state_trains_from_scratch(data, monkeypatch, capsys):
 
 def test_a_state_is_resumed_only_by_its_own_fingerprint_and_process_count(tmp_path):
     path = tmp_path / "state.pt"
-    Resume(path, "fingerprint A").save(Context(), {"torch_rng": [torch.get_rng_state()], "history": [], "finished": False})
+    Resume(path, "fingerprint A").save(
+        Context(), {"torch_rng": [torch.get_rng_state()], "history": [], "finished": False}
+    )
     assert Resume(path, "fingerprint A").load(Context())["history"] == []
     assert Resume(path, "fingerprint B").load(Context()) is None  # other parameters, data or initial weights
     # a state saved by one process is not resumed by four (their random states do not fit)
@@ -328,8 +399,14 @@ def test_settings_or_code_edited_while_training_fail_the_stage_and_nothing_is_wr
     params[ARCH].update(epochs=5, patience=5)
     write_params(data / f"{tag}.yaml", params)
     src = shutil.copytree(REPO_ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    process = subprocess.Popen([sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"], cwd=data,
-                               env=script_env({"PYTHONPATH": str(src)}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(STAGES / "train.py"), *train_args(tag), "--params", f"{tag}.yaml"],
+        cwd=data,
+        env=script_env({"PYTHONPATH": str(src)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (data / f"out/{tag}/resume.pt").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

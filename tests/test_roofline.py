@@ -3,7 +3,6 @@
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT, repo_params, run_script
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -35,9 +34,25 @@ def test_a_run_prints_the_peak_every_path_and_where_time_goes(tiny_data, tmp_pat
     from imdb_rnn.runtime import native_bfloat16
 
     data = tiny_data / "data"
-    result = run_script(REPO_ROOT / "benchmarks/roofline.py", "--arch", "gru", "--batches", "2", "--threads", "1",
-                        "--params", tiny_data / "params.yaml", "--train", data / "split/train.npz",
-                        "--val", data / "split/val.npz", "--meta", data / "tokens/meta.json", cwd=tmp_path, timeout=60)
+    result = run_script(
+        REPO_ROOT / "benchmarks/roofline.py",
+        "--arch",
+        "gru",
+        "--batches",
+        "2",
+        "--threads",
+        "1",
+        "--params",
+        tiny_data / "params.yaml",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("cpu: ") and "matmul peak" in out and "GFLOP/s" in out

@@ -19,7 +19,6 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
 from conftest import TINY_PER_LABEL, TINY_UNSUP, DvcRepo, make_dvc_repo, script_env
 from conftest import ran_stages as ran
 
@@ -46,6 +45,7 @@ def built(tmp_path_factory, tiny_archive):
 
 def copy_repo(built, tmp_path):
     """A private copy of the built repository (with the archive beside it, as in dvc_repo)."""
+
     def skip_dvc_tmp(folder, names):  # .dvc/tmp: the original's locks and queue state
         return ["tmp"] if Path(folder) == built.root / ".dvc" else []
 
@@ -75,8 +75,9 @@ def train_longer(repo):
 def start_repro(repo, log, **kwargs):
     """`dvc repro` in the background, stdout and stderr into `log` (a file: no pipe to fill up)."""
     with open(log, "w") as out:
-        return subprocess.Popen([str(DVC), "repro"], cwd=repo.root, env=script_env(), stdout=out,
-                                stderr=subprocess.STDOUT, **kwargs)
+        return subprocess.Popen(
+            [str(DVC), "repro"], cwd=repo.root, env=script_env(), stdout=out, stderr=subprocess.STDOUT, **kwargs
+        )
 
 
 def wait_for(condition, what, process=None, timeout=120, log=None):
@@ -128,8 +129,14 @@ def start_queue(repo, jobs, log):
     """`dvc queue start -j jobs`, its output into a file: the detached workers inherit its stdout and
     stderr, so with pipes (repo.dvc) the call would only return once they exit, i.e. the queue is done."""
     with open(log, "w") as out:
-        result = subprocess.run([str(DVC), "queue", "start", "-j", str(jobs)], cwd=repo.root, env=script_env(),
-                                stdout=out, stderr=subprocess.STDOUT, timeout=60)
+        result = subprocess.run(
+            [str(DVC), "queue", "start", "-j", str(jobs)],
+            cwd=repo.root,
+            env=script_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
     assert result.returncode == 0, Path(log).read_text()
 
 
@@ -205,8 +212,12 @@ def test_pushed_results_pull_into_a_clone_that_is_up_to_date(built, tmp_path):
 
     # a checkpoint swapped on the remote (another file's bytes under its hash): verify makes the pull fail
     lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
-    md5 = next(out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
-               if out["path"] == f"data/models/{ARCH}/seed42.pt")
+    md5 = next(
+        out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] == f"data/models/{ARCH}/seed42.pt"
+    )
     stored = remote / "files/md5" / md5[:2] / md5[2:]
     stored.chmod(0o644)
     stored.write_bytes((repo.root / f"data/resume/{ARCH}/seed42.pt").read_bytes())
@@ -249,7 +260,9 @@ def test_queued_experiments_run_in_parallel(built, tmp_path):
         metrics = {path.replace(os.sep, "/"): value["data"] for path, value in data["metrics"].items()}
         evaluated = metrics[f"metrics/eval/{ARCH}/seed42.json"]  # what this experiment's evaluate stage counted
         confusion = evaluated["confusion"]
-        assert evaluated["reviews"] == 120 and confusion["tp"] + confusion["fn"] == 60 == confusion["tn"] + confusion["fp"]
+        assert (
+            evaluated["reviews"] == 120 and confusion["tp"] + confusion["fn"] == 60 == confusion["tn"] + confusion["fp"]
+        )
         assert evaluated["accuracy"] == round((confusion["tp"] + confusion["tn"]) / 120, 6)
         parameters[name] = metrics[f"metrics/train/{ARCH}/seed42.json"]["parameters"]
         assert metrics[f"metrics/eval/{ARCH}/seed42.json"]["parameters"] == parameters[name]

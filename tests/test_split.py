@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_PER_LABEL, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 
-from conftest import assert_one_line_error, repo_params, run_script, tiny_params, write_params
 from imdb_rnn.artifacts import PipelineError, save_npz
-from conftest import TINY_PER_LABEL
 from imdb_rnn.split import groups_of, split_indices, stratified_split
 
 
@@ -26,7 +25,9 @@ def test_the_exercise_cut_leaves_one_class_in_validation():
     assert not np.array_equal(np.sort(val), np.arange(1500, 2000))
 
 
-@pytest.mark.parametrize("n_pos, n_neg, tolerance", [(1000, 1000, 0.01), (12500, 12500, 0.001), (30, 90, 0.03), (7, 5, 0.12)])
+@pytest.mark.parametrize(
+    "n_pos, n_neg, tolerance", [(1000, 1000, 0.01), (12500, 12500, 0.001), (30, 90, 0.03), (7, 5, 0.12)]
+)
 def test_stratified_partition(n_pos, n_neg, tolerance):
     labels = exercise_labels(n_pos, n_neg)
     train, val = stratified_split(labels, 0.25, seed=42)
@@ -80,8 +81,18 @@ def test_stage_on_exercise_ordered_data(tmp_path):
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "split.json").read_text())
-    assert {k: report["val"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {"reviews": 100, "pos": 50, "neg": 50, "pos_fraction": 0.5}
-    assert {k: report["train"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {"reviews": 300, "pos": 150, "neg": 150, "pos_fraction": 0.5}
+    assert {k: report["val"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {
+        "reviews": 100,
+        "pos": 50,
+        "neg": 50,
+        "pos_fraction": 0.5,
+    }
+    assert {k: report["train"][k] for k in ("reviews", "pos", "neg", "pos_fraction")} == {
+        "reviews": 300,
+        "pos": 150,
+        "neg": 150,
+        "pos_fraction": 0.5,
+    }
     assert report["balanced"]
     parts = {name: dict(np.load(tmp_path / f"split/{name}.npz")) for name in ("train", "val")}
     for part in parts.values():
@@ -98,8 +109,14 @@ def test_stage_on_exercise_ordered_data(tmp_path):
 
 
 def test_stage_rejects_one_class(tmp_path):
-    save_npz(tmp_path / "tokens.npz", ids=np.full((10, 3), 2, np.int32), lengths=np.full(10, 3, np.int32),
-             labels=np.zeros(10, np.int8), movies=np.array(["tt1"] * 10), text_hashes=np.arange(10))
+    save_npz(
+        tmp_path / "tokens.npz",
+        ids=np.full((10, 3), 2, np.int32),
+        lengths=np.full(10, 3, np.int32),
+        labels=np.zeros(10, np.int8),
+        movies=np.array(["tt1"] * 10),
+        text_hashes=np.arange(10),
+    )
     write_params(tmp_path / "params.yaml", {"split": repo_params()["split"]})
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
     assert_one_line_error(result, "only one class")
@@ -110,8 +127,9 @@ def test_stage_rejects_one_class(tmp_path):
 def test_too_few_reviews_of_a_class_names_the_class_and_the_count(n_pos, fraction, part):
     with pytest.raises(PipelineError) as err:
         stratified_split(exercise_labels(n_pos, 40), fraction, seed=0)
-    assert str(err.value).startswith(f"only {n_pos} training review(s) of class pos: split.val_fraction={fraction} "
-                                     f"leaves {part} without any")
+    assert str(err.value).startswith(
+        f"only {n_pos} training review(s) of class pos: split.val_fraction={fraction} leaves {part} without any"
+    )
 
 
 @pytest.mark.parametrize("n_pos, fraction, needed", [(2, 0.25, 3), (1, 0.5, 2), (5, 0.1, 6)])
@@ -123,8 +141,10 @@ def test_the_minimum_named_is_the_real_minimum(n_pos, fraction, needed):
 
 def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_path, archive_factory):
     nothing = {  # empty after cleaning, or only words too rare for the vocabulary
-        "aclImdb/train/pos/900_9.txt": b"?!?! <br /><br /> ...", "aclImdb/train/neg/901_2.txt": "\U0001f600 \u2605".encode(),
-        "aclImdb/train/neg/902_1.txt": b"zyxwv qwrtp", "aclImdb/test/pos/903_8.txt": b"&amp; --",
+        "aclImdb/train/pos/900_9.txt": b"?!?! <br /><br /> ...",
+        "aclImdb/train/neg/901_2.txt": "\U0001f600 \u2605".encode(),
+        "aclImdb/train/neg/902_1.txt": b"zyxwv qwrtp",
+        "aclImdb/test/pos/903_8.txt": b"&amp; --",
     }
     archive = archive_factory(per_label=20, unsup=0, extra=nothing)
     params = tiny_params(archive)
@@ -139,8 +159,11 @@ def test_reviews_without_a_known_word_are_counted_and_left_out_of_training(tmp_p
     report = json.loads((tmp_path / "metrics/split.json").read_text())
     assert report["dropped_without_known_words"] == 3
     assert report["train"]["reviews"] + report["val"]["reviews"] == 40
-    kept = {(int(r), int(y)) for name in ("train", "val")
-            for r, y in zip(*(np.load(tmp_path / f"data/split/{name}.npz")[k] for k in ("review_ids", "labels")))}
+    kept = {
+        (int(r), int(y))
+        for name in ("train", "val")
+        for r, y in zip(*(np.load(tmp_path / f"data/split/{name}.npz")[k] for k in ("review_ids", "labels")))
+    }
     assert not kept & {(900, 1), (901, 0), (902, 0)}
     assert len(np.load(tmp_path / "data/tokens/test.npz")["labels"]) == 41  # the official test set stays whole
 
@@ -190,8 +213,13 @@ def test_a_text_shared_by_two_movies_joins_them_into_one_group():
 
 
 def test_group_by_movie_without_movies_is_a_one_line_error(tmp_path):
-    data = {"ids": np.full((40, 3), 2, np.int32), "lengths": np.full(40, 3, np.int32),
-            "labels": np.arange(40) % 2, "movies": np.array(["tt1"] * 30 + [""] * 10), "text_hashes": np.arange(40)}
+    data = {
+        "ids": np.full((40, 3), 2, np.int32),
+        "lengths": np.full(40, 3, np.int32),
+        "labels": np.arange(40) % 2,
+        "movies": np.array(["tt1"] * 30 + [""] * 10),
+        "text_hashes": np.arange(40),
+    }
     save_npz(tmp_path / "tokens.npz", **data)
     write_params(tmp_path / "params.yaml", {"split": {"val_fraction": 0.25, "seed": 0, "group_by": "movie"}})
     result = run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
@@ -224,10 +252,15 @@ def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg, val_fraction=0.25):
     """tokens.npz with `pos_movies` movies of `pos_per_movie` positive reviews each and `n_neg` one-review negative movies."""
     n_pos = pos_movies * pos_per_movie
     n = n_pos + n_neg
-    save_npz(tmp_path / "tokens.npz", ids=np.full((n, 3), 2, np.int32), lengths=np.full(n, 3, np.int32),
-             labels=np.array([1] * n_pos + [0] * n_neg, np.int8), review_ids=np.arange(n, dtype=np.int32),
-             movies=np.array([f"tt{i // pos_per_movie}" for i in range(n_pos)] + [f"tn{i}" for i in range(n_neg)]),
-             text_hashes=np.arange(n, dtype=np.int64))
+    save_npz(
+        tmp_path / "tokens.npz",
+        ids=np.full((n, 3), 2, np.int32),
+        lengths=np.full(n, 3, np.int32),
+        labels=np.array([1] * n_pos + [0] * n_neg, np.int8),
+        review_ids=np.arange(n, dtype=np.int32),
+        movies=np.array([f"tt{i // pos_per_movie}" for i in range(n_pos)] + [f"tn{i}" for i in range(n_neg)]),
+        text_hashes=np.arange(n, dtype=np.int64),
+    )
     write_params(tmp_path / "params.yaml", {"split": {"val_fraction": val_fraction, "seed": 0, "group_by": "movie"}})
     return run_script("split", "--train", "tokens.npz", "--out-dir", "split", "--report", "split.json", cwd=tmp_path)
 
@@ -236,8 +269,11 @@ def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg, val_fraction=0.25):
 def test_a_movie_split_that_leaves_a_side_one_class_is_a_one_line_error(tmp_path, val_fraction, side):
     # every positive review belongs to one movie: whole movies cannot put positives on both sides
     result = movie_tokens(tmp_path, pos_movies=1, pos_per_movie=40, n_neg=40, val_fraction=val_fraction)
-    assert_one_line_error(result, f"split.val_fraction={val_fraction} leaves {side} without a pos review: all 40 lie in 1 movie(s)",
-                          "or split.group_by: review")
+    assert_one_line_error(
+        result,
+        f"split.val_fraction={val_fraction} leaves {side} without a pos review: all 40 lie in 1 movie(s)",
+        "or split.group_by: review",
+    )
     assert ("lower split.val_fraction" in result.stderr) == (side == "training")
     assert not (tmp_path / "split").exists() and not (tmp_path / "split.json").exists()
 
@@ -245,7 +281,10 @@ def test_a_movie_split_that_leaves_a_side_one_class_is_a_one_line_error(tmp_path
 def test_copies_of_one_text_that_leave_a_side_one_class_are_refused_without_suggesting_the_grouping_in_use():
     labels = np.array([1] * 4 + [0] * 20)
     hashes = np.concatenate([np.zeros(4), np.arange(1, 21)])  # the 4 positive reviews are one text
-    with pytest.raises(PipelineError, match=r"leaves validation without a pos review: all 4 lie in 1 group\(s\) of reviews with one text") as err:
+    with pytest.raises(
+        PipelineError,
+        match=r"leaves validation without a pos review: all 4 lie in 1 group\(s\) of reviews with one text",
+    ) as err:
         split_indices({"labels": labels, "text_hashes": hashes}, 0.25, 0, "review")
     assert "group_by" not in str(err.value)
 
@@ -256,7 +295,10 @@ def test_an_uneven_movie_split_is_written_with_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "split.json").read_text())
     assert (report["val"]["pos"], report["val"]["neg"], report["balanced"]) == (15, 22, False)
-    assert "split: warning: validation is 40.5% positive and training 52.4%: whole movies could not be shared out evenly" in result.stderr
+    assert (
+        "split: warning: validation is 40.5% positive and training 52.4%: whole movies could not be shared out evenly"
+        in result.stderr
+    )
     assert "(another split.seed may help), or split.group_by: review" in result.stderr
     even = movie_tokens(tmp_path, pos_movies=45, pos_per_movie=2, n_neg=90)  # 11 movies of 2 meet the target of 22
     assert even.returncode == 0 and "warning" not in even.stderr

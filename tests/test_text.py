@@ -12,8 +12,18 @@ import pyarrow as pa
 import pytest
 
 from imdb_rnn import text
-from imdb_rnn.text import (PAD_ID, UNK_ID, build_vocab, clean_texts, count_words, encode, normalize_text, pad, split_words,
-                           tokenize)
+from imdb_rnn.text import (
+    PAD_ID,
+    UNK_ID,
+    build_vocab,
+    clean_texts,
+    count_words,
+    encode,
+    normalize_text,
+    pad,
+    split_words,
+    tokenize,
+)
 
 EXERCISE = {"lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
 
@@ -106,7 +116,11 @@ def test_lowercase_and_break_removal():
 
 @pytest.mark.parametrize(
     "mode, expected",
-    [("remove", "dont stop its 1010 ab"), ("space", "don t stop  it s 10 10 a b"), ("keep", "don't stop! it's 10/10 a-b")],
+    [
+        ("remove", "dont stop its 1010 ab"),
+        ("space", "don t stop  it s 10 10 a b"),
+        ("keep", "don't stop! it's 10/10 a-b"),
+    ],
 )
 def test_punctuation_modes(mode, expected):
     assert clean(["Don't STOP! It's 10/10 a-b"], punctuation=mode) == [expected]
@@ -131,7 +145,11 @@ def test_counts_most_common_first_ties_alphabetical():
     assert lengths.tolist() == [3, 3, 3]
     table = count_words(words)
     assert list(zip(table["word"].to_pylist(), table["count"].to_pylist())) == [
-        ("e", 3), ("a", 2), ("b", 2), ("c", 1), ("d", 1)
+        ("e", 3),
+        ("a", 2),
+        ("b", 2),
+        ("c", 1),
+        ("d", 1),
     ]
 
 
@@ -194,7 +212,12 @@ def test_pad_and_truncate_positions(pad_side, truncate_side, expected):
 
 def test_head_and_tail_truncation_keeps_head_tokens_then_the_end():
     review = np.arange(2, 12, dtype=np.int32)  # ten tokens, 2..11
-    for head, expected in ((2, [2, 3, 8, 9, 10, 11]), (0, [6, 7, 8, 9, 10, 11]), (6, [2, 3, 4, 5, 6, 7]), (9, [2, 3, 4, 5, 6, 7])):
+    for head, expected in (
+        (2, [2, 3, 8, 9, 10, 11]),
+        (0, [6, 7, 8, 9, 10, 11]),
+        (6, [2, 3, 4, 5, 6, 7]),
+        (9, [2, 3, 4, 5, 6, 7]),
+    ):
         matrix, kept = pad(review, [10], 6, "right", "both", head_tokens=head)
         assert matrix[0].tolist() == expected and kept.tolist() == [6], head  # head 0 is left, head >= seq_len is right
     short, _ = pad(review[:4], [4], 6, "right", "both", head_tokens=2)
@@ -219,7 +242,9 @@ def test_pad_exact_fit_and_longer_rows():
 
 def test_tokenize_empty_review_is_one_unknown_word():
     vocab = ["<pad>", "<unk>", "good"]
-    matrix, kept, n_words = tokenize(["", "Good!", "!!!"], vocab, EXERCISE, {"seq_len": 3, "pad_side": "left", "truncate_side": "right"})
+    matrix, kept, n_words = tokenize(
+        ["", "Good!", "!!!"], vocab, EXERCISE, {"seq_len": 3, "pad_side": "left", "truncate_side": "right"}
+    )
     assert matrix.tolist() == [[0, 0, UNK_ID], [0, 0, 2], [0, 0, UNK_ID]]
     assert kept.tolist() == [1, 1, 1] and n_words.tolist() == [0, 1, 0]
 
@@ -235,8 +260,11 @@ def check_against_reference(seed, guarded):
         "strip_html_breaks": rng.random() < 0.7,
         "punctuation": rng.choice(["remove", "space", "keep"]),
     }
-    tok = {"seq_len": rng.choice([1, 3, 8, 25]), "pad_side": rng.choice(["left", "right"]),
-           "truncate_side": rng.choice(["left", "right"])}
+    tok = {
+        "seq_len": rng.choice([1, 3, 8, 25]),
+        "pad_side": rng.choice(["left", "right"]),
+        "truncate_side": rng.choice(["left", "right"]),
+    }
     texts = [random_text(rng) for _ in range(rng.choice([1, 7, 300]))]
     if guarded:  # a plain word at each end: no whitespace left at the edges after cleaning
         texts = [f"x {t} y" for t in texts]
@@ -277,10 +305,13 @@ def test_matches_reference_with_whitespace_at_the_edges(seed):
 TYPED_AND_ASCII = {
     "curly apostrophes": ("I didn\u2019t like it, it wasn\u2019t good", "I didn't like it, it wasn't good"),
     "acute accent as apostrophe": ("didn\u00b4t", "didn't"),
-    "HTML entities": ("Tom &amp; Jerry&#39;s &quot;best&quot; &#8230; &lt;3", "Tom & Jerry's \"best\" ... <3"),
+    "HTML entities": ("Tom &amp; Jerry&#39;s &quot;best&quot; &#8230; &lt;3", 'Tom & Jerry\'s "best" ... <3'),
     "byte-order mark": ("\ufeffBrilliant film, I loved it", "Brilliant film, I loved it"),
     "Windows-1252 read as Latin-1": ("great\x96really\x85 I didn\x92t", "great - really ... I didn't"),
-    "curly quotes, dashes, ellipsis": ("\u201cSuperb\u201d\u2014a wonderful\u2026film", "\"Superb\" - a wonderful ... film"),
+    "curly quotes, dashes, ellipsis": (
+        "\u201cSuperb\u201d\u2014a wonderful\u2026film",
+        '"Superb" - a wonderful ... film',
+    ),
     "full-width letters and ligatures": ("\uff27\uff52\uff45\uff41\uff54 \ufb01lm", "Great film"),
     "no-break and zero-width spaces": ("a\u00a0good\u200b film\u00ad", "a good film"),
 }
@@ -306,7 +337,12 @@ def test_normalize_changes_no_ascii_text_without_entities():
 
 
 def test_unicode_punctuation_and_symbols_are_punctuation_once_normalized():
-    assert clean(["\u00a1Qu\u00e9 bueno! \u00a35 \u2605\u2605 \U0001f600 caf\u00e9"], normalize=True)[0].split() == ["qué", "bueno", "5", "café"]
+    assert clean(["\u00a1Qu\u00e9 bueno! \u00a35 \u2605\u2605 \U0001f600 caf\u00e9"], normalize=True)[0].split() == [
+        "qué",
+        "bueno",
+        "5",
+        "café",
+    ]
     assert clean(["\u00a1Qu\u00e9 bueno! \u00a3\u2605"], normalize=True, punctuation="keep") == ["¡qué bueno! £★"]
 
 

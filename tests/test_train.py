@@ -10,10 +10,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import (
+    AVX2_ONLY,
+    STAGES,
+    assert_one_line_error,
+    dvc_args,
+    needs_native_bfloat16,
+    repo_params,
+    run_script,
+    script_env,
+    write_params,
+)
+from synthetic import review
+from tiny_model import configs
 from torch import nn
 
-from conftest import (AVX2_ONLY, STAGES, assert_one_line_error, dvc_args, needs_native_bfloat16, repo_params, run_script,
-                      script_env, write_params)
 from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
 from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
@@ -21,13 +32,11 @@ from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import MONITORS, TRAIN_SCHEMA, ModelConfig, arch_schema
 from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
-from imdb_rnn.params import check, read_params
-from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
-from imdb_rnn.runtime import training_precision
-from imdb_rnn.train import fit
 from imdb_rnn.optim import make_optimizer, make_scheduler, optimizer_step
-from synthetic import review
-from tiny_model import configs
+from imdb_rnn.params import check, read_params
+from imdb_rnn.runtime import training_precision
+from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
+from imdb_rnn.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
@@ -35,8 +44,21 @@ PARAMS = repo_params()
 ARCHS = PARAMS["architectures"]
 CLEAN = PARAMS["clean"]
 TOKENIZE = {"seq_len": 40, "pad_side": "left", "truncate_side": "right"}
-COMMON = {**check("train", {"device": "cpu", "precision": "float32", "threads": 1, "eval_batch_size": 256, "bucket_pool": 50, "processes": 1}, TRAIN_SCHEMA),
-          "seed": 0}
+COMMON = {
+    **check(
+        "train",
+        {
+            "device": "cpu",
+            "precision": "float32",
+            "threads": 1,
+            "eval_batch_size": 256,
+            "bucket_pool": 50,
+            "processes": 1,
+        },
+        TRAIN_SCHEMA,
+    ),
+    "seed": 0,
+}
 
 
 def marker_reviews(n, seed):
@@ -61,8 +83,19 @@ def marker_data():
 
 
 def small_arch(arch, **change):
-    section = dict({**PARAMS["arch_defaults"], **PARAMS[arch]}, embed_dim=16, hidden_dim=16, dropout=0.0, embed_dropout=0.0,
-                   lr=0.01, batch_size=16, epochs=5, patience=5, seq_len=TOKENIZE["seq_len"], grad_clip=1.0)
+    section = dict(
+        {**PARAMS["arch_defaults"], **PARAMS[arch]},
+        embed_dim=16,
+        hidden_dim=16,
+        dropout=0.0,
+        embed_dropout=0.0,
+        lr=0.01,
+        batch_size=16,
+        epochs=5,
+        patience=5,
+        seq_len=TOKENIZE["seq_len"],
+        grad_clip=1.0,
+    )
     if "attention_dim" in section:
         section["attention_dim"] = 8
     section.update(change)
@@ -75,7 +108,9 @@ def test_every_architecture_learns_marker_words(arch, marker_data, capsys):
     params = small_arch(arch)
     torch.manual_seed(0)
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    state, history, summary, timing = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    state, history, summary, timing = fit(
+        model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch
+    )
     assert summary["val_accuracy"] >= 0.9, history
     sign = 1 if MONITORS[params["monitor"]] else -1  # the first epoch with the best monitored value
     assert summary["best_epoch"] == max(history, key=lambda r: (sign * r[params["monitor"]], -r["epoch"]))["epoch"]
@@ -93,7 +128,9 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
     val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
     monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    _, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
+    _, history, summary, _ = fit(
+        model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru"
+    )
     assert [r["val_loss"] for r in history] == [0.5, 0.4, 0.45, 0.41]
     assert (summary["best_epoch"], summary["epochs_run"], summary["val_loss"]) == (2, 4, 0.4)
     assert "no better val_loss for 2 epochs, stopping early" in capsys.readouterr().out
@@ -102,16 +139,22 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
 def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(marker_data, monkeypatch, capsys):
     """The grouped-split case: validation loss bottoms out at epoch 2 while accuracy still rises."""
     vocab, train, val = marker_data
-    scores = iter([(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)])
+    scores = iter(
+        [(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)]
+    )
     monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: next(scores))
     results = {}
     for monitor in ("val_loss", "val_accuracy"):
         torch.manual_seed(0)
         params = small_arch("gru", epochs=10, patience=2, monitor=monitor)
         model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-        state, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru")
+        state, history, summary, _ = fit(
+            model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru"
+        )
         results[monitor] = (summary["best_epoch"], summary["epochs_run"], summary["val_accuracy"])
-        scores = iter([(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)])
+        scores = iter(
+            [(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)]
+        )
     assert results == {"val_loss": (2, 4, 0.85), "val_accuracy": (4, 6, 0.864)}
     assert "no better val_accuracy for 2 epochs, stopping early" in capsys.readouterr().out
 
@@ -156,7 +199,10 @@ def test_embedding_attack_is_the_loss_raising_step_of_the_asked_size(marker_data
     assert attacked.item() > clean.item() + 1e-4  # the step goes uphill
     # a random step of the same size raises the loss far less (to first order, not at all)
     noise = torch.randn_like(delta)
-    with torch.no_grad(), perturbation.moved(noise * (delta.norm(dim=(0, 2), keepdim=True) / noise.norm(dim=(0, 2), keepdim=True))):
+    with (
+        torch.no_grad(),
+        perturbation.moved(noise * (delta.norm(dim=(0, 2), keepdim=True) / noise.norm(dim=(0, 2), keepdim=True))),
+    ):
         randomly = loss_fn(model(ids, lengths), labels).item()
     assert attacked.item() - clean.item() > 3 * abs(randomly - clean.item())
     perturbation.remove()
@@ -169,13 +215,22 @@ def test_adversarial_training_learns_and_leaves_no_hook(arch, marker_data, capsy
     params = small_arch(arch, adversarial_eps=0.05)
     torch.manual_seed(0)
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    state, history, summary, _ = fit(model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    state, history, summary, _ = fit(
+        model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name=arch
+    )
     assert summary["val_accuracy"] >= 0.9, history
     assert not model.embedding._forward_hooks
     # and it is not the plain run: the attack changed the training
     torch.manual_seed(0)
     plain = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
-    _, plain_history, _, _ = fit(plain, train, val, configs(dict(params, adversarial_eps=0.0), len(vocab), COMMON)[1], torch.device("cpu"), name=arch)
+    _, plain_history, _, _ = fit(
+        plain,
+        train,
+        val,
+        configs(dict(params, adversarial_eps=0.0), len(vocab), COMMON)[1],
+        torch.device("cpu"),
+        name=arch,
+    )
     assert history[0]["val_loss"] != plain_history[0]["val_loss"]
 
 
@@ -192,11 +247,26 @@ def tiny_train_params(tiny_data, folder, **rnn_change):
 def train_args(tiny_data, folder, arch="rnn", out="run"):
     data = tiny_data / "data"
     return [
-        "--arch", arch, "--params", folder / "params.yaml",
-        "--train", data / "split/train.npz", "--val", data / "split/val.npz",
-        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt",
-        "--out", folder / out / "model.pt", "--metrics", folder / out / "metrics.json",
-        "--timing", folder / out / "timing.json", "--live", folder / out / "live",
+        "--arch",
+        arch,
+        "--params",
+        folder / "params.yaml",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        "--vocab",
+        data / "vocab/vocab.txt",
+        "--out",
+        folder / out / "model.pt",
+        "--metrics",
+        folder / out / "metrics.json",
+        "--timing",
+        folder / out / "timing.json",
+        "--live",
+        folder / out / "live",
     ]
 
 
@@ -304,11 +374,34 @@ def test_a_live_folder_that_holds_the_project_is_refused_and_nothing_deleted(tin
     (tmp_path / "project/sub").mkdir()
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     data = tiny_data / "data"
-    result = run_script("train", "--arch", "gru", "--train", data / "split/train.npz", "--val", data / "split/val.npz",
-                        "--meta", data / "tokens/meta.json", "--vocab", data / "vocab/vocab.txt", "--out", "model.pt",
-                        "--metrics", "train.json", "--timing", "timing.json", "--live", live, "--resume", "resume.pt", cwd=tmp_path)
+    result = run_script(
+        "train",
+        "--arch",
+        "gru",
+        "--train",
+        data / "split/train.npz",
+        "--val",
+        data / "split/val.npz",
+        "--meta",
+        data / "tokens/meta.json",
+        "--vocab",
+        data / "vocab/vocab.txt",
+        "--out",
+        "model.pt",
+        "--metrics",
+        "train.json",
+        "--timing",
+        "timing.json",
+        "--live",
+        live,
+        "--resume",
+        "resume.pt",
+        cwd=tmp_path,
+    )
     assert_one_line_error(result, f"--live {live} is a project folder", "a folder of its own")
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing deleted, nothing written
+    assert (
+        sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    )  # nothing deleted, nothing written
 
 
 @pytest.mark.parametrize(
@@ -349,14 +442,21 @@ def test_invalid_hyperparameters_rejected_before_training(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_unlabelled_reviews_asked_for_but_not_given_is_one_line_before_training(tiny_data, tmp_path, monkeypatch, capsys):
+def test_unlabelled_reviews_asked_for_but_not_given_is_one_line_before_training(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
     tiny_train_params(tiny_data, tmp_path, vat_eps=0.02, unsup_ratio=1)
     code, err = run_train_in_process(train_args(tiny_data, tmp_path), monkeypatch, capsys)
-    assert code == 1 and len(err) == 1 and "rnn draws unlabelled reviews (unsup_ratio 1) but the stage got no --unlabelled file" in err[0], err
+    assert (
+        code == 1
+        and len(err) == 1
+        and "rnn draws unlabelled reviews (unsup_ratio 1) but the stage got no --unlabelled file" in err[0]
+    ), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
     # and a labelled file passed as the unlabelled one is refused
-    code, err = run_train_in_process([*train_args(tiny_data, tmp_path), "--unlabelled", tiny_data / "data/split/val.npz"],
-                                     monkeypatch, capsys)
+    code, err = run_train_in_process(
+        [*train_args(tiny_data, tmp_path), "--unlabelled", tiny_data / "data/split/val.npz"], monkeypatch, capsys
+    )
     assert code == 1 and len(err) == 1 and "holds labelled reviews: pass the tokenize stage's unsup.npz" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
@@ -382,7 +482,9 @@ def test_fit_takes_its_weight_decay_and_seed_and_times_what_it_trained(marker_da
     vocab, train, val = marker_data
     params = small_arch("gru", epochs=2, patience=2, weight_decay=0.01)
     made, real = [], make_optimizer
-    monkeypatch.setattr("imdb_rnn.train.make_optimizer", lambda model, lr, decay=0.0: made.append((lr, decay)) or real(model, lr, decay))
+    monkeypatch.setattr(
+        "imdb_rnn.train.make_optimizer", lambda model, lr, decay=0.0: made.append((lr, decay)) or real(model, lr, decay)
+    )
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -421,17 +523,22 @@ def no_native_bfloat16(monkeypatch):
 
 
 @pytest.mark.precision
-@pytest.mark.parametrize("cell, expected", [
-    ("lstm", "bfloat16"),  # PyTorch's CPU autocast runs the LSTM kernel in bfloat16: it pays
-    ("gru", "float32"),  # the GRU stays float32 under autocast: the casts would only cost
-])
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("lstm", "bfloat16"),  # PyTorch's CPU autocast runs the LSTM kernel in bfloat16: it pays
+        ("gru", "float32"),  # the GRU stays float32 under autocast: the casts would only cost
+    ],
+)
 @needs_native_bfloat16
 def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran(marker_data, cell, expected):
     vocab, train, val = marker_data
     runs = {}
     for precision in ("auto", expected):
         torch.manual_seed(0)
-        model_config, train_config = configs(small_arch(cell, epochs=1, patience=1), len(vocab), {**COMMON, "precision": precision})
+        model_config, train_config = configs(
+            small_arch(cell, epochs=1, patience=1), len(vocab), {**COMMON, "precision": precision}
+        )
         _, history, _, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name=cell)
         assert timing["precision"] == expected
         runs[precision] = history[0]["train_loss"]
@@ -442,11 +549,17 @@ def test_auto_precision_trains_in_bfloat16_only_where_it_pays_and_says_which_ran
 def test_without_native_bfloat16_auto_trains_in_float32_and_bfloat16_is_refused(marker_data, monkeypatch):
     vocab, train, val = marker_data
     no_native_bfloat16(monkeypatch)
-    model_config, train_config = configs(small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "auto"})
+    model_config, train_config = configs(
+        small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "auto"}
+    )
     *_, timing = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm")
     assert timing["precision"] == "float32"  # bfloat16 emulated without AMX or AVX512-BF16: slow, or no kernel
-    model_config, train_config = configs(small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "bfloat16"})
-    with pytest.raises(PipelineError, match="train.precision is bfloat16, but this CPU has no native bfloat16 .*: use float32, or auto"):
+    model_config, train_config = configs(
+        small_arch("lstm", epochs=1, patience=1), len(vocab), {**COMMON, "precision": "bfloat16"}
+    )
+    with pytest.raises(
+        PipelineError, match="train.precision is bfloat16, but this CPU has no native bfloat16 .*: use float32, or auto"
+    ):
         fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm")
 
 
@@ -454,9 +567,13 @@ def test_without_native_bfloat16_auto_trains_in_float32_and_bfloat16_is_refused(
 def test_the_kernels_decide_native_bfloat16_not_the_cpu_flags():
     """oneDNN held to AVX2 has no bfloat16 LSTM even on a CPU whose flags say AVX512-BF16 (and torch's
     flag check still says so): the probe sees the limit, and the train stage refuses in one line."""
-    code = ("import torch; from imdb_rnn.runtime import native_bfloat16, require_precision\n"
-            "print(native_bfloat16('cpu'))\nrequire_precision('bfloat16', 'cpu', 'train.precision')")
-    result = subprocess.run([sys.executable, "-c", code], env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120)
+    code = (
+        "import torch; from imdb_rnn.runtime import native_bfloat16, require_precision\n"
+        "print(native_bfloat16('cpu'))\nrequire_precision('bfloat16', 'cpu', 'train.precision')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=script_env(AVX2_ONLY), capture_output=True, text=True, timeout=120
+    )
     assert result.stdout == "False\n" and "train.precision is bfloat16, but" in result.stderr, result.stderr
 
 
@@ -504,7 +621,9 @@ def test_lr_schedules_decay_to_zero_over_the_run_and_warm_up_first():
     assert make_scheduler(make_optimizer(nn.Linear(2, 1), 0.01), "constant", 10) is None  # today's training, untouched
     assert rates("constant", 4) == [0.01] * 4
     assert rates("linear", 4) == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
-    assert rates("cosine", 4) == pytest.approx([0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005, 0.01 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    assert rates("cosine", 4) == pytest.approx(
+        [0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005, 0.01 * (1 + np.cos(3 * np.pi / 4)) / 2]
+    )
     # warm-up: from lr / warmup_steps, reaching lr after warmup_steps steps, then the decay over the steps left
     assert rates("linear", 6, warmup=2) == pytest.approx([0.005, 0.0075, 0.01, 0.0075, 0.005, 0.0025])
     assert rates("constant", 4, warmup=2) == pytest.approx([0.005, 0.0075, 0.01, 0.01])
@@ -522,7 +641,9 @@ def test_a_decaying_schedule_learns_and_ends_the_run_at_a_rate_near_zero(marker_
     runs = {}
     for schedule in ("constant", "linear"):
         torch.manual_seed(0)
-        model_config, train_config = configs(small_arch("gru", epochs=3, patience=3, lr_schedule=schedule), len(vocab), COMMON)
+        model_config, train_config = configs(
+            small_arch("gru", epochs=3, patience=3, lr_schedule=schedule), len(vocab), COMMON
+        )
         _, history, _, _ = fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="gru")
         runs[schedule] = history
     constant, linear = seen
@@ -542,18 +663,28 @@ def test_weight_averaging_keeps_the_moving_average_and_leaves_training_as_it_was
     runs = {}
     for ema in (0.0, decay):
         steps = []
+
         def recording_step(model, *args, **kwargs):
             optimizer_step(model, *args, **kwargs)
             steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
 
         monkeypatch.setattr("imdb_rnn.train.optimizer_step", recording_step)
         # dropout on: the average must not draw random numbers the training would otherwise get
-        params = small_arch("lstm", epochs=3, patience=3, monitor="val_loss", ema_decay=ema, dropout=0.2, embed_dropout=0.2)
+        params = small_arch(
+            "lstm", epochs=3, patience=3, monitor="val_loss", ema_decay=ema, dropout=0.2, embed_dropout=0.2
+        )
         torch.manual_seed(0)
         model_config, train_config = configs(params, len(vocab), COMMON)
         model, seen = model_config.build(), []
-        state, history, summary, _ = fit(model, train, val, train_config, torch.device("cpu"), name="lstm",
-                                         log=lambda row, module: seen.append(module))
+        state, history, summary, _ = fit(
+            model,
+            train,
+            val,
+            train_config,
+            torch.device("cpu"),
+            name="lstm",
+            log=lambda row, module: seen.append(module),
+        )
         runs[ema] = (state, history, steps, seen, model)
     plain_state, plain, plain_steps, plain_seen, plain_model = runs[0.0]
     state, history, steps, seen, model = runs[decay]
@@ -591,13 +722,16 @@ def test_weight_averaging_resumes_as_if_never_interrupted(marker_data, monkeypat
             if row["epoch"] == fail_at and module is not None:
                 raise KeyboardInterrupt
 
-        return fit(model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm", resume=resume, log=log)
+        return fit(
+            model_config.build(), train, val, train_config, torch.device("cpu"), name="lstm", resume=resume, log=log
+        )
 
     whole_state, whole, _, _ = run()
     resume = Resume(tmp_path / "resume.pt", "fingerprint")
     with pytest.raises(KeyboardInterrupt):
         run(resume, fail_at=2)  # the state after epoch 1 is on disk
     state, history, _, _ = run(resume)
-    assert history == [dict(row, seconds=r["seconds"], tokens_per_second=r["tokens_per_second"])
-                       for row, r in zip(whole, history)]
+    assert history == [
+        dict(row, seconds=r["seconds"], tokens_per_second=r["tokens_per_second"]) for row, r in zip(whole, history)
+    ]
     assert all(torch.equal(state[k], whole_state[k]) for k in state)

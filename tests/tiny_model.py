@@ -4,14 +4,13 @@ import random
 
 import numpy as np
 import torch
+from synthetic import review
 
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import save_checkpoint
 from imdb_rnn.config import ModelConfig, TrainConfig
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize, vocab_sha256
 from imdb_rnn.train import fit
-
-from synthetic import review
 
 CLEAN = {"normalize": True, "lowercase": True, "strip_html_breaks": True, "punctuation": "remove"}
 TOKENIZE = {"seq_len": 48, "pad_side": "left", "truncate_side": "right"}
@@ -20,10 +19,24 @@ COMMON = {"seed": 0, "device": "cpu", "threads": 0, "eval_batch_size": 64, "buck
 
 def arch_params(pooling="max", cell="lstm", bidirectional=True, epochs=3):
     return {
-        "cell": cell, "bidirectional": bidirectional, "num_layers": 1, "pooling": pooling, "attention_dim": 8,
-        "embed_dim": 16, "hidden_dim": 16, "dropout": 0.0, "embed_dropout": 0.0, "lr": 0.02, "weight_decay": 0.0,
-        "grad_clip": 1.0, "batch_size": 16, "epochs": epochs, "patience": epochs, "seq_len": TOKENIZE["seq_len"],
-        "freeze_embeddings": False, "adversarial_eps": 0.0,
+        "cell": cell,
+        "bidirectional": bidirectional,
+        "num_layers": 1,
+        "pooling": pooling,
+        "attention_dim": 8,
+        "embed_dim": 16,
+        "hidden_dim": 16,
+        "dropout": 0.0,
+        "embed_dropout": 0.0,
+        "lr": 0.02,
+        "weight_decay": 0.0,
+        "grad_clip": 1.0,
+        "batch_size": 16,
+        "epochs": epochs,
+        "patience": epochs,
+        "seq_len": TOKENIZE["seq_len"],
+        "freeze_embeddings": False,
+        "adversarial_eps": 0.0,
     }
 
 

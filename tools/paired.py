@@ -45,8 +45,10 @@ def main():
     a, b = (correct(p["logits"], p["labels"]) for p in (first, second))
     difference, low, high = paired_difference(b, a, args.resamples, 0.95, seed=0)
     print(f"{args.first}: {a.mean():.4f}  {args.second}: {b.mean():.4f}  (seed {seed}, {len(a):,} test reviews)")
-    print(f"{args.second} - {args.first}: {100 * difference:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}] "
-          f"(95% paired bootstrap, {args.resamples:,} resamples); McNemar p = {mcnemar_exact(a, b):.2g}")
+    print(
+        f"{args.second} - {args.first}: {100 * difference:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}] "
+        f"(95% paired bootstrap, {args.resamples:,} resamples); McNemar p = {mcnemar_exact(a, b):.2g}"
+    )
 
 
 if __name__ == "__main__":

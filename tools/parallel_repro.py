@@ -62,13 +62,19 @@ def stage_graph(targets=()):
         graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
         try:
             # dvc.yaml by default, as dvc repro
-            wanted = {stage for target in targets or ["dvc.yaml"] for stage in repo.stage.collect(target, with_deps=True, graph=graph)}
+            wanted = {
+                stage
+                for target in targets or ["dvc.yaml"]
+                for stage in repo.stage.collect(target, with_deps=True, graph=graph)
+            }
         except DvcException as error:
             raise PipelineError(f"{error}: name a stage of dvc.yaml (dvc stage list)") from None
         # dvc.yaml's order, which the scheduler keeps among stages it has no times for
         stages = [stage for stage in repo.index.stages if stage in wanted]
-        return ({stage.addressing: {dep.addressing for dep in graph.successors(stage)} for stage in stages},
-                {stage.addressing: [str(out) for out in stage.outs if out.metric] for stage in stages})
+        return (
+            {stage.addressing: {dep.addressing for dep in graph.successors(stage)} for stage in stages},
+            {stage.addressing: [str(out) for out in stage.outs if out.metric] for stage in stages},
+        )
 
 
 def read_record(record_path=RECORD):
@@ -155,8 +161,7 @@ class Scheduler:
         self.running = running = {}
         free = list(range(len(self.lanes)))
         while waiting or running:
-            ready = sorted((s for s in waiting if self.graph[s] <= done),
-                           key=lambda s: (-self.rank[s], self.order[s]))
+            ready = sorted((s for s in waiting if self.graph[s] <= done), key=lambda s: (-self.rank[s], self.order[s]))
             while ready and free and not failed:
                 stage = ready.pop(0)
                 lane = free.pop(0)
@@ -222,8 +227,14 @@ def dvc_start(repo_root, logs):
         command = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
         pinned = ",".join(map(str, cores)) if PINNING else ""
         with open(logs / f"{stage}.log", "w") as out:
-            return subprocess.Popen([sys.executable, __file__, "--supervise", str(os.getpid()), pinned, *command],
-                                    cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, __file__, "--supervise", str(os.getpid()), pinned, *command],
+                cwd=repo_root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
 
     return start
 
@@ -236,7 +247,9 @@ def supervise(parent, cores, command, poll_seconds=0.5, grace_seconds=60):
     scheduler, a lost terminal), holding DVC's lock so that the next `make pipeline` finds it busy."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is for the stage; this waits for it to end
     if cores and PINNING:
-        os.sched_setaffinity(0, [int(c) for c in cores.split(",")])  # before DVC starts, which passes it on to the stage
+        os.sched_setaffinity(
+            0, [int(c) for c in cores.split(",")]
+        )  # before DVC starts, which passes it on to the stage
     if os.getppid() != parent:
         return 130
     # DVC must take an interrupt as from a terminal, though this supervisor ignores it
@@ -266,16 +279,24 @@ def ran(log_path):
 def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
     """Merge this run's stage times into the record (a stage DVC skipped keeps its earlier time); a run
     in which no stage ran leaves the record as it was."""
-    ran_now = {stage: (seconds, cores) for stage, (code, seconds, cores) in results.items() if code == 0 and ran(logs / f"{stage}.log")}
+    ran_now = {
+        stage: (seconds, cores)
+        for stage, (code, seconds, cores) in results.items()
+        if code == 0 and ran(logs / f"{stage}.log")
+    }
     if not ran_now:
         return
     stages = read_record(record_path)
     for stage, (seconds, cores) in ran_now.items():
         stages[stage] = {"seconds": round(seconds, 1), "cores": cores}
     record = {
-        "last_run": {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jobs": jobs,
-                     "wall_seconds": round(wall_seconds, 1), "cpu_count": os.cpu_count(),
-                     "stages_ran": sorted(ran_now)},
+        "last_run": {
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "jobs": jobs,
+            "wall_seconds": round(wall_seconds, 1),
+            "cpu_count": os.cpu_count(),
+            "stages_ran": sorted(ran_now),
+        },
         "stages": dict(sorted(stages.items(), key=lambda item: -item[1]["seconds"])),
     }
     write_json(record_path, record)
@@ -284,14 +305,23 @@ def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
 def failure_line(failed, not_run, logs):
     """The error line for stages that failed (and those that then did not run), from their logs in `logs`."""
     # DVC says only "exited with -9": SIGKILL, which on a busy machine is the kernel's out-of-memory killer
-    killed = [stage for stage in failed
-              if re.search(r"exited with (-9|137)\b", (logs / f"{stage}.log").read_text(errors="replace"))]
-    return (f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
-            + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
-            + (f"; {', '.join(killed)} ended with -9 (SIGKILL), most likely killed by the kernel for want of memory: "
-               "lower its batch_size, hidden_dim or train.eval_batch_size, or run fewer stages at once (make pipeline "
-               "JOBS=1)" if killed else "")
-            + ": fix the error above and run again (finished stages are not rerun)")
+    killed = [
+        stage
+        for stage in failed
+        if re.search(r"exited with (-9|137)\b", (logs / f"{stage}.log").read_text(errors="replace"))
+    ]
+    return (
+        f"stage{'s' * (len(failed) > 1)} {', '.join(failed)} failed"
+        + (f"; {len(not_run)} stage{'s' * (len(not_run) > 1)} did not run" if not_run else "")
+        + (
+            f"; {', '.join(killed)} ended with -9 (SIGKILL), most likely killed by the kernel for want of memory: "
+            "lower its batch_size, hidden_dim or train.eval_batch_size, or run fewer stages at once (make pipeline "
+            "JOBS=1)"
+            if killed
+            else ""
+        )
+        + ": fix the error above and run again (finished stages are not rerun)"
+    )
 
 
 def apply_params_overrides(overrides, params="params.yaml"):
@@ -342,10 +372,22 @@ def main(argv=None):
         sys.exit(supervise(int(parent), cores, command))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help="stages or stage groups (default: every stage of dvc.yaml)")
-    parser.add_argument("-j", "--jobs", type=int, default=0,
-                        help="stages at a time (0 = auto: 2 where the CPU has 2 or more cores and stages can be pinned)")
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a params.yaml override, as dvc exp run -S (repeatable)")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=0,
+        help="stages at a time (0 = auto: 2 where the CPU has 2 or more cores and stages can be pinned)",
+    )
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml override, as dvc exp run -S (repeatable)",
+    )
     args = parser.parse_args(argv)
     parallel_repro(args.targets, args.jobs, args.overrides)
 

@@ -29,7 +29,9 @@ def dvc_packages():
     """[(name, version)] of the scripts DVC's page loads, in its order (vega before vega-lite before vega-embed)."""
     packages = CDN.findall(VegaRenderer.SCRIPTS)
     if not packages:
-        raise ValueError("no CDN script found in dvc_render's VegaRenderer.SCRIPTS: its page changed, update tools/plots_page.py")
+        raise ValueError(
+            "no CDN script found in dvc_render's VegaRenderer.SCRIPTS: its page changed, update tools/plots_page.py"
+        )
     return packages
 
 
@@ -41,7 +43,9 @@ def inline_script(modules, name, version):
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {package_dir / 'package.json'} ({exc}): run `make install`") from None
     if meta.get("version") != version:
-        raise ValueError(f"{package_dir} holds {name} {meta.get('version')}, DVC's page loads {version}: run `make install`")
+        raise ValueError(
+            f"{package_dir} holds {name} {meta.get('version')}, DVC's page loads {version}: run `make install`"
+        )
     # jsdelivr serves a bare npm/name@version URL from the package's "jsdelivr" file
     code = (package_dir / meta.get("jsdelivr", meta.get("unpkg", meta.get("main")))).read_text(encoding="utf-8")
     code = re.sub(r"^//# sourceMappingURL=.*$", "", code, flags=re.M)  # the .map files are not inlined
@@ -69,8 +73,12 @@ def write_atomic(path, text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", help="the template to write")
-    parser.add_argument("--modules", help="node_modules folder holding vega, vega-lite and vega-embed (else DVC's CDN page)")
-    parser.add_argument("--packages", action="store_true", help="print the npm specs of the scripts DVC's page loads, and exit")
+    parser.add_argument(
+        "--modules", help="node_modules folder holding vega, vega-lite and vega-embed (else DVC's CDN page)"
+    )
+    parser.add_argument(
+        "--packages", action="store_true", help="print the npm specs of the scripts DVC's page loads, and exit"
+    )
     args = parser.parse_args(argv)
     try:
         if args.packages:

@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: rows: (?P<rows>\d+))? -->\n)(?P<body>.*?)(?P<end><!-- end -->)", re.S)
+BLOCK = re.compile(
+    r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: rows: (?P<rows>\d+))? -->\n)(?P<body>.*?)(?P<end><!-- end -->)",
+    re.S,
+)
 
 
 def cells(line):

@@ -39,8 +39,11 @@ print(repo.root)
 def run_pipeline(repo_root, rev, work):
     """Check out `rev` into work/tree, build its tiny DVC repository in work/run, `dvc repro` it; return metrics/."""
     tree = work / "tree"
-    subprocess.run(["git", "-C", str(repo_root), "worktree", "add", "--detach", "-f", str(tree), rev], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(repo_root), "worktree", "add", "--detach", "-f", str(tree), rev],
+        check=True,
+        capture_output=True,
+    )
     try:
         env = dict(os.environ, PYTHONPATH=str(tree / "src"), TQDM_DISABLE="1", DVC_NO_ANALYTICS="1")
         (work / "run").mkdir()
@@ -82,8 +85,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before", help="a git revision")
     parser.add_argument("after", help="a git revision")
-    parser.add_argument("--ignore-key", action="append", default=[],
-                        help="a JSON key added or changed on purpose (e.g. checkpoint), left out of the comparison")
+    parser.add_argument(
+        "--ignore-key",
+        action="append",
+        default=[],
+        help="a JSON key added or changed on purpose (e.g. checkpoint), left out of the comparison",
+    )
     args = parser.parse_args()
     repo_root = Path(__file__).resolve().parents[1]
     ignored = tuple(args.ignore_key)
@@ -92,8 +99,10 @@ def main():
         for side, rev in (("before", args.before), ("after", args.after)):
             (Path(tmp) / side).mkdir()
             metrics[side] = run_pipeline(repo_root, rev, Path(tmp) / side)
-        files = {side: {p.relative_to(m) for p in m.rglob("*") if p.is_file() and p.suffix not in SKIPPED}
-                 for side, m in metrics.items()}
+        files = {
+            side: {p.relative_to(m) for p in m.rglob("*") if p.is_file() and p.suffix not in SKIPPED}
+            for side, m in metrics.items()
+        }
         differ = sorted(files["before"] ^ files["after"])
         for name in differ:
             print(f"only {'before' if name in files['before'] else 'after'}: {name}")
@@ -101,8 +110,12 @@ def main():
         for name in sorted(files["before"] & files["after"]):
             old, new = (comparable(metrics[side] / name) for side in ("before", "after"))
             if ignored:
-                old, new = (json.loads(json.dumps(v), object_hook=lambda d: {k: x for k, x in d.items() if k not in ignored})
-                            if isinstance(v, (dict, list)) else v for v in (old, new))
+                old, new = (
+                    json.loads(json.dumps(v), object_hook=lambda d: {k: x for k, x in d.items() if k not in ignored})
+                    if isinstance(v, (dict, list))
+                    else v
+                    for v in (old, new)
+                )
             if old == new:
                 same += 1
             else:

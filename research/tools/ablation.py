@@ -64,9 +64,13 @@ def train_variant(arch, name, change, params, out, threads, seed, root):
     params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
     arch_settings(params_file, arch, seed)  # a bad variant is a one-line error before any training
     args = stage_arguments(ROOT / "dvc.yaml", "train", arch, seed)
-    replace = {"--out": f"data/ablation/{arch}/{name}.pt", "--metrics": str(folder / "metrics.json"),
-               "--timing": str(folder / "timing.json"), "--live": f"data/ablation/{arch}/{name}-live",
-               "--resume": f"data/ablation/{arch}/{name}-resume.pt"}
+    replace = {
+        "--out": f"data/ablation/{arch}/{name}.pt",
+        "--metrics": str(folder / "metrics.json"),
+        "--timing": str(folder / "timing.json"),
+        "--live": f"data/ablation/{arch}/{name}-live",
+        "--resume": f"data/ablation/{arch}/{name}-resume.pt",
+    }
     args = [replace.get(args[i - 1], a) if i else a for i, a in enumerate(args)]
     group = read_architectures(params_file)[arch]
     if GROUPS[group] != "none":
@@ -74,23 +78,34 @@ def train_variant(arch, name, change, params, out, threads, seed, root):
     if changed[arch].get("unsup_ratio"):
         args += ["--unlabelled", "data/tokens/unsup.npz"]
     with open(folder / "log.txt", "w") as log:
-        result = subprocess.run([sys.executable, str(ROOT / "stages/train.py"), *args, "--params", str(params_file)],
-                                cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "stages/train.py"), *args, "--params", str(params_file)],
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     if result.returncode:
         raise PipelineError(f"variant {name} failed: see {folder / 'log.txt'}")
-    print(f"{name}: {read_json(folder / 'metrics.json', 'metrics')['val_accuracy']:.4f} validation accuracy", flush=True)
+    print(
+        f"{name}: {read_json(folder / 'metrics.json', 'metrics')['val_accuracy']:.4f} validation accuracy", flush=True
+    )
 
 
 def summary(arch, variants, out):
-    rows = ["| variant | change | validation accuracy | best epoch / run | train seconds |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| variant | change | validation accuracy | best epoch / run | train seconds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, change in variants.items():
         folder = out / name
         if not (folder / "metrics.json").exists():
             continue
         m, t = read_json(folder / "metrics.json", "metrics"), read_json(folder / "timing.json", "timing")
         described = ", ".join(f"{k}={v}" for k, v in change.items()) or "as params.yaml"
-        rows.append(f"| {name} | {described} | {m['val_accuracy']:.4f} | {m['best_epoch']} / {m['epochs_run']} | "
-                    f"{t['train_seconds']:.0f} ({t['threads']} threads) |")
+        rows.append(
+            f"| {name} | {described} | {m['val_accuracy']:.4f} | {m['best_epoch']} / {m['epochs_run']} | "
+            f"{t['train_seconds']:.0f} ({t['threads']} threads) |"
+        )
     write_text(out / "summary.md", f"# Ablation of {arch} (validation split)\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))
 
@@ -112,8 +127,10 @@ def main():
     out = args.out.resolve()
     threads = 1 if args.workers > 1 else 0
     with ThreadPoolExecutor(args.workers) as pool:
-        for future in [pool.submit(train_variant, args.arch, name, change, params, out, threads, args.seed, args.root)
-                       for name, change in variants.items()]:
+        for future in [
+            pool.submit(train_variant, args.arch, name, change, params, out, threads, args.seed, args.root)
+            for name, change in variants.items()
+        ]:
             future.result()
     summary(args.arch, variants, out)
 

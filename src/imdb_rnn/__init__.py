@@ -1,9 +1,9 @@
 """Recurrent sentiment models for the IMDb Large Movie Review dataset (aclImdb).
 
-    from imdb_rnn import load_predictor
-    predictor = load_predictor()                  # the best model by validation (metrics/leaderboard.json)
-    predictor.probabilities(["A wonderful film."])
-    load_predictor(arch="gru", seed=7)            # a given architecture and seed
+from imdb_rnn import load_predictor
+predictor = load_predictor()                  # the best model by validation (metrics/leaderboard.json)
+predictor.probabilities(["A wonderful film."])
+load_predictor(arch="gru", seed=7)            # a given architecture and seed
 """
 
 __version__ = "0.1.0"

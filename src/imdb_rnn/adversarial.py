@@ -68,7 +68,9 @@ class EmbeddingPerturbation:
 def per_review(direction, embedded, size):
     """`direction` [T, B, E] rescaled so that review b's norm is `size` times that of embedded[:, b]."""
     dims = (0, 2)
-    return direction * (size * embedded.norm(dim=dims, keepdim=True) / direction.norm(dim=dims, keepdim=True).clamp_min(1e-12))
+    return direction * (
+        size * embedded.norm(dim=dims, keepdim=True) / direction.norm(dim=dims, keepdim=True).clamp_min(1e-12)
+    )
 
 
 def adversarial_loss(perturbation, embedded, epsilon, loss):
@@ -85,8 +87,10 @@ def adversarial_loss(perturbation, embedded, epsilon, loss):
 def kl_bernoulli(p_logits, q_logits):
     """Mean over reviews of KL(p || q) between two Bernoulli predictions given as logits [B]."""
     p = torch.sigmoid(p_logits)
-    return (F.binary_cross_entropy_with_logits(q_logits, p, reduction="none")
-            - F.binary_cross_entropy_with_logits(p_logits, p, reduction="none")).mean()
+    return (
+        F.binary_cross_entropy_with_logits(q_logits, p, reduction="none")
+        - F.binary_cross_entropy_with_logits(p_logits, p, reduction="none")
+    ).mean()
 
 
 def entropy(logits):
@@ -127,7 +131,7 @@ def virtual_adversarial_loss(perturbation, clean, logits, epsilon, forward, stat
     target = logits.detach()
     d = per_review(torch.randn_like(embedded) * real.unsqueeze(-1), embedded, POWER_ITERATION_XI).requires_grad_()
     with perturbation.moved(d), replayed(state):
-        gradient, = torch.autograd.grad(kl_bernoulli(target, (probe or forward)().float()), d)
+        (gradient,) = torch.autograd.grad(kl_bernoulli(target, (probe or forward)().float()), d)
     r_vadv = per_review(gradient * real.unsqueeze(-1), embedded, epsilon).detach()
     with perturbation.moved(r_vadv), replayed(state):
         return kl_bernoulli(target, forward().float())

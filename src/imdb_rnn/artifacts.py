@@ -36,8 +36,10 @@ def check_output_folder(path, flag):
     folder = Path(path)
     held = [name for name in PROJECT_FILES if (folder / name).exists()]
     if held or folder.resolve() == Path.cwd().resolve():
-        raise PipelineError(f"{flag} {path} is a project folder ({'it holds ' + ', '.join(held) if held else 'the current one'}), "
-                            "whose files it could delete: give a folder of its own, as dvc.yaml does (metrics/live/ARCH/seedN)")
+        raise PipelineError(
+            f"{flag} {path} is a project folder ({'it holds ' + ', '.join(held) if held else 'the current one'}), "
+            "whose files it could delete: give a folder of its own, as dvc.yaml does (metrics/live/ARCH/seedN)"
+        )
 
 
 @contextmanager
@@ -58,8 +60,14 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-def load(path, what, loader, make="run the stage that makes it (dvc repro)", errors=(Exception,),
-         remake="rerun the stage that makes it"):
+def load(
+    path,
+    what,
+    loader,
+    make="run the stage that makes it (dvc repro)",
+    errors=(Exception,),
+    remake="rerun the stage that makes it",
+):
     """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`), or corrupt or truncated (fix: `remake`).
 
     The one place that turns a missing or damaged input into a message; every reader of a stage
@@ -139,11 +147,16 @@ def load_npz(path, what="array file"):
 def resource_error(err):
     """The one line for running out of memory or disk space, or None for any other exception: these are the
     machine's limits, not bugs, and their tracebacks (34 lines for a full disk) say nothing more."""
-    if isinstance(err, MemoryError) or isinstance(err, RuntimeError) and any(
-            sign in str(err) for sign in ("DefaultCPUAllocator", "can't allocate memory", "CUDA out of memory")):
+    if (
+        isinstance(err, MemoryError)
+        or isinstance(err, RuntimeError)
+        and any(sign in str(err) for sign in ("DefaultCPUAllocator", "can't allocate memory", "CUDA out of memory"))
+    ):
         summary = next(iter(str(err).splitlines()), "") or type(err).__name__
-        return (f"out of memory ({summary[:160]}): lower the batch size (batch_size, train.eval_batch_size, "
-                "evaluate.batch_size, imdb-predict --batch-size) or the model's size, or free memory")
+        return (
+            f"out of memory ({summary[:160]}): lower the batch size (batch_size, train.eval_batch_size, "
+            "evaluate.batch_size, imdb-predict --batch-size) or the model's size, or free memory"
+        )
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         where = f" {err.filename}" if err.filename else ""
         return f"cannot write{where}: {err.strerror}: free disk space (or raise the file-size limit) and run again"
@@ -166,8 +179,11 @@ def in_worker():
 
 
 def _peer_gone(err):
-    return (any(cls.__name__ == "DistNetworkError" for cls in type(err).__mro__)
-            or isinstance(err, RuntimeError) and any(sign in str(err) for sign in _PEER_GONE))
+    return (
+        any(cls.__name__ == "DistNetworkError" for cls in type(err).__mro__)
+        or isinstance(err, RuntimeError)
+        and any(sign in str(err) for sign in _PEER_GONE)
+    )
 
 
 def _ignore_stops():
@@ -205,7 +221,9 @@ def _fail(line, code):
 def _seed(text):
     """--seed's type: an integer >= 0, or one error line (argparse would print its usage too)."""
     if not text.isdigit():
-        raise PipelineError(f"seed {text!r} is not an integer >= 0: params.yaml's seeds must be a list of them, e.g. seeds: [42, 7, 11]")
+        raise PipelineError(
+            f"seed {text!r} is not an integer >= 0: params.yaml's seeds must be a list of them, e.g. seeds: [42, 7, 11]"
+        )
     return int(text)
 
 
@@ -221,7 +239,9 @@ def stage_main(description, run, paths, optional=(), arch=False, seed=False):
         if arch:
             parser.add_argument("--arch", required=True, help="an architecture that params.yaml lists")
         if seed:
-            parser.add_argument("--seed", required=True, type=_seed, help="the training seed (one of params.yaml's seeds)")
+            parser.add_argument(
+                "--seed", required=True, type=_seed, help="the training seed (one of params.yaml's seeds)"
+            )
         parser.add_argument("--params", default="params.yaml", help="the parameters file (default params.yaml)")
         for name in paths:
             parser.add_argument(f"--{name}", required=True, metavar="PATH")
@@ -266,5 +286,8 @@ def run_main(main):
             _fail(f"error: {PEER_STOPPED}", 1)
         traceback.print_exc()  # a bug: its traceback, then the launcher's line
         summary = next(iter(str(err).splitlines()), "")
-        _fail(f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}"
-              + (f": {summary}" if summary else ""), 1)
+        _fail(
+            f"error: training process {os.environ.get('RANK', '?')} failed with {type(err).__name__}"
+            + (f": {summary}" if summary else ""),
+            1,
+        )

@@ -21,11 +21,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .artifacts import load_npz, PipelineError, write_json, write_text
-from .evaluate import classification_metrics, precision_recall_points, roc_points, save_predictions, to_csv, unseen_metrics
+from .artifacts import PipelineError, load_npz, write_json, write_text
+from .evaluate import (
+    classification_metrics,
+    precision_recall_points,
+    roc_points,
+    save_predictions,
+    to_csv,
+    unseen_metrics,
+)
 from .inference import accuracy
 from .ingest import read_table
-from .params import load_section, Param
+from .params import Param, load_section
 
 SCHEMA = {
     "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)
@@ -100,7 +107,7 @@ def check_parts(train, val, test, paths):
         raise PipelineError(
             f"{paths['train']} and {paths['val']} share {len(shared)} reviews: the split is stale, rerun dvc repro"
         )
-    for part, name in ((train, paths['train']), (val, paths['val'])):
+    for part, name in ((train, paths["train"]), (val, paths["val"])):
         if len(np.unique(part.labels)) < 2:
             raise PipelineError(f"{name} holds {len(part.labels)} reviews of one class only: rerun dvc repro split")
     if not test.texts:
@@ -203,7 +210,9 @@ def select_C(train, val, settings):
         train_seconds += seconds
         models[C] = (model, seconds)
         scores[C] = accuracy(model.decision_function(val_features), val.labels)
-        grid.append({"C": C, "val_accuracy": round(scores[C], 6), "converged": converged, "fit_seconds": round(seconds, 2)})
+        grid.append(
+            {"C": C, "val_accuracy": round(scores[C], 6), "converged": converged, "fit_seconds": round(seconds, 2)}
+        )
     chosen = best_C(scores)
     model, seconds = models[chosen]
     return Selection(featuriser, model, chosen, scores[chosen], grid, train_seconds, seconds)
@@ -226,6 +235,7 @@ def parameter_count(model):
 
 NAME = "baseline"  # its row in the leaderboard
 
+
 def fit_baseline(params_path, paths):
     """The baseline stage: an NBSVM on the same split, C chosen on validation, scored on the test reviews.
 
@@ -233,16 +243,16 @@ def fit_baseline(params_path, paths):
     """
 
     settings = check_settings(load_section(params_path, NAME, SCHEMA))
-    train_arrays = load_npz(paths['train'], "training split")
-    val_arrays = load_npz(paths['val'], "validation split")
-    table = read_table(paths['reviews'], columns=["id", "split", "label", "text", "text_hash"])
+    train_arrays = load_npz(paths["train"], "training split")
+    val_arrays = load_npz(paths["val"], "validation split")
+    table = read_table(paths["reviews"], columns=["id", "split", "label", "text", "text_hash"])
     pool = part_of_split(table, "train")
-    train = select_rows(pool, train_arrays, paths['train'], paths['reviews'])
-    val = select_rows(pool, val_arrays, paths['val'], paths['reviews'])
+    train = select_rows(pool, train_arrays, paths["train"], paths["reviews"])
+    val = select_rows(pool, val_arrays, paths["val"], paths["reviews"])
     test = part_of_split(table, "test")
     in_train = np.isin(test.hashes, pool.hashes)  # test reviews whose text is also a training review's
     del table, pool, train_arrays, val_arrays
-    check_parts(train, val, test, {"train": paths['train'], "val": paths['val'], "reviews": paths['reviews']})
+    check_parts(train, val, test, {"train": paths["train"], "val": paths["val"], "reviews": paths["reviews"]})
 
     chosen = select_C(train, val, settings)  # the test reviews play no part in the choice
     logits, seconds = score(chosen, test)
@@ -272,14 +282,14 @@ def fit_baseline(params_path, paths):
     points = settings["curve_points"]
     # everything is computed before the first write: a failure leaves no partial results
     outputs = {
-        paths['roc']: to_csv(roc_points(test.labels, logits, points), ["fpr", "tpr", "threshold"]),
-        paths['pr']: to_csv(precision_recall_points(test.labels, logits, points), ["recall", "precision", "threshold"]),
+        paths["roc"]: to_csv(roc_points(test.labels, logits, points), ["fpr", "tpr", "threshold"]),
+        paths["pr"]: to_csv(precision_recall_points(test.labels, logits, points), ["recall", "precision", "threshold"]),
     }
     for path, text in outputs.items():
         write_text(path, text)
-    save_predictions(paths['predictions'], logits, test.labels, test.ids)
-    write_json(paths['timing'], timing)
-    write_json(paths['metrics'], metrics)
+    save_predictions(paths["predictions"], logits, test.labels, test.ids)
+    write_json(paths["timing"], timing)
+    write_json(paths["metrics"], metrics)
     print(
         f"{NAME}: C={chosen.C:g} (validation accuracy {chosen.val_accuracy:.4f}), test accuracy {metrics['accuracy']:.4f}, "
         f"F1 {metrics['f1']}, ROC AUC {metrics['roc_auc']}, {metrics['features']:,} features, "

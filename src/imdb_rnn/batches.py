@@ -51,7 +51,9 @@ class Reviews:
         """From the arrays the tokenize stage writes (ids [N, seq_len] padded as tokenize_settings say,
         lengths [N], labels [N]), read up to max_len tokens per review."""
         ids = align_left(data["ids"], data["lengths"], tokenize_settings["pad_side"])
-        ids, lengths = cut(ids, data["lengths"], max_len, tokenize_settings["truncate_side"], tokenize_settings.get("head_tokens", 0))
+        ids, lengths = cut(
+            ids, data["lengths"], max_len, tokenize_settings["truncate_side"], tokenize_settings.get("head_tokens", 0)
+        )
         return cls(ids, lengths, data["labels"])
 
     def __len__(self):

@@ -8,11 +8,14 @@ against the pretraining stage's).
 """
 
 from .artifacts import PipelineError, write_text
-from .baseline import SCHEMA as BASELINE_SCHEMA, check_settings as check_baseline
-from .compare import SCHEMA as COMPARE_SCHEMA, read_chapter
+from .baseline import SCHEMA as BASELINE_SCHEMA
+from .baseline import check_settings as check_baseline
+from .compare import SCHEMA as COMPARE_SCHEMA
+from .compare import read_chapter
 from .config import TRAIN_SCHEMA, ModelConfig, arch_settings
 from .corpus import SCHEMA as VOCAB_SCHEMA
-from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA, check_settings as check_embeddings
+from .embeddings import SCHEMA as EMBEDDINGS_SCHEMA
+from .embeddings import check_settings as check_embeddings
 from .evaluate import EVALUATE_SCHEMA
 from .ingest import SCHEMA as INGEST_SCHEMA
 from .lm import SCHEMA as LM_SCHEMA
@@ -50,8 +53,14 @@ def check_fits(name, settings, config, sections, device):
     reviews the data stages may make. The vocabulary is not known yet (vocab.max_size is only a cap), so
     only its reserved words count here: the train stage checks again with the real one."""
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(RESERVED)})
-    check_memory(name, model_config, config.batch_size, min(config.seq_len, sections["tokenize"]["seq_len"]), device,
-                 config.processes)
+    check_memory(
+        name,
+        model_config,
+        config.batch_size,
+        min(config.seq_len, sections["tokenize"]["seq_len"]),
+        device,
+        config.processes,
+    )
 
 
 def check_params(params_path, paths):
@@ -84,17 +93,22 @@ def check_params(params_path, paths):
             source, keys = SHARED[kind]
             for ours, theirs in keys.items():
                 if settings_of[name][ours] != sections[source][theirs]:
-                    raise PipelineError(f"parameter {name}.{ours} is {settings_of[name][ours]!r} but {source}.{theirs} is "
-                                        f"{sections[source][theirs]!r}: {name} starts from {source}'s output, so make them agree")
+                    raise PipelineError(
+                        f"parameter {name}.{ours} is {settings_of[name][ours]!r} but {source}.{theirs} is "
+                        f"{sections[source][theirs]!r}: {name} starts from {source}'s output, so make them agree"
+                    )
     read_chapter(params_path, known)
     reported = (read_params(params_path).get("report") or {}).get("architectures") or []
     if not isinstance(reported, list):
         raise PipelineError(f"parameter report.architectures must be a list of architectures, got {reported!r}")
     for name in reported:
         if name not in known:
-            raise PipelineError(f"report.architectures names {name!r}, which params.yaml does not train: "
-                                f"pick among {', '.join(known)}")
+            raise PipelineError(
+                f"report.architectures names {name!r}, which params.yaml does not train: pick among {', '.join(known)}"
+            )
         if settings_of[name]["pooling"] != "attention":
-            raise PipelineError(f"report.architectures names {name!r}, which has no attention pooling to draw: "
-                                "list attention-pooled architectures only")
+            raise PipelineError(
+                f"report.architectures names {name!r}, which has no attention pooling to draw: "
+                "list attention-pooled architectures only"
+            )
     write_text(paths["out"], "params.yaml passed every stage's checks\n")

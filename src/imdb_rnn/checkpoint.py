@@ -17,8 +17,11 @@ from .model import parameter_count
 from .params import Param, check, retrain_hint
 
 # a checkpoint's model_config is checked as params.yaml's architecture sections are, before anything is built
-MODEL_SCHEMA = {**{f.name: ARCH_SCHEMA[f.name] for f in fields(ModelConfig) if f.name in ARCH_SCHEMA},
-                "vocab_size": Param(int, min=3, max=10_000_000), "options": Param(dict, required=False)}
+MODEL_SCHEMA = {
+    **{f.name: ARCH_SCHEMA[f.name] for f in fields(ModelConfig) if f.name in ARCH_SCHEMA},
+    "vocab_size": Param(int, min=3, max=10_000_000),
+    "options": Param(dict, required=False),
+}
 SERVED = re.compile(r"seed(\d+)")  # dvc.yaml's layout: data/models/<arch>/seed<seed>.pt
 
 CHECKPOINT_FORMAT = 1
@@ -51,9 +54,11 @@ def check_served_path(path, payload):
     arch, seed = Path(path).parent.name, int(served[1])
     recorded = (payload.get("arch"), (payload.get("metrics") or {}).get("seed", seed))
     if recorded != (arch, seed):
-        raise PipelineError(f"checkpoint {path} holds {recorded[0]} seed {recorded[1]}, not the {arch} seed {seed} its path "
-                            f"names: a swapped or mislabelled file; fetch it again (dvc pull, with `dvc remote modify NAME "
-                            f"verify true`) or retrain it ({retrain_hint(path)})")
+        raise PipelineError(
+            f"checkpoint {path} holds {recorded[0]} seed {recorded[1]}, not the {arch} seed {seed} its path "
+            f"names: a swapped or mislabelled file; fetch it again (dvc pull, with `dvc remote modify NAME "
+            f"verify true`) or retrain it ({retrain_hint(path)})"
+        )
 
 
 def load_checkpoint(path, device="cpu"):
@@ -64,8 +69,13 @@ def load_checkpoint(path, device="cpu"):
     for a huge model. A file at data/models/<arch>/seed<seed>.pt must record that architecture and seed
     (check_served_path)."""
     path = Path(path)
-    payload = load(path, "checkpoint", lambda p: torch.load(p, map_location=device, weights_only=True),
-                   make=f"train it first ({retrain_hint(path).replace(' -f', '')})", remake=f"retrain it ({retrain_hint(path)})")
+    payload = load(
+        path,
+        "checkpoint",
+        lambda p: torch.load(p, map_location=device, weights_only=True),
+        make=f"train it first ({retrain_hint(path).replace(' -f', '')})",
+        remake=f"retrain it ({retrain_hint(path)})",
+    )
     if not isinstance(payload, dict) or "format" not in payload:
         raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>/seed<seed>.pt file")
     if payload["format"] != CHECKPOINT_FORMAT:
@@ -84,6 +94,8 @@ def load_checkpoint(path, device="cpu"):
         model = config.build()
         model.load_state_dict(state)
     except (PipelineError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise PipelineError(f"checkpoint {path} does not match its model settings ({str(err).splitlines()[0]}): retrain it")
+        raise PipelineError(
+            f"checkpoint {path} does not match its model settings ({str(err).splitlines()[0]}): retrain it"
+        )
     model.to(device).eval()
     return model, payload

@@ -12,12 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path, load_npz, PipelineError, read_json, write_json, write_text
+from .artifacts import PipelineError, atomic_path, load_npz, read_json, write_json, write_text
 from .cells import check_cell
 from .config import arch_settings
-from .params import (BASELINE, Param, best_by_validation, checkpoint_path, load_section, read_architectures, read_params,
-                     read_seeds, stage_of)
 from .inference import correct
+from .params import (
+    BASELINE,
+    Param,
+    best_by_validation,
+    checkpoint_path,
+    load_section,
+    read_architectures,
+    read_params,
+    read_seeds,
+    stage_of,
+)
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {
@@ -52,8 +61,10 @@ def check_same_reviews(a, b, first, second):
     """Raise PipelineError unless predictions `a` (of model `first`) and `b` (of `second`) hold the same
     test reviews in the same order (same_reviews): the one check that compare and tools/paired.py make."""
     if not same_reviews(a, b):
-        raise PipelineError(f"{first} and {second} were not scored on the same test reviews in the same order: "
-                            "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)")
+        raise PipelineError(
+            f"{first} and {second} were not scored on the same test reviews in the same order: "
+            "rerun dvc repro (a file without review ids is from before they were saved: dvc repro -f)"
+        )
 
 
 def _require(path, stage):
@@ -97,15 +108,21 @@ def load_run(name, seed, paths, pretrained="none"):
         raise PipelineError(f"the metrics of {name} (seed {seed}) lack {err}: rerun `dvc repro -f {evaluate}`")
     for key, expected in (("arch", name), ("seed", seed)):
         if key in evaluation and evaluation[key] != expected:
-            raise PipelineError(f"{paths['eval_dir']}/{where}.json holds the metrics of {key} {evaluation[key]}, not {expected}: "
-                                f"rerun `dvc repro -f {evaluate}`")
+            raise PipelineError(
+                f"{paths['eval_dir']}/{where}.json holds the metrics of {key} {evaluation[key]}, not {expected}: "
+                f"rerun `dvc repro -f {evaluate}`"
+            )
     if name != BASELINE and run["val_accuracy"] is None:
-        raise PipelineError(f"the metrics of {name} (seed {seed}) record no validation accuracy to choose a seed by: "
-                            f"rerun `dvc repro -f {train}`")
+        raise PipelineError(
+            f"the metrics of {name} (seed {seed}) record no validation accuracy to choose a seed by: "
+            f"rerun `dvc repro -f {train}`"
+        )
     # the ranking reads the metrics' accuracy, the intervals the predictions: they must be one run's
     if abs(run["correct"].mean() - run["accuracy"]) > 0.5 / len(run["correct"]):
-        raise PipelineError(f"{paths['predictions_dir']}/{where}.npz gives accuracy {run['correct'].mean():.6f} but its metrics say "
-                            f"{run['accuracy']:.6f}: they come from different runs, rerun `dvc repro -f {evaluate}`")
+        raise PipelineError(
+            f"{paths['predictions_dir']}/{where}.npz gives accuracy {run['correct'].mean():.6f} but its metrics say "
+            f"{run['accuracy']:.6f}: they come from different runs, rerun `dvc repro -f {evaluate}`"
+        )
     return run
 
 
@@ -144,21 +161,35 @@ def leaderboard(rows, settings):
         right = row.pop("correct")
         row.pop("predictions")
         low, high = accuracy_interval(right, resamples, confidence, seed)
-        stats = {"test_reviews": int(len(right)), "accuracy_ci": [round(low, 6), round(high, 6)],
-                 "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6)}
+        stats = {
+            "test_reviews": int(len(right)),
+            "accuracy_ci": [round(low, 6), round(high, 6)],
+            "val_minus_test": None if row["val_accuracy"] is None else round(row["val_accuracy"] - row["accuracy"], 6),
+        }
         if rank == 1:
             top_right = right
-            stats.update(difference_to_top=None, difference_to_top_ci=None, p_value_vs_top=None, p_value_vs_top_adjusted=None,
-                         same_as_top=None)
+            stats.update(
+                difference_to_top=None,
+                difference_to_top_ci=None,
+                p_value_vs_top=None,
+                p_value_vs_top_adjusted=None,
+                same_as_top=None,
+            )
         else:
             difference, d_low, d_high = paired_difference(right, top_right, resamples, confidence, seed)
-            stats.update(difference_to_top=round(difference, 6), difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
-                         p_value_vs_top=mcnemar_exact(right, top_right))
+            stats.update(
+                difference_to_top=round(difference, 6),
+                difference_to_top_ci=[round(d_low, 6), round(d_high, 6)],
+                p_value_vs_top=mcnemar_exact(right, top_right),
+            )
         board.append({"rank": rank, **row, **stats})
     adjusted = adjust_p_values([row["p_value_vs_top"] for row in board[1:]], settings["correction"])
     for row, p_value in zip(board[1:], adjusted):
-        row.update(p_value_vs_top=float(f"{row['p_value_vs_top']:.4g}"), p_value_vs_top_adjusted=float(f"{p_value:.4g}"),
-                   same_as_top=bool(p_value >= settings["alpha"]))
+        row.update(
+            p_value_vs_top=float(f"{row['p_value_vs_top']:.4g}"),
+            p_value_vs_top_adjusted=float(f"{p_value:.4g}"),
+            same_as_top=bool(p_value >= settings["alpha"]),
+        )
     return board
 
 
@@ -190,8 +221,13 @@ def statistics_cells(row):
     low, high = row["accuracy_ci"]
     cells = [f"{row['accuracy']:.4f} [{low:.4f}, {high:.4f}]"]
     n = len(row["seeds"])
-    cells.append("n/a" if n == 0 else f"{row['accuracy_mean']:.4f} (1 seed)" if n == 1
-                 else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)")
+    cells.append(
+        "n/a"
+        if n == 0
+        else f"{row['accuracy_mean']:.4f} (1 seed)"
+        if n == 1
+        else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)"
+    )
     if row["difference_to_top"] is None:
         cells += ["top", ""]
     else:
@@ -204,9 +240,12 @@ def statistics_cells(row):
 def to_markdown(board, settings):
     confidence = f"{100 * settings['confidence']:g}%"
     rows_tested = max(len(board) - 1, 0)
-    correction = (f"Holm-adjusted for the {rows_tested} rows tested against the top one (`compare.correction`; "
-                  "`p_value_vs_top` in leaderboard.json is the unadjusted one)" if settings["correction"] == "holm"
-                  else "each row tested against the top one alone, with no correction for the number of rows")
+    correction = (
+        f"Holm-adjusted for the {rows_tested} rows tested against the top one (`compare.correction`; "
+        "`p_value_vs_top` in leaderboard.json is the unadjusted one)"
+        if settings["correction"] == "holm"
+        else "each row tested against the top one alone, with no correction for the number of rows"
+    )
     reviews = board[0]["test_reviews"] if board else 0
     lines = [
         f"# Leaderboard: {reviews:,} test reviews, sorted by accuracy",
@@ -220,13 +259,17 @@ def to_markdown(board, settings):
         "",
         f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] | test accuracy over seeds (mean ± sd) "
         f"| vs top, points [CI] | McNemar p{' (Holm)' if settings['correction'] == 'holm' else ''} | "
-        + " | ".join(heading for _, heading in COLUMNS) + " |",
+        + " | ".join(heading for _, heading in COLUMNS)
+        + " |",
         "|---:|:---|:---|---:|---:|---:|---:|---:|" + "---:|" * len(COLUMNS),
     ]
     for row in board:
         initial = {"none": "random"}.get(row.get("pretrained", "none"), row.get("pretrained"))
-        cells = ([str(row["rank"]), row["arch"], initial, "" if row["seed"] is None else str(row["seed"])]
-                 + statistics_cells(row) + [format_cell(key, row[key]) for key, _ in COLUMNS])
+        cells = (
+            [str(row["rank"]), row["arch"], initial, "" if row["seed"] is None else str(row["seed"])]
+            + statistics_cells(row)
+            + [format_cell(key, row[key]) for key, _ in COLUMNS]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -237,7 +280,9 @@ def read_curve(path, name, seed):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or "step" not in rows[0] or len(rows[0]) < 2:
-        raise PipelineError(f"{path} is not a dvclive metric file: rerun `dvc repro -f {stage_of('train', name, seed)}`")
+        raise PipelineError(
+            f"{path} is not a dvclive metric file: rerun `dvc repro -f {stage_of('train', name, seed)}`"
+        )
     metric = next(key for key in rows[0] if key not in ("step", "timestamp"))
     return [int(r["step"]) + 1 for r in rows], [float(r[metric]) for r in rows]
 
@@ -255,7 +300,9 @@ def plot(board, curves, path, confidence=0.95):
 
     names = list(curves)  # params.yaml order: the same colour for an architecture from run to run
     palette = plt.get_cmap("tab20")
-    colour = {name: palette(i % 20) for i, name in enumerate(names + [r["arch"] for r in board if r["arch"] not in curves])}
+    colour = {
+        name: palette(i % 20) for i, name in enumerate(names + [r["arch"] for r in board if r["arch"] not in curves])
+    }
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
 
     # points carry their rank only and the legend names them: full labels overlap once models cluster
@@ -265,13 +312,29 @@ def plot(board, curves, path, confidence=0.95):
         if row["arch"] == BASELINE:
             label = f"#{row['rank']} {row['arch']} (bag of n-grams)"
         low, high = row["accuracy_ci"]
-        left.errorbar(minutes, row["accuracy"], yerr=[[row["accuracy"] - low], [high - row["accuracy"]]], fmt="o", ms=8,
-                      capsize=4, color=colour[row["arch"]], zorder=3, label=label)
-        others = [acc for seed, acc in row["accuracy_per_seed"].items() if seed != str(row["seed"])] if row["seeds"] else []
+        left.errorbar(
+            minutes,
+            row["accuracy"],
+            yerr=[[row["accuracy"] - low], [high - row["accuracy"]]],
+            fmt="o",
+            ms=8,
+            capsize=4,
+            color=colour[row["arch"]],
+            zorder=3,
+            label=label,
+        )
+        others = (
+            [acc for seed, acc in row["accuracy_per_seed"].items() if seed != str(row["seed"])] if row["seeds"] else []
+        )
         left.scatter([minutes] * len(others), others, s=18, marker="_", color=colour[row["arch"]], zorder=2)
-        left.annotate(f"#{row['rank']}", (minutes, row["accuracy"]), xytext=(6, 3), textcoords="offset points", fontsize=8)
-    left.set(xlabel="training time (minutes)", ylabel="test accuracy",
-             title=f"Test accuracy (bars: {100 * confidence:g}% interval; dashes: other seeds) against training time")
+        left.annotate(
+            f"#{row['rank']}", (minutes, row["accuracy"]), xytext=(6, 3), textcoords="offset points", fontsize=8
+        )
+    left.set(
+        xlabel="training time (minutes)",
+        ylabel="test accuracy",
+        title=f"Test accuracy (bars: {100 * confidence:g}% interval; dashes: other seeds) against training time",
+    )
     left.margins(x=0.1, y=0.1)
     left.set_xlim(left=0)
     left.grid(alpha=0.3)
@@ -320,8 +383,12 @@ def write_curves(board, paths):
             arch, seed = row["arch"], row["seed"]
             if source.endswith("_dir"):
                 where = arch if arch == BASELINE else f"{arch}/seed{seed}"
-                xs, ys = read_points(f"{paths[source]}/{where}.csv", x, y,
-                                     BASELINE if arch == BASELINE else stage_of("evaluate", arch, seed))
+                xs, ys = read_points(
+                    f"{paths[source]}/{where}.csv",
+                    x,
+                    y,
+                    BASELINE if arch == BASELINE else stage_of("evaluate", arch, seed),
+                )
             elif arch == BASELINE:
                 continue  # no epochs
             else:
@@ -351,14 +418,16 @@ def read_chapter(params_path, known):
     a malformed section or a name that no params.yaml section defines."""
     params = read_params(params_path)
     chapter = params.get("chapter") or {}
-    if not isinstance(chapter, dict) or not all(isinstance(v, list) and all(isinstance(n, str) for n in v)
-                                                for v in chapter.values()):
+    if not isinstance(chapter, dict) or not all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in chapter.values()
+    ):
         raise PipelineError(f"parameter chapter must map each heading to a list of architectures, got {chapter!r}")
     for names in chapter.values():
         for name in names:
             if not isinstance(params.get(name), dict) or "cell" not in params[name]:
-                raise PipelineError(f"chapter names {name!r}, which no params.yaml section defines: "
-                                    f"pick among {', '.join(known)}")
+                raise PipelineError(
+                    f"chapter names {name!r}, which no params.yaml section defines: pick among {', '.join(known)}"
+                )
     return chapter
 
 
@@ -369,8 +438,11 @@ def chapter_table(params_path, board, chapter):
     this run has its row, marked so."""
     rows = {row["arch"]: row for row in board}
     reference = rows.get(SPEED_REFERENCE, {}).get("train_tokens_per_second")
-    lines = ["| chapter | params section | paper | test accuracy, mean ± sd over seeds | training speed vs "
-             f"{SPEED_REFERENCE} |", "|:---|:---|:---|---:|---:|"]
+    lines = [
+        "| chapter | params section | paper | test accuracy, mean ± sd over seeds | training speed vs "
+        f"{SPEED_REFERENCE} |",
+        "|:---|:---|:---|---:|---:|",
+    ]
     for heading, names in chapter.items():
         for name in names:
             settings = arch_settings(params_path, name)[0] if name in rows else read_params(params_path)[name]
@@ -387,8 +459,11 @@ def chapter_table(params_path, board, chapter):
                 accuracy, speed = "not trained in this run", ""
             else:
                 n = len(row["seeds"])
-                accuracy = (f"{row['accuracy_mean']:.4f} (1 seed)" if n == 1
-                            else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)")
+                accuracy = (
+                    f"{row['accuracy_mean']:.4f} (1 seed)"
+                    if n == 1
+                    else f"{row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} ({n} seeds)"
+                )
                 speed = f"{row['train_tokens_per_second'] / reference:.2f}x" if reference else ""
             lines.append(f"| {heading} | `{name}` | {'; '.join(papers)} | {accuracy} | {speed} |")
     return "\n".join(lines) + "\n"
@@ -408,23 +483,38 @@ def compare_models(params_path, paths):
     # which removes a stage's outputs before running it)
     chapter = read_chapter(params_path, names)
     rows = [architecture_row(name, seeds, paths, pretrained) for name, pretrained in names.items()]
-    baseline = {**load_run(BASELINE, None, paths, "n-grams"), "checkpoint": None, "seeds": [], "accuracy_per_seed": {},
-                "val_accuracy_per_seed": {}, "accuracy_mean": None, "accuracy_sd": None}
-    curves = {row["arch"]: read_curve(f"{paths['live_dir']}/{row['arch']}/seed{row['seed']}/plots/metrics/val/accuracy.tsv",
-                                      row["arch"], row["seed"]) for row in rows}
+    baseline = {
+        **load_run(BASELINE, None, paths, "n-grams"),
+        "checkpoint": None,
+        "seeds": [],
+        "accuracy_per_seed": {},
+        "val_accuracy_per_seed": {},
+        "accuracy_mean": None,
+        "accuracy_sd": None,
+    }
+    curves = {
+        row["arch"]: read_curve(
+            f"{paths['live_dir']}/{row['arch']}/seed{row['seed']}/plots/metrics/val/accuracy.tsv",
+            row["arch"],
+            row["seed"],
+        )
+        for row in rows
+    }
     board = leaderboard(rows + [baseline], settings)
 
-    plot(board, curves, paths['figure'], settings["confidence"])
+    plot(board, curves, paths["figure"], settings["confidence"])
     write_curves(board, paths)
     best = best_model(board)
-    with atomic_path(paths['best']) as tmp:  # DVC's model registry names this file (dvc.yaml: artifacts)
+    with atomic_path(paths["best"]) as tmp:  # DVC's model registry names this file (dvc.yaml: artifacts)
         shutil.copyfile(best["checkpoint"], tmp)
-    write_text(paths['markdown'], to_markdown(board, settings))
-    write_text(paths['chapter'], chapter_table(params_path, board, chapter))
-    write_json(paths['json'], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
+    write_text(paths["markdown"], to_markdown(board, settings))
+    write_text(paths["chapter"], chapter_table(params_path, board, chapter))
+    write_json(paths["json"], {"sorted_by": "accuracy", "seeds": seeds, "statistics": settings, "rows": board})
     top = board[0]
     same = [row["arch"] for row in board if row["same_as_top"]]
-    print(f"compare: {len(board)} models over {len(seeds)} seed(s), top {top['arch']} (test accuracy {top['accuracy']:.4f}"
-          f"{'' if top['seed'] is None else ', seed ' + str(top['seed'])}); not shown worse than it: "
-          f"{', '.join(same) or 'none'} -> {paths['markdown']}; best by validation: {best['arch']} seed {best['seed']} "
-          f"-> {paths['best']}")
+    print(
+        f"compare: {len(board)} models over {len(seeds)} seed(s), top {top['arch']} (test accuracy {top['accuracy']:.4f}"
+        f"{'' if top['seed'] is None else ', seed ' + str(top['seed'])}); not shown worse than it: "
+        f"{', '.join(same) or 'none'} -> {paths['markdown']}; best by validation: {best['arch']} seed {best['seed']} "
+        f"-> {paths['best']}"
+    )

@@ -58,7 +58,9 @@ TRAIN_SCHEMA = {
     # or auto: bfloat16 where it pays (runtime.training_precision), float32 elsewhere
     "precision": Param(str, choices=("float32", "bfloat16", "auto")),
     "device": Param(str, choices=("auto", "cpu", "cuda")),
-    "threads": Param(int, min=0, max=256),  # 0 = the cores this process may use (its CPU affinity), shared out among train.processes
+    "threads": Param(
+        int, min=0, max=256
+    ),  # 0 = the cores this process may use (its CPU affinity), shared out among train.processes
     "eval_batch_size": Param(int, min=1, max=65536),
     "bucket_pool": Param(int, min=1, max=100_000),  # batches per length-sorting pool
     "processes": Param(int, min=1, max=1024),  # data-parallel processes (distributed.launch)
@@ -76,11 +78,15 @@ def check_cell_settings(name, settings):
     own check refuses (cells.Cell)."""
     cell = CELLS[settings["cell"]]
     if settings["bidirectional"] and not cell.bidirectional:
-        raise PipelineError(f"parameter {name}.bidirectional is true, but the {cell.name} cell cannot read a review "
-                            "backwards: set it to false")
+        raise PipelineError(
+            f"parameter {name}.bidirectional is true, but the {cell.name} cell cannot read a review "
+            "backwards: set it to false"
+        )
     if settings["pooling"] == "last" and not cell.carries_state:
-        raise PipelineError(f"parameter {name}.pooling is last, but the {cell.name} cell does not carry its state from "
-                            "one span of steps to the next, which last pooling needs: use max, mean or attention")
+        raise PipelineError(
+            f"parameter {name}.pooling is last, but the {cell.name} cell does not carry its state from "
+            "one span of steps to the next, which last pooling needs: use max, mean or attention"
+        )
     wrong = cell.check(settings) if cell.check else None
     if wrong:
         raise PipelineError(f"parameter {name}.{wrong[0]} {wrong[1]}")
@@ -166,8 +172,10 @@ def arch_settings(params_path, name, seed=None):
     """
     known = read_architectures(params_path)
     if name not in known:
-        raise PipelineError(f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
-                            "(architectures, pretrained_architectures, semi_supervised_architectures)")
+        raise PipelineError(
+            f"unknown architecture {name!r}: params.yaml lists {', '.join(known)} "
+            "(architectures, pretrained_architectures, semi_supervised_architectures)"
+        )
     params = read_params(params_path)
     # a cell's own options are known keys of its sections; arch_defaults may hold any cell's
     every_option = {key: spec for cell in CELLS.values() for key, spec in cell.options.items()}
@@ -182,12 +190,17 @@ def arch_settings(params_path, name, seed=None):
     if settings["pooling"] == "attention" and "attention_dim" not in settings:
         raise PipelineError(f"parameter {name}.attention_dim is missing: attention pooling needs it")
     if settings.get("entropy_weight") and not settings.get("unsup_ratio"):
-        raise PipelineError(f"parameter {name}.entropy_weight is {settings['entropy_weight']} but {name}.unsup_ratio is 0: "
-                            "entropy minimisation reads unlabelled reviews, so set unsup_ratio > 0 or entropy_weight: 0")
+        raise PipelineError(
+            f"parameter {name}.entropy_weight is {settings['entropy_weight']} but {name}.unsup_ratio is 0: "
+            "entropy minimisation reads unlabelled reviews, so set unsup_ratio > 0 or entropy_weight: 0"
+        )
     if settings.get("unsup_ratio") and not (settings.get("vat_eps") or settings.get("entropy_weight")):
-        raise PipelineError(f"parameter {name}.unsup_ratio is {settings['unsup_ratio']} but neither vat_eps nor entropy_weight "
-                            "is on: the unlabelled reviews would only cost time, so set unsup_ratio: 0 or turn a term on")
+        raise PipelineError(
+            f"parameter {name}.unsup_ratio is {settings['unsup_ratio']} but neither vat_eps nor entropy_weight "
+            "is on: the unlabelled reviews would only cost time, so set unsup_ratio: 0 or turn a term on"
+        )
     common = check("train", params.get("train"), TRAIN_SCHEMA)
     seeds = read_seeds(params_path)
-    return settings, TrainConfig.from_dict({**settings, **common, "pretrained": GROUPS[known[name]],
-                                            "seed": seeds[0] if seed is None else seed})
+    return settings, TrainConfig.from_dict(
+        {**settings, **common, "pretrained": GROUPS[known[name]], "seed": seeds[0] if seed is None else seed}
+    )

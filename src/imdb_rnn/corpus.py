@@ -12,8 +12,21 @@ import pyarrow.csv as pacsv
 
 from .artifacts import PipelineError, save_npz, write_json, write_text
 from .ingest import read_table, write_table
-from .params import load_section, Param
-from .text import (build_vocab, check_truncation, CLEAN_SCHEMA, clean_texts, count_words, encode, pad, read_vocab, split_words, TOKENIZE_SCHEMA, vocab_sha256, without_known_words)
+from .params import Param, load_section
+from .text import (
+    CLEAN_SCHEMA,
+    TOKENIZE_SCHEMA,
+    build_vocab,
+    check_truncation,
+    clean_texts,
+    count_words,
+    encode,
+    pad,
+    read_vocab,
+    split_words,
+    vocab_sha256,
+    without_known_words,
+)
 
 HIST_BIN, HIST_MAX = 25, 1500  # words; the last bin holds every longer review
 
@@ -29,6 +42,7 @@ def length_stats(lengths):
         "max": int(np.max(lengths)) if len(lengths) else 0,
     }
 
+
 def clean_reviews(params_path, paths):
     """The clean stage: clean every review, count words per split, record review-length statistics.
 
@@ -36,7 +50,7 @@ def clean_reviews(params_path, paths):
     """
 
     settings = load_section(params_path, "clean", CLEAN_SCHEMA)
-    table = read_table(paths['reviews'])
+    table = read_table(paths["reviews"])
     cleaned = clean_texts(table["text"], settings)
     words, lengths = split_words(cleaned)
     table = table.set_column(table.schema.get_field_index("text"), "text", cleaned)
@@ -68,10 +82,10 @@ def clean_reviews(params_path, paths):
         f"{edge},{hist['train'][i]},{hist['test'][i]},{hist['unsup'][i]}" for i, edge in enumerate(edges)
     ]
 
-    write_table(table, paths['out'])
-    write_text(paths['counts'], "\n".join(lines) + "\n")
-    write_json(paths['stats'], stats)
-    write_text(paths['hist'], "\n".join(csv) + "\n")
+    write_table(table, paths["out"])
+    write_text(paths["counts"], "\n".join(lines) + "\n")
+    write_json(paths["stats"], stats)
+    write_text(paths["hist"], "\n".join(csv) + "\n")
     print(f"clean: {table.num_rows} reviews, {merged.num_rows} distinct words in train+unsup -> {paths['out']}")
 
 
@@ -85,6 +99,7 @@ SCHEMA = {
 
 SOURCES = ("train", "unsup")
 
+
 def build_vocabulary(params_path, paths):
     """The vocab stage: the vocabulary from the training (and optionally unlabelled) reviews' word counts, never the test set's.
 
@@ -94,21 +109,27 @@ def build_vocabulary(params_path, paths):
     params = load_section(params_path, "vocab", SCHEMA)
     sources = params["sources"]
     if not sources or any(s not in SOURCES for s in sources) or len(set(sources)) != len(sources):
-        raise PipelineError(f"parameter vocab.sources must be a non-empty list drawn from {list(SOURCES)}, got {sources!r}")
+        raise PipelineError(
+            f"parameter vocab.sources must be a non-empty list drawn from {list(SOURCES)}, got {sources!r}"
+        )
     try:
         counts = pacsv.read_csv(
-            paths['counts'],
+            paths["counts"],
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(column_types={"word": pa.string(), "train": pa.int64(), "unsup": pa.int64()}),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"word": pa.string(), "train": pa.int64(), "unsup": pa.int64()}
+            ),
         )
     except (FileNotFoundError, pa.ArrowInvalid) as err:
-        raise PipelineError(f"word counts {paths['counts']} missing or unreadable ({err}): run the clean stage (dvc repro)")
+        raise PipelineError(
+            f"word counts {paths['counts']} missing or unreadable ({err}): run the clean stage (dvc repro)"
+        )
     total = counts[sources[0]]
     for s in sources[1:]:
         total = pa.compute.add(total, counts[s])
     table = pa.table({"word": counts["word"], "count": total}).sort_by([("count", "descending"), ("word", "ascending")])
     vocab = build_vocab(table, params["max_size"], params["min_freq"])
-    write_text(paths['out'], "\n".join(vocab) + "\n")
+    write_text(paths["out"], "\n".join(vocab) + "\n")
     print(f"vocab: {len(vocab)} entries (0 = <pad>, 1 = <unk>) from {'+'.join(sources)} -> {paths['out']}")
 
 
@@ -127,8 +148,8 @@ def tokenize_reviews(params_path, paths):
     """
 
     settings = check_truncation(load_section(params_path, "tokenize", TOKENIZE_SCHEMA))
-    vocab = read_vocab(paths['vocab'])
-    table = read_table(paths['reviews'])
+    vocab = read_vocab(paths["vocab"])
+    table = read_table(paths["reviews"])
     clean_meta = (table.schema.metadata or {}).get(b"imdb_rnn.clean")
     if clean_meta is None:
         raise PipelineError(f"{paths['reviews']} carries no cleaning settings: rerun the clean stage (dvc repro)")
@@ -141,15 +162,27 @@ def tokenize_reviews(params_path, paths):
             raise PipelineError(f"{paths['reviews']} has no {split} reviews: check the ingest report")
         words, lengths = split_words(part["text"])
         ids = encode(words, vocab)
-        matrix, kept = pad(ids, lengths, settings["seq_len"], settings["pad_side"], settings["truncate_side"],
-                           settings.get("head_tokens", 0))
+        matrix, kept = pad(
+            ids,
+            lengths,
+            settings["seq_len"],
+            settings["pad_side"],
+            settings["truncate_side"],
+            settings.get("head_tokens", 0),
+        )
         arrays[split] = dict(
             ids=matrix,
             lengths=kept,
             n_words=lengths.astype(np.int32),
             # 1 pos, 0 neg; -1 for the unlabelled reviews
-            labels=np.select([part["label"].to_numpy(zero_copy_only=False) == "pos",
-                              part["label"].to_numpy(zero_copy_only=False) == "neg"], [1, 0], -1).astype(np.int8),
+            labels=np.select(
+                [
+                    part["label"].to_numpy(zero_copy_only=False) == "pos",
+                    part["label"].to_numpy(zero_copy_only=False) == "neg",
+                ],
+                [1, 0],
+                -1,
+            ).astype(np.int8),
             ratings=pc.fill_null(part["rating"], 0).to_numpy().astype(np.int8),  # 0: unrated
             review_ids=part["id"].to_numpy().astype(np.int32),
             # for the split's grouping and duplicate checks; "" where ingest found no movie

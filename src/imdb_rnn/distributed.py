@@ -70,8 +70,15 @@ def launch(processes, script, args):
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
     try:
         elastic_launch(config, sys.executable)(script, *map(str, args))
     except SignalException:
@@ -82,15 +89,19 @@ def launch(processes, script, args):
         # that died without a word (killed, crashed) is the cause when every line is a consequence.
         consequences = ("error: interrupted", f"error: {PEER_STOPPED}")
         failures = sorted(err.failures.items(), key=lambda item: item[1].timestamp)
-        told = {rank: f.message for rank, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")}
+        told = {
+            rank: f.message for rank, f in failures if isinstance(f.message, str) and f.message.startswith("error: ")
+        }
         causes = [message for message in told.values() if message not in consequences]
         silent = [(rank, f) for rank, f in failures if rank not in told]
         if causes or not silent:
             raise PipelineError((causes or list(told.values()))[0].removeprefix("error: ")) from None
         rank, failure = silent[0]
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
-        raise PipelineError(f"training process {rank} of {processes} died ({how}) before it could say why; "
-                            "rerun with train.processes=1 to see the problem") from None
+        raise PipelineError(
+            f"training process {rank} of {processes} died ({how}) before it could say why; "
+            "rerun with train.processes=1 to see the problem"
+        ) from None
 
 
 def setup(device_type):

@@ -13,9 +13,9 @@ import torch
 
 from .artifacts import PipelineError, write_json
 from .ingest import read_table
-from .params import load_section, Param
+from .params import Param, load_section
 from .pretrained import save_pretrained
-from .text import encode, PAD_ID, read_vocab, split_words, UNK_ID, vocab_sha256
+from .text import PAD_ID, UNK_ID, encode, read_vocab, split_words, vocab_sha256
 
 SCHEMA = {
     "dim": Param(int, min=1, max=4096),
@@ -40,16 +40,20 @@ def check_settings(params):
     every model trained from them differs too)."""
     check_sources(params["sources"])
     if params["workers"] != 1:
-        raise PipelineError(f"parameter pretrain_embeddings.workers is {params['workers']}: gensim's word2vec is reproducible "
-                            "only with one worker thread (more interleave batches by timing, so each run gives other "
-                            "vectors and other models downstream); set workers: 1")
+        raise PipelineError(
+            f"parameter pretrain_embeddings.workers is {params['workers']}: gensim's word2vec is reproducible "
+            "only with one worker thread (more interleave batches by timing, so each run gives other "
+            "vectors and other models downstream); set workers: 1"
+        )
     return params
 
 
 def check_sources(sources, param="pretrain_embeddings.sources"):
     """The review splits a pretraining stage learns from; 'test' is refused so that the test set stays unseen."""
     if "test" in sources:
-        raise PipelineError(f"parameter {param} contains 'test': the test reviews must stay unseen, use only {list(SOURCES)}")
+        raise PipelineError(
+            f"parameter {param} contains 'test': the test reviews must stay unseen, use only {list(SOURCES)}"
+        )
     if not sources or any(s not in SOURCES for s in sources) or len(set(sources)) != len(sources):
         raise PipelineError(f"parameter {param} must be a non-empty list drawn from {list(SOURCES)}, got {sources!r}")
     return list(sources)
@@ -127,8 +131,11 @@ def train_word2vec(sentences, params, log=print):
     callback = _epoch_logger(params["epochs"], tokens, log)
     start = time.perf_counter()
     effective, raw = model.train(
-        sentences, total_examples=model.corpus_count, total_words=model.corpus_total_words,
-        epochs=model.epochs, callbacks=[callback],
+        sentences,
+        total_examples=model.corpus_count,
+        total_words=model.corpus_total_words,
+        epochs=model.epochs,
+        callbacks=[callback],
     )
     seconds = time.perf_counter() - start
     timing = {
@@ -221,10 +228,12 @@ def pretrain_embeddings(params_path, paths):
     """
 
     params = check_settings(load_section(params_path, "pretrain_embeddings", SCHEMA))  # before any reading
-    vocab = read_vocab(paths['vocab'])
-    matrix, report = pretrain(paths['reviews'], vocab, params)
-    save_pretrained(paths['out'], "word2vec", {"dim": int(matrix.shape[1])}, torch.from_numpy(matrix), vocab_sha256(vocab))
-    write_json(paths['metrics'], report)
+    vocab = read_vocab(paths["vocab"])
+    matrix, report = pretrain(paths["reviews"], vocab, params)
+    save_pretrained(
+        paths["out"], "word2vec", {"dim": int(matrix.shape[1])}, torch.from_numpy(matrix), vocab_sha256(vocab)
+    )
+    write_json(paths["metrics"], report)
     print(
         f"pretrain_embeddings: {matrix.shape[0]} x {matrix.shape[1]} float32, {report['words_covered']} trained, "
         f"{report['words_missing']} random, {report['seconds']} s ({report['words_per_second']} words/s) -> {paths['out']}"

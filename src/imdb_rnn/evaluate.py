@@ -38,7 +38,9 @@ LABEL_NAMES = ("neg", "pos")
 
 def checkpoint_field(payload, key, path):
     if key not in payload:
-        raise PipelineError(f"checkpoint {path} has no '{key}' entry: retrain it ({retrain_hint(path, payload.get('arch'))})")
+        raise PipelineError(
+            f"checkpoint {path} has no '{key}' entry: retrain it ({retrain_hint(path, payload.get('arch'))})"
+        )
     return payload[key]
 
 
@@ -46,7 +48,9 @@ def check_compatible(payload, meta, path):
     """Refuse a checkpoint whose vocabulary or text layout differs from the test data's (meta.json)."""
     missing = {"clean", "tokenize", "vocab_sha256"} - set(meta)
     if missing:
-        raise PipelineError(f"tokenizer settings lack {sorted(missing)}: rerun the tokenize stage (dvc repro -f tokenize)")
+        raise PipelineError(
+            f"tokenizer settings lack {sorted(missing)}: rerun the tokenize stage (dvc repro -f tokenize)"
+        )
     fix = "retrain it (dvc repro) so that model and test data come from the same settings"
     if checkpoint_field(payload, "vocab_sha256", path) != meta["vocab_sha256"]:
         raise PipelineError(f"checkpoint {path} was trained with a different vocabulary than data/tokens: {fix}")
@@ -105,7 +109,8 @@ def unseen_metrics(labels, logits, in_train):
     unseen = ~np.asarray(in_train, bool)
     return {
         "accuracy_unseen": round(accuracy(np.asarray(logits)[unseen], np.asarray(labels)[unseen]), 6)
-        if unseen.any() else None,
+        if unseen.any()
+        else None,
         "test_reviews_in_train": int((~unseen).sum()),
     }
 
@@ -114,8 +119,12 @@ def save_predictions(path, logits, labels, review_ids):
     """Per-review logits [N] (float32), 0/1 labels [N] and aclImdb review ids [N] of the official test
     reviews, in test.npz's order: what the compare stage's intervals and paired tests are computed
     from, and what lets them check that two files hold the same reviews (compare.same_reviews)."""
-    save_npz(path, logits=np.asarray(logits, np.float32), labels=np.asarray(labels, np.int8),
-             review_ids=np.asarray(review_ids, np.int64))
+    save_npz(
+        path,
+        logits=np.asarray(logits, np.float32),
+        labels=np.asarray(labels, np.int8),
+        review_ids=np.asarray(review_ids, np.int64),
+    )
 
 
 def sigmoid(logits):
@@ -170,7 +179,9 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     """Score `reviews` with the checkpoint's `model`; return (metrics, logits, 0/1 labels)."""
     train_seconds = checkpoint_field(payload, "metrics", path).get("train_seconds")
     if train_seconds is None:
-        raise PipelineError(f"checkpoint {path} does not record its training time: retrain it ({retrain_hint(path, payload.get('arch'))})")
+        raise PipelineError(
+            f"checkpoint {path} does not record its training time: retrain it ({retrain_hint(path, payload.get('arch'))})"
+        )
     start = time.perf_counter()  # throughput counts the model's work only, not loading
     logits = predict_logits(model, reviews, batch_size, device)
     seconds = time.perf_counter() - start
@@ -213,7 +224,9 @@ def evaluate_checkpoint(name, params_path, paths):
     test = load_npz(paths["test"], "tokenized test set")  # read once: the reviews and their in_train flags
     missing = {"ids", "lengths", "labels", "review_ids", "in_train"} - set(test)
     if missing:
-        raise PipelineError(f"tokenized test set {paths['test']} lacks {sorted(missing)}: rerun the tokenize stage (dvc repro)")
+        raise PipelineError(
+            f"tokenized test set {paths['test']} lacks {sorted(missing)}: rerun the tokenize stage (dvc repro)"
+        )
     reviews = Reviews.from_arrays(test, tokenize, tokenize["seq_len"])
     if reviews.ids.shape[1] < tokenize["seq_len"]:
         raise PipelineError(
@@ -234,5 +247,7 @@ def evaluate_checkpoint(name, params_path, paths):
     save_predictions(paths["predictions"], logits, labels, test["review_ids"])
     write_json(paths["metrics"], metrics)
     auc = "undefined (one class)" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
-    print(f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "
-          f"{metrics['reviews_per_second']:.0f} reviews/s on {metrics['device']}")
+    print(
+        f"{name}: test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {auc}, "
+        f"{metrics['reviews_per_second']:.0f} reviews/s on {metrics['device']}"
+    )

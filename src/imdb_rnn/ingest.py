@@ -21,14 +21,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .artifacts import atomic_path, load, PipelineError, write_json
-from .params import load_section, Param
+from .artifacts import PipelineError, atomic_path, load, write_json
+from .params import Param, load_section
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # published with the archive; torchtext records it too
 # review files per folder of the official archive (its README: 25,000 train, 25,000 test, 50,000 unlabelled)
-OFFICIAL_FILES = {("train", "pos"): 12_500, ("train", "neg"): 12_500, ("test", "pos"): 12_500, ("test", "neg"): 12_500,
-                  ("train", "unsup"): 50_000}
+OFFICIAL_FILES = {
+    ("train", "pos"): 12_500,
+    ("train", "neg"): 12_500,
+    ("test", "pos"): 12_500,
+    ("test", "neg"): 12_500,
+    ("train", "unsup"): 50_000,
+}
 
 SCHEMA = {
     "source": Param(str),
@@ -52,7 +57,10 @@ TABLE_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("rating", pa.int8()),  # 1-4 or 7-10 from the file name; null for the unlabelled reviews
         ("text", pa.string()),
-        ("movie", pa.string()),  # IMDb title id (tt...) from urls_*.txt; null where that file is missing or does not fit
+        (
+            "movie",
+            pa.string(),
+        ),  # IMDb title id (tt...) from urls_*.txt; null where that file is missing or does not fit
         ("text_hash", pa.int64()),  # of the text as read: equal texts, equal hashes (duplicates)
     ]
 )
@@ -238,10 +246,15 @@ def check_complete(source, path, files, urls, official):
         if files[(split, label)] == 0 and (split, label) not in REQUIRED:  # an optional folder left out on purpose
             continue
         if files[(split, label)] < count:
-            hint = ("extract aclImdb_v1.tar.gz again, or point ingest.source at the .tar.gz itself" if path.is_dir()
-                    else "download it again")
-            raise PipelineError(f"{source} is incomplete: aclImdb/{split}/{label} holds {files[(split, label)]:,} review files "
-                                f"but {why} (an interrupted extraction or download?): {hint}")
+            hint = (
+                "extract aclImdb_v1.tar.gz again, or point ingest.source at the .tar.gz itself"
+                if path.is_dir()
+                else "download it again"
+            )
+            raise PipelineError(
+                f"{source} is incomplete: aclImdb/{split}/{label} holds {files[(split, label)]:,} review files "
+                f"but {why} (an interrupted extraction or download?): {hint}"
+            )
 
 
 def text_hashes(texts):
@@ -279,7 +292,9 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
     columns = {name: [] for name in TABLE_SCHEMA.names if name not in ("movie", "text_hash")}
     folders, folder_ids, files = [], {}, Counter()
     counts, empty = Counter(), Counter()
-    for split, label, review_id, rating, raw, name in tqdm(reviews, desc="read reviews", unit=" files", mininterval=2, disable=None):
+    for split, label, review_id, rating, raw, name in tqdm(
+        reviews, desc="read reviews", unit=" files", mininterval=2, disable=None
+    ):
         files[(split, label)] += 1
         text = decode(raw, name)
         if not text.strip():
@@ -326,21 +341,33 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
         "files_skipped_named": skipped[:MAX_NAMED],
         "movie_files": dict(sorted(movie_status.items())),
         "labelled_reviews_without_movie": without_movie,
-        "movies": {s: len(set(table.filter(pa.array(split_names == s))["movie"].drop_null().to_pylist()))
-                   for s in ("train", "test")},
+        "movies": {
+            s: len(set(table.filter(pa.array(split_names == s))["movie"].drop_null().to_pylist()))
+            for s in ("train", "test")
+        },
         "duplicates": duplicate_counts(split_names, table["text_hash"].to_numpy()),
     }
     if decode.bad_files:
-        print(f"ingest: warning: {len(decode.bad_files)} file(s) hold invalid UTF-8, replaced by U+FFFD: "
-              f"{', '.join(decode.bad_files[:3])}{' ...' if len(decode.bad_files) > 3 else ''} (metrics/ingest.json names them)",
-              file=sys.stderr)
+        print(
+            f"ingest: warning: {len(decode.bad_files)} file(s) hold invalid UTF-8, replaced by U+FFFD: "
+            f"{', '.join(decode.bad_files[:3])}{' ...' if len(decode.bad_files) > 3 else ''} (metrics/ingest.json names them)",
+            file=sys.stderr,
+        )
     if skipped:
-        print(f"ingest: warning: {len(skipped)} file(s) in review folders are not named ID_RATING.txt and were skipped: "
-              f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
+        print(
+            f"ingest: warning: {len(skipped)} file(s) in review folders are not named ID_RATING.txt and were skipped: "
+            f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}",
+            file=sys.stderr,
+        )
     if without_movie:
-        bad = [f"{name} {state}" for name, state in sorted(movie_status.items()) if state != "ok" and "unsup" not in name]
-        print(f"ingest: warning: {without_movie} labelled review(s) have no movie ({'; '.join(bad)}): "
-              "split.group_by: movie will refuse them (metrics/ingest.json: movie_files)", file=sys.stderr)
+        bad = [
+            f"{name} {state}" for name, state in sorted(movie_status.items()) if state != "ok" and "unsup" not in name
+        ]
+        print(
+            f"ingest: warning: {without_movie} labelled review(s) have no movie ({'; '.join(bad)}): "
+            "split.group_by: movie will refuse them (metrics/ingest.json: movie_files)",
+            file=sys.stderr,
+        )
     return table, report
 
 
@@ -350,8 +377,13 @@ def write_table(table, path):
 
 
 def read_table(path, columns=None):
-    return load(path, "table", lambda p: pq.read_table(p, columns=columns), make="run the stages before it (dvc repro)",
-                errors=(pa.ArrowInvalid, OSError))
+    return load(
+        path,
+        "table",
+        lambda p: pq.read_table(p, columns=columns),
+        make="run the stages before it (dvc repro)",
+        errors=(pa.ArrowInvalid, OSError),
+    )
 
 
 def ingest(params_path, paths):
@@ -362,6 +394,6 @@ def ingest(params_path, paths):
 
     params = load_section(params_path, "ingest", SCHEMA)
     table, report = read_reviews(params["source"], params["download_dir"], params["md5"])
-    write_table(table, paths['out'])
-    write_json(paths['report'], report)
+    write_table(table, paths["out"])
+    write_json(paths["report"], report)
     print(f"ingest: {report['reviews']} reviews {report['per_split']} -> {paths['out']}")

@@ -18,11 +18,11 @@ from torch import nn
 from tqdm import tqdm
 
 from .artifacts import PipelineError, write_json
+from .cells import CELLS, check_cell
 from .embeddings import check_sources
 from .ingest import read_table
-from .cells import CELLS, check_cell
 from .optim import make_optimizer, optimizer_step
-from .params import load_section, Param
+from .params import Param, load_section
 from .pretrained import save_pretrained
 from .runtime import configure_cpu, pick_device, seed_everything
 from .text import encode, read_vocab, split_words, vocab_sha256
@@ -115,19 +115,35 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
     rng = np.random.default_rng(params["seed"])
     model.to(device)
     optimizer = make_optimizer(model, params["lr"])
-    per_epoch = len(train_rows) if not params["max_tokens"] else min(len(train_rows), max(1, params["max_tokens"] // params["bptt"]))
+    per_epoch = (
+        len(train_rows)
+        if not params["max_tokens"]
+        else min(len(train_rows), max(1, params["max_tokens"] // params["bptt"]))
+    )
     history = []
     for epoch in range(1, params["epochs"] + 1):
         model.train()
         order = rng.permutation(len(train_rows))[:per_epoch]
         batches = [order[i : i + params["batch_size"]] for i in range(0, len(order), params["batch_size"])]
         start, total, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(batches, desc=f"language model epoch {epoch}/{params['epochs']}", unit="batch", leave=False, disable=None, file=sys.stderr)
+        bar = tqdm(
+            batches,
+            desc=f"language model epoch {epoch}/{params['epochs']}",
+            unit="batch",
+            leave=False,
+            disable=None,
+            file=sys.stderr,
+        )
         for step, idx in enumerate(bar, 1):
             batch = torch.from_numpy(train_rows[idx].astype(np.int64)).to(device)
             loss = model(batch)
-            optimizer_step(model, optimizer, loss, params["grad_clip"],
-                   f"language model loss became {{loss}} at epoch {epoch}, batch {step}: lower pretrain_lm.lr")
+            optimizer_step(
+                model,
+                optimizer,
+                loss,
+                params["grad_clip"],
+                f"language model loss became {{loss}} at epoch {epoch}, batch {step}: lower pretrain_lm.lr",
+            )
             total += loss.item() * len(idx)
             seen += len(idx)
             if step % 20 == 0:
@@ -144,8 +160,10 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
             "tokens_per_second": round(seen * params["bptt"] / seconds, 1),
         }
         history.append(row)
-        log(f"language model epoch {epoch}: train loss {row['train_loss']:.4f} | val loss {val_loss:.4f} "
-            f"(perplexity {row['val_perplexity']:.1f}) | {seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s")
+        log(
+            f"language model epoch {epoch}: train loss {row['train_loss']:.4f} | val loss {val_loss:.4f} "
+            f"(perplexity {row['val_perplexity']:.1f}) | {seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s"
+        )
     return history
 
 
@@ -156,12 +174,14 @@ def pretrain_lm(params_path, paths):
     """
 
     params = load_section(params_path, "pretrain_lm", SCHEMA)
-    vocab = read_vocab(paths['vocab'])
+    vocab = read_vocab(paths["vocab"])
     cutoffs = check_settings(params, len(vocab))
-    table = read_table(paths['reviews'])
+    table = read_table(paths["reviews"])
     text = table.filter(pc.is_in(table["split"], value_set=pa.array(params["sources"])))["text"]
     if len(text) == 0:
-        raise PipelineError(f"{paths['reviews']} has no {' or '.join(params['sources'])} reviews: check the ingest report")
+        raise PipelineError(
+            f"{paths['reviews']} has no {' or '.join(params['sources'])} reviews: check the ingest report"
+        )
     words, _ = split_words(text)
     stream = encode(words, vocab)  # reviews one after another, as one running text
 
@@ -169,7 +189,9 @@ def pretrain_lm(params_path, paths):
     order = np.random.default_rng(params["seed"]).permutation(len(rows))
     n_val = max(1, int(len(rows) * params["val_fraction"]))
     if n_val >= len(rows):
-        raise PipelineError(f"{len(rows)} sequences are too few to hold out {n_val} for validation: lower pretrain_lm.bptt")
+        raise PipelineError(
+            f"{len(rows)} sequences are too few to hold out {n_val} for validation: lower pretrain_lm.bptt"
+        )
     val_rows, train_rows = rows[order[:n_val]], rows[order[n_val:]]
 
     configure_cpu(params["threads"])
@@ -178,17 +200,23 @@ def pretrain_lm(params_path, paths):
     config = {k: params[k] for k in ("cell", "num_layers", "embed_dim", "hidden_dim", "dropout")}
     config.update(vocab_size=len(vocab), cutoffs=cutoffs)
     model = LanguageModel(**config)
-    print(f"language model: {len(stream):,} tokens from {len(text):,} reviews ({', '.join(params['sources'])}), "
-          f"{len(train_rows):,} training and {len(val_rows):,} validation sequences of {params['bptt']}", flush=True)
+    print(
+        f"language model: {len(stream):,} tokens from {len(text):,} reviews ({', '.join(params['sources'])}), "
+        f"{len(train_rows):,} training and {len(val_rows):,} validation sequences of {params['bptt']}",
+        flush=True,
+    )
     history = pretrain(model, train_rows, val_rows, params, device)
 
-    save_pretrained(paths['out'], "lm", config, model.encoder_state(), vocab_sha256(vocab), history=history)
-    write_json(paths['metrics'], {
-        "corpus_tokens": int(len(stream)),
-        "reviews": int(len(text)),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "final_val_loss": history[-1]["val_loss"],
-        "final_val_perplexity": history[-1]["val_perplexity"],
-        "seconds": round(sum(r["seconds"] for r in history), 1),
-        "epochs": history,
-    })
+    save_pretrained(paths["out"], "lm", config, model.encoder_state(), vocab_sha256(vocab), history=history)
+    write_json(
+        paths["metrics"],
+        {
+            "corpus_tokens": int(len(stream)),
+            "reviews": int(len(text)),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "final_val_loss": history[-1]["val_loss"],
+            "final_val_perplexity": history[-1]["val_perplexity"],
+            "seconds": round(sum(r["seconds"] for r in history), 1),
+            "epochs": history,
+        },
+    )

@@ -147,7 +147,9 @@ class RecurrentClassifier(nn.Module):
         features = hidden_dim * directions
         if pooling == "attention":
             # additive (Bahdanau-style) scoring: v . tanh(W h_t)
-            self.attention = nn.Sequential(nn.Linear(features, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1, bias=False))
+            self.attention = nn.Sequential(
+                nn.Linear(features, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1, bias=False)
+            )
         self.head = nn.Linear(features, 1)
 
     def forward(self, ids, lengths, return_attention=False):

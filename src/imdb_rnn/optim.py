@@ -31,7 +31,9 @@ def make_scheduler(optimizer, schedule, total_steps, warmup_steps=0):
     if schedule not in LR_SCHEDULES:
         raise PipelineError(f"unknown lr_schedule {schedule!r}: use {', '.join(LR_SCHEDULES)}")
     if warmup_steps >= total_steps:
-        raise PipelineError(f"warmup_steps is {warmup_steps} but training has only {total_steps} steps: lower warmup_steps")
+        raise PipelineError(
+            f"warmup_steps is {warmup_steps} but training has only {total_steps} steps: lower warmup_steps"
+        )
     if schedule == "constant" and not warmup_steps:
         return None
     decay_steps = total_steps - warmup_steps

@@ -119,13 +119,20 @@ def read_architectures(params_path):
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"parameter architectures in {path} must be a non-empty list of section names")
     pretrained = params.get("pretrained_architectures") or {}
-    if not isinstance(pretrained, dict) or set(pretrained) - set(PRETRAINED) or not all(
-            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in pretrained.values()):
-        raise PipelineError(f"parameter pretrained_architectures in {path} must map {' and '.join(PRETRAINED)} "
-                            f"to lists of section names, got {pretrained!r}")
+    if (
+        not isinstance(pretrained, dict)
+        or set(pretrained) - set(PRETRAINED)
+        or not all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in pretrained.values())
+    ):
+        raise PipelineError(
+            f"parameter pretrained_architectures in {path} must map {' and '.join(PRETRAINED)} "
+            f"to lists of section names, got {pretrained!r}"
+        )
     semi = params.get("semi_supervised_architectures") or []
     if not isinstance(semi, list) or not all(isinstance(n, str) for n in semi):
-        raise PipelineError(f"parameter semi_supervised_architectures in {path} must be a list of section names, got {semi!r}")
+        raise PipelineError(
+            f"parameter semi_supervised_architectures in {path} must be a list of section names, got {semi!r}"
+        )
     groups = {**pretrained, "semi_supervised": semi}
     initial = {**dict.fromkeys(names, "none")}
     everything = list(names)
@@ -133,7 +140,9 @@ def read_architectures(params_path):
         everything += groups.get(group, [])
         initial.update(dict.fromkeys(groups.get(group, []), group))
     if len(set(everything)) != len(everything) or BASELINE in everything:
-        raise PipelineError(f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {everything}")
+        raise PipelineError(
+            f"the architecture lists in {path} name an architecture twice (or name {BASELINE!r}): {everything}"
+        )
     missing = [n for n in everything if not isinstance(params.get(n), dict)]
     if missing:
         raise PipelineError(f"architecture {missing[0]!r} is listed in {path} but has no section there: add one")
@@ -147,10 +156,15 @@ def read_seeds(params_path):
     """
     path = Path(params_path)
     seeds = read_params(path).get("seeds")
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise PipelineError(f"parameter seeds in {path} must be a non-empty list of integers >= 0, got {seeds!r}: "
-                            "e.g. seeds: [42, 7, 11]")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise PipelineError(
+            f"parameter seeds in {path} must be a non-empty list of integers >= 0, got {seeds!r}: "
+            "e.g. seeds: [42, 7, 11]"
+        )
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"parameter seeds in {path} names a seed twice: {seeds}")
     return seeds
@@ -207,6 +221,10 @@ def stage_arguments(dvc_yaml, script, arch="ARCH", seed=42):
     import shlex
 
     stages = parse_yaml(Path(dvc_yaml).read_text())["stages"]
-    cmd = next(stage.get("do", stage)["cmd"] for stage in stages.values() if f"stages/{script}.py" in stage.get("do", stage)["cmd"])
+    cmd = next(
+        stage.get("do", stage)["cmd"]
+        for stage in stages.values()
+        if f"stages/{script}.py" in stage.get("do", stage)["cmd"]
+    )
     words = shlex.split(cmd.replace("${item.arch}", arch).replace("${item.seed}", str(seed)))
-    return words[words.index(f"stages/{script}.py") + 1:]
+    return words[words.index(f"stages/{script}.py") + 1 :]

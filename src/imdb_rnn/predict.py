@@ -23,12 +23,23 @@ from torch import nn
 
 from .artifacts import PipelineError, load
 from .batches import Reviews, align_left, by_length
-from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, read_seeds, retrain_hint
-from .text import (CLEAN_SCHEMA, RESERVED, TOKENIZE_SCHEMA, UNK_ID, as_arrow, check_truncation, clean_texts, kept_offsets, split_words, tokenize,
-                   without_known_words)
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
+from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, read_seeds, retrain_hint
 from .runtime import native_bfloat16, require_cell_precision, require_precision
+from .text import (
+    CLEAN_SCHEMA,
+    RESERVED,
+    TOKENIZE_SCHEMA,
+    UNK_ID,
+    as_arrow,
+    check_truncation,
+    clean_texts,
+    kept_offsets,
+    split_words,
+    tokenize,
+    without_known_words,
+)
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 # cleaning that changes nothing: for text that is already clean (data/clean/reviews.parquet)
@@ -59,7 +70,11 @@ def label_of(probability):
 
 def unscorable_reason(n_words):
     """Why a review with no vocabulary word gets no probability, given its word count after cleaning."""
-    return "no words left after cleaning" if n_words == 0 else f"none of its {n_words} word(s) is in the model's vocabulary"
+    return (
+        "no words left after cleaning"
+        if n_words == 0
+        else f"none of its {n_words} word(s) is in the model's vocabulary"
+    )
 
 
 def resolve_precision(precision, device, cell=None):
@@ -102,7 +117,9 @@ def check_payload(payload, path):
     """The checkpoint's text settings must be complete before any review is read with them."""
     for key in ("vocab", "clean", "tokenize", "model_config"):
         if key not in payload:
-            raise PipelineError(f"checkpoint {path} lacks '{key}': retrain it ({retrain_hint(path, payload.get('arch'))})")
+            raise PipelineError(
+                f"checkpoint {path} lacks '{key}': retrain it ({retrain_hint(path, payload.get('arch'))})"
+            )
     try:
         check("clean", payload["clean"], CLEAN_SCHEMA)
         check_truncation(check("tokenize", payload["tokenize"], TOKENIZE_SCHEMA), "the checkpoint's tokenize")
@@ -198,6 +215,7 @@ class Predictor:
         """(logits [N], no-known-word mask [N], word counts [N]) of `texts`, encoded and scored in one
         or more lanes (lanes_for): each lane encodes and scores its own share, so one lane's
         tokenizing overlaps another's scoring."""
+
         def share(rows, threads=None):
             if threads:  # per thread, as inference mode is: each lane thread sets its own
                 torch.set_num_threads(threads)
@@ -213,7 +231,11 @@ class Predictor:
         # lane i gets every lanes-th review by length, so all lanes get the same mix of lengths
         order = np.argsort([len(t) for t in texts], kind="stable")
         shares = [order[i::lanes] for i in range(lanes)]
-        logits, empty, n_words = np.zeros(len(texts), np.float32), np.zeros(len(texts), bool), np.zeros(len(texts), np.int64)
+        logits, empty, n_words = (
+            np.zeros(len(texts), np.float32),
+            np.zeros(len(texts), bool),
+            np.zeros(len(texts), np.int64),
+        )
         threads = torch.get_num_threads()
         with ThreadPoolExecutor(lanes) as pool:
             for rows, (l, e, n) in zip(shares, pool.map(share, shares, [1] * lanes)):
@@ -292,7 +314,9 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
         seeds = None
     if seed is not None:
         if seeds is not None and seed not in seeds:
-            raise PipelineError(f"seed {seed} is not among {params}'s seeds {seeds}: pick one of them, or add it and run dvc repro")
+            raise PipelineError(
+                f"seed {seed} is not among {params}'s seeds {seeds}: pick one of them, or add it and run dvc repro"
+            )
         return checkpoint_path(models_dir, arch, seed)
     found = seed_checkpoints(arch, models_dir)
     if seeds is not None:
@@ -300,24 +324,45 @@ def best_seed_checkpoint(arch, models_dir="data/models", seed=None, params="para
         found = {s: found[s] for s in seeds if s in found}
         if missing and found:
             # the choice is then among fewer seeds than the leaderboard's: say so rather than choose quietly
-            warnings.warn(f"{params} lists seed(s) {', '.join(map(str, missing))} for {arch} with no checkpoint in "
-                          f"{Path(models_dir, arch)}: choosing among seed(s) {', '.join(map(str, found))} "
-                          "(run dvc repro to train the others)", stacklevel=2)
+            warnings.warn(
+                f"{params} lists seed(s) {', '.join(map(str, missing))} for {arch} with no checkpoint in "
+                f"{Path(models_dir, arch)}: choosing among seed(s) {', '.join(map(str, found))} "
+                "(run dvc repro to train the others)",
+                stacklevel=2,
+            )
     if len(found) <= 1:
-        return next(iter(found.values()), None) or checkpoint_path(models_dir, arch, seeds[0] if seeds else first_seed())
+        return next(iter(found.values()), None) or checkpoint_path(
+            models_dir, arch, seeds[0] if seeds else first_seed()
+        )
     val = {}
     for s, path in found.items():
-        payload = load(path, "checkpoint", lambda p: torch.load(p, map_location="cpu", weights_only=True, mmap=True),
-                       make="", remake=f"retrain it ({retrain_hint(path, arch)})")
+        payload = load(
+            path,
+            "checkpoint",
+            lambda p: torch.load(p, map_location="cpu", weights_only=True, mmap=True),
+            make="",
+            remake=f"retrain it ({retrain_hint(path, arch)})",
+        )
         val[s] = (payload.get("metrics") or {}).get("val_accuracy") if isinstance(payload, dict) else None
         if val[s] is None:
-            raise PipelineError(f"checkpoint {path} records no validation accuracy to choose a seed by: retrain it "
-                                f"({retrain_hint(path, arch)}) or pass --seed")
+            raise PipelineError(
+                f"checkpoint {path} records no validation accuracy to choose a seed by: retrain it "
+                f"({retrain_hint(path, arch)}) or pass --seed"
+            )
     return found[best_by_validation(val)]
 
 
-def load_predictor(arch=None, seed=None, model=None, device="cpu", precision="float32", models_dir="data/models",
-                   leaderboard="metrics/leaderboard.json", params="params.yaml", **options):
+def load_predictor(
+    arch=None,
+    seed=None,
+    model=None,
+    device="cpu",
+    precision="float32",
+    models_dir="data/models",
+    leaderboard="metrics/leaderboard.json",
+    params="params.yaml",
+    **options,
+):
     """A Predictor for new text, chosen as imdb-predict chooses (resolve_checkpoint): the checkpoint at `model`;
     else architecture `arch` at `seed`, or at its best seed by validation; else the leaderboard's best
     recurrent model by validation accuracy (never by test). Paths are relative to the project root.
@@ -331,8 +376,14 @@ def load_predictor(arch=None, seed=None, model=None, device="cpu", precision="fl
     return Predictor.load(path, device=device, precision=precision, **options)
 
 
-def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderboard="metrics/leaderboard.json",
-                       params="params.yaml", seed=None):
+def resolve_checkpoint(
+    model=None,
+    arch=None,
+    models_dir="data/models",
+    leaderboard="metrics/leaderboard.json",
+    params="params.yaml",
+    seed=None,
+):
     """The checkpoint to use: --model, else --arch (its best seed by validation, or --seed), else the
     leaderboard's recurrent row with the best validation accuracy (ties go to the higher rank): the
     test set ranks the leaderboard but never picks the model that labels new text.
@@ -358,16 +409,22 @@ def resolve_checkpoint(model=None, arch=None, models_dir="data/models", leaderbo
         rows = board["rows"] if isinstance(board, dict) else board  # the compare stage wraps its rows
         # the recurrent models: each row names its checkpoint (its best seed), the n-gram baseline none
         if rows and not any("checkpoint" in row for row in rows):
-            raise PipelineError(f"{path} comes from before seeds (its rows name no checkpoint): rerun `dvc repro compare`, "
-                                "or pass --arch NAME")
+            raise PipelineError(
+                f"{path} comes from before seeds (its rows name no checkpoint): rerun `dvc repro compare`, "
+                "or pass --arch NAME"
+            )
         recurrent = [row for row in rows if row.get("checkpoint")]
         if any(not isinstance(row.get("val_accuracy"), (int, float)) for row in recurrent):
-            raise PipelineError(f"{path} has a row without a validation accuracy to choose by: rerun `dvc repro compare`, "
-                                "or pass --arch NAME")
+            raise PipelineError(
+                f"{path} has a row without a validation accuracy to choose by: rerun `dvc repro compare`, "
+                "or pass --arch NAME"
+            )
         best = recurrent[best_by_validation({i: row["val_accuracy"] for i, row in enumerate(recurrent)})]
         if not isinstance(best["arch"], str) or not best["arch"]:
             raise TypeError
         checkpoint = best["checkpoint"] if seed is None else checkpoint_path(models_dir, best["arch"], seed)
     except (ValueError, UnicodeDecodeError, LookupError, TypeError, StopIteration, AttributeError):
-        raise PipelineError(f"{path} is not a leaderboard (rows with an 'arch' and a 'checkpoint', best first): pass --arch NAME")
+        raise PipelineError(
+            f"{path} is not a leaderboard (rows with an 'arch' and a 'checkpoint', best first): pass --arch NAME"
+        )
     return Path(checkpoint)

@@ -42,13 +42,18 @@ def decode(raw, source, warn):
             try:
                 return raw.decode(codec), None
             except UnicodeDecodeError as err:
-                return None, f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): save it as UTF-8"
+                return (
+                    None,
+                    f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): save it as UTF-8",
+                )
     raw = raw.removeprefix(codecs.BOM_UTF8)  # then UTF-8 like any other: invalid bytes replaced, with the warning
     text = raw.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - raw.count("\ufffd".encode())
     if bad:
-        warn(f"warning: {source} is not valid UTF-8 (nor UTF-16 with a byte-order mark): {bad} bad byte sequence(s) "
-             "replaced with U+FFFD and the rest scored (as the ingest stage does)")
+        warn(
+            f"warning: {source} is not valid UTF-8 (nor UTF-16 with a byte-order mark): {bad} bad byte sequence(s) "
+            "replaced with U+FFFD and the rest scored (as the ingest stage does)"
+        )
     return text, None
 
 
@@ -104,13 +109,17 @@ def gather_inputs(args, warn):
                 stdin_used = True
         else:
             if _names_a_file(text):
-                warn(f"warning: arg:{n} ({text}) is scored as text, but a file of that name exists: use --file {text} to score what it holds")
+                warn(
+                    f"warning: arg:{n} ({text}) is scored as text, but a file of that name exists: use --file {text} to score what it holds"
+                )
             items.append(Item(f"arg:{n}", text))
     for path in args.file or []:
         items.append(read_file(path, warn))
     if not args.texts and not args.file:
         if sys.stdin is None or sys.stdin.isatty():
-            raise PipelineError("nothing to score: give review texts, --file PATH, or pipe reviews (one per line) on standard input")
+            raise PipelineError(
+                "nothing to score: give review texts, --file PATH, or pipe reviews (one per line) on standard input"
+            )
         items = read_stdin(warn)
     return items
 
@@ -122,7 +131,10 @@ def preview(text, width=60):
 
 def print_table(items, probs, out):
     """A readable table: one row per review (errors are reported on stderr instead)."""
-    rows = [(str(i), label_of(p), f"{p:.3f}", item.source, preview(item.text)) for i, (item, p) in enumerate(zip(items, probs), 1)]
+    rows = [
+        (str(i), label_of(p), f"{p:.3f}", item.source, preview(item.text))
+        for i, (item, p) in enumerate(zip(items, probs), 1)
+    ]
     header = ("#", "label", "p(pos)", "source", "review")
     widths = [max(len(r[c]) for r in rows + [header]) for c in range(4)]
     for row in [header] + rows:
@@ -157,7 +169,12 @@ def json_record(item, prob=None, explanation=None, precision=None):
     """One review's JSON object: label, probability and the precision that computed it, or null ones with the reason (`error`)."""
     if item.error:
         return {"source": item.source, "label": None, "probability": None, "error": item.error}
-    record = {"source": item.source, "label": label_of(prob), "probability": round(float(prob), 6), "precision": precision}
+    record = {
+        "source": item.source,
+        "label": label_of(prob),
+        "probability": round(float(prob), 6),
+        "precision": precision,
+    }
     if explanation is not None:
         record["words"] = explanation.words
         record["known"] = [bool(k) for k in explanation.known]
@@ -181,8 +198,11 @@ class Parser(argparse.ArgumentParser):
     """argparse with a usage error as one line (exit 2) that says how to pass a review starting with '-'."""
 
     def error(self, message):
-        hint = ("; a review that starts with '-' goes after '--' (imdb-predict [options] -- '-review text')"
-                if "unrecognized arguments" in message else "")
+        hint = (
+            "; a review that starts with '-' goes after '--' (imdb-predict [options] -- '-review text')"
+            if "unrecognized arguments" in message
+            else ""
+        )
         self.exit(2, f"error: {message}{hint} (imdb-predict --help lists the options)\n")
 
 
@@ -199,31 +219,66 @@ def parse_args(argv):
     parser.add_argument("--file", action="append", metavar="PATH", help="a text file holding one review (repeatable)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="PATH", help="checkpoint file")
-    which.add_argument("--arch", metavar="NAME", help="use NAME's seed with the best validation accuracy (data/models/NAME/seed*.pt)")
-    parser.add_argument("--seed", type=int, metavar="N", help="use this training seed of --arch (or of the default model's architecture) instead")
+    which.add_argument(
+        "--arch", metavar="NAME", help="use NAME's seed with the best validation accuracy (data/models/NAME/seed*.pt)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="use this training seed of --arch (or of the default model's architecture) instead",
+    )
     parser.add_argument("--models-dir", default="data/models", help="where --arch looks (default data/models)")
-    parser.add_argument("--leaderboard", default="metrics/leaderboard.json", help="picks the default model: its best row's arch")
+    parser.add_argument(
+        "--leaderboard", default="metrics/leaderboard.json", help="picks the default model: its best row's arch"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per review (JSON lines)")
-    parser.add_argument("--explain", action="store_true", help="mark the most attended words (attention models; default --arch attention)")
-    parser.add_argument("--top", type=int, default=5, help="most words marked per review with --explain, among those above average weight (default 5)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="float32 (default: as trained), bfloat16, int8, or auto: bfloat16 where the CPU (AMX, "
-                        "AVX512-BF16) or GPU has it, else float32")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="mark the most attended words (attention models; default --arch attention)",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=5,
+        help="most words marked per review with --explain, among those above average weight (default 5)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32 (default: as trained), bfloat16, int8, or auto: bfloat16 where the CPU (AMX, "
+        "AVX512-BF16) or GPU has it, else float32",
+    )
     parser.add_argument("--quantize", action="store_true", help="same as --precision int8 (dynamic quantization)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"reviews per batch (and lane; default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"reviews per batch (and lane; default {DEFAULT_BATCH_SIZE})",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
-    parser.add_argument("--lanes", type=int, default=0,
-                        help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
-                        "thread when there are at least 4 batches a lane; 1 = off; --explain runs in one lane)")
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=0,
+        help="on a CPU, score in this many threads of one core each (0 = auto: one per --threads "
+        "thread when there are at least 4 batches a lane; 1 = off; --explain runs in one lane)",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error (otherwise one line)")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error (otherwise one line)"
+    )
     args = parser.parse_args(argv)
     if args.quantize:
         args.precision = "int8"
     if args.batch_size < 1 or args.top < 1 or args.threads < 0 or args.lanes < 0:
         parser.error("--batch-size and --top must be at least 1, --threads and --lanes at least 0")
     if args.seed is not None and (args.seed < 0 or args.model):
-        parser.error("--seed must be >= 0 and picks among an architecture's seeds: use it with --arch (or alone), not with --model")
+        parser.error(
+            "--seed must be >= 0 and picks among an architecture's seeds: use it with --arch (or alone), not with --model"
+        )
     if args.explain and not (args.model or args.arch):
         args.arch = "attention"
     return args
@@ -280,10 +335,17 @@ def main(argv=None):
 def write_results(args, items, good, probs, explanations, precision, out):
     if args.json:
         scored = {id(item): i for i, item in enumerate(good)}
-        write_json_lines([json_record(item) if item.error else
-                          json_record(item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None,
-                                      precision)
-                          for item in items], out)
+        write_json_lines(
+            [
+                json_record(item)
+                if item.error
+                else json_record(
+                    item, probs[scored[id(item)]], explanations[scored[id(item)]] if explanations else None, precision
+                )
+                for item in items
+            ],
+            out,
+        )
     elif explanations is not None:
         bold = out.isatty() and "NO_COLOR" not in os.environ
         print_explanations(good, explanations, args.top, bold, out)
@@ -304,8 +366,10 @@ def cli(argv=None):
             if isinstance(err, PipelineError) or debug or resource_error(err):  # run_main says these in one line
                 raise
             summary = next(iter(str(err).splitlines()), "")
-            raise PipelineError(f"unexpected {type(err).__name__}{': ' + summary if summary else ''} "
-                                "(rerun with --debug for the traceback, and report it)") from err
+            raise PipelineError(
+                f"unexpected {type(err).__name__}{': ' + summary if summary else ''} "
+                "(rerun with --debug for the traceback, and report it)"
+            ) from err
 
     sys.exit(run_main(guarded))
 

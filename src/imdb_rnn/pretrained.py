@@ -15,8 +15,14 @@ PRETRAINED_FORMAT = 1
 def save_pretrained(path, kind, config, weights, vocab_sha256, **extra):
     """A pretraining stage's output: `weights` (word2vec: the vectors [vocabulary, dim]; lm: the encoder's
     state dict) with the settings a classifier must share with them (`config`) and the vocabulary's hash."""
-    payload = {"format": PRETRAINED_FORMAT, "kind": kind, "config": config, "weights": weights,
-               "vocab_sha256": vocab_sha256, **extra}
+    payload = {
+        "format": PRETRAINED_FORMAT,
+        "kind": kind,
+        "config": config,
+        "weights": weights,
+        "vocab_sha256": vocab_sha256,
+        **extra,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)  # a file object: torch names the archive inside by a path, and tmp's is random
 
@@ -24,8 +30,12 @@ def save_pretrained(path, kind, config, weights, vocab_sha256, **extra):
 def load_pretrained(path, kind):
     """The payload save_pretrained wrote; a one-line PipelineError when missing, damaged or of another kind."""
     what = {"word2vec": "word vectors", "lm": "language model"}[kind]
-    payload = load(path, what, lambda p: torch.load(p, map_location="cpu", weights_only=True),
-                   make=f"run the pretrain stage that makes it (dvc repro {'pretrain_embeddings' if kind == 'word2vec' else 'pretrain_lm'})")
+    payload = load(
+        path,
+        what,
+        lambda p: torch.load(p, map_location="cpu", weights_only=True),
+        make=f"run the pretrain stage that makes it (dvc repro {'pretrain_embeddings' if kind == 'word2vec' else 'pretrain_lm'})",
+    )
     if not isinstance(payload, dict) or payload.get("kind") != kind or payload.get("format") != PRETRAINED_FORMAT:
         raise PipelineError(f"{what} {path} is not a {kind} file of this version: rerun the stage that makes it")
     return payload
@@ -33,8 +43,10 @@ def load_pretrained(path, kind):
 
 # what a pretrained architecture shares with its pretraining stage: {kind: (params.yaml section,
 # {architecture key: that section's key})}; check_params checks the parameters, check_pretrained the file
-SHARED = {"word2vec": ("pretrain_embeddings", {"embed_dim": "dim"}),
-          "lm": ("pretrain_lm", {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim"})}
+SHARED = {
+    "word2vec": ("pretrain_embeddings", {"embed_dim": "dim"}),
+    "lm": ("pretrain_lm", {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim"}),
+}
 
 
 def check_pretrained(payload, kind, model_config, vocab_sha256, name, path):
@@ -46,8 +58,10 @@ def check_pretrained(payload, kind, model_config, vocab_sha256, name, path):
     for key, (theirs, source) in wanted.items():
         ours = getattr(model_config, key)
         if ours != theirs:
-            raise PipelineError(f"{path} has {key} {theirs!r} ({source}) but {name} has {ours!r}: make {name}.{key} "
-                                f"and {source} agree, then dvc repro")
+            raise PipelineError(
+                f"{path} has {key} {theirs!r} ({source}) but {name} has {ours!r}: make {name}.{key} "
+                f"and {source} agree, then dvc repro"
+            )
 
 
 def initialise(model, kind, payload, freeze_embeddings):

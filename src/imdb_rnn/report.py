@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artifacts import atomic_path, write_text
-from .predict import Explanation
 from .inference import accuracy, correct
+from .predict import Explanation
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red
 MAX_ALPHA = 0.8  # the heaviest word's shade
@@ -104,7 +104,7 @@ def html_example(example):
     e = example.explanation
     return (
         f'<div class="review {example.kind}"><div class="head"><b class="{example.kind}">{example.kind}</b> | '
-        f"{html.escape(headline(example))}</div>\n<div class=\"words\">{html_words(e)}</div></div>"
+        f'{html.escape(headline(example))}</div>\n<div class="words">{html_words(e)}</div></div>'
     )
 
 
@@ -187,7 +187,16 @@ def render_png(right, wrong, path, dpi=110):
     boxes, colors = [], []
     for kind, top, content in blocks:
         if kind != "review":
-            ax.text(1, top, content, **dict(text, fontsize=FONT_PT + 3 if kind == "section" else FONT_PT, weight="bold" if kind == "section" else "normal"))
+            ax.text(
+                1,
+                top,
+                content,
+                **dict(
+                    text,
+                    fontsize=FONT_PT + 3 if kind == "section" else FONT_PT,
+                    weight="bold" if kind == "section" else "normal",
+                ),
+            )
             continue
         example, words, layout = content
         color = "#2ca02c" if example.kind == "right" else "#d62728"
@@ -226,11 +235,14 @@ def build_examples(predictor, texts, labels, review_ids, n):
         Example("right" if k < len(right_idx) else "wrong", int(review_ids[i]), int(labels[i]), e)
         for k, (i, e) in enumerate(zip(chosen, explanations))
     ]
-    summary = {"model": predictor.arch, "test reviews scored": len(texts), "test accuracy": f"{accuracy(logits, labels):.4f}"}
+    summary = {
+        "model": predictor.arch,
+        "test reviews scored": len(texts),
+        "test accuracy": f"{accuracy(logits, labels):.4f}",
+    }
     return examples[: len(right_idx)], examples[len(right_idx) :], summary
 
 
 def write_report(right, wrong, summary, html_path, png_path):
     write_text(html_path, render_html(right, wrong, summary))
     render_png(right, wrong, png_path)
-

@@ -58,10 +58,16 @@ def no_bfloat16_reason(device):
     device = torch.device(device)
     if device.type != "cpu":
         gpu = device.type == "cuda" and torch.cuda.is_available()
-        return f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16" if gpu else f"no {device.type} device runs bfloat16 here"
+        return (
+            f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16"
+            if gpu
+            else f"no {device.type} device runs bfloat16 here"
+        )
     if not cpu_bfloat16_flags():
-        return (f"this CPU has no native bfloat16 (neither AMX nor AVX512-BF16; its kernels: "
-                f"{torch.backends.cpu.get_cpu_capability()}), so bfloat16 would only be emulated")
+        return (
+            f"this CPU has no native bfloat16 (neither AMX nor AVX512-BF16; its kernels: "
+            f"{torch.backends.cpu.get_cpu_capability()}), so bfloat16 would only be emulated"
+        )
     return "oneDNN is limited below this CPU's bfloat16 instructions (ONEDNN_MAX_CPU_ISA), so it has no bfloat16 LSTM"
 
 
@@ -69,8 +75,10 @@ def require_precision(precision, device, what):
     """Raise PipelineError when `precision` is bfloat16 and `device` has no native bfloat16: `what` names
     the setting in the one-line error (train.precision, --precision)."""
     if precision == "bfloat16" and not native_bfloat16(device):
-        raise PipelineError(f"{what} is bfloat16, but {no_bfloat16_reason(device)}: use float32, or auto "
-                            "(bfloat16 only where the hardware has it)")
+        raise PipelineError(
+            f"{what} is bfloat16, but {no_bfloat16_reason(device)}: use float32, or auto "
+            "(bfloat16 only where the hardware has it)"
+        )
 
 
 def training_precision(precision, device, model):
@@ -131,13 +139,14 @@ def check_memory(name, model_config, batch_size, seq_len, device, processes=1):
     copies = processes if torch.device(device).type == "cpu" else 1
     have = machine_memory(device)
     if have is not None and need * copies > have:
-        gib = 2 ** 30
+        gib = 2**30
         raise PipelineError(
             f"{name} needs at least {need * copies / gib:,.1f} GiB to train ({parameters / 1e6:,.1f} million parameters: "
             f"{16 * parameters / gib:,.1f} GiB of weights, gradients and Adam's state; {activations / gib:,.1f} GiB of "
             f"activations for a batch of {batch_size} x {seq_len} tokens{f'; {copies} processes' if copies > 1 else ''}), "
             f"but this {'GPU' if torch.device(device).type == 'cuda' else 'machine'} has {have / gib:,.1f} GiB: lower "
-            f"{name}.hidden_dim, {name}.num_layers or {name}.batch_size")
+            f"{name}.hidden_dim, {name}.num_layers or {name}.batch_size"
+        )
 
 
 def configure_cpu(threads):

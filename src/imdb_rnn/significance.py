@@ -14,8 +14,16 @@ BATCH = 250  # resamples per vectorised step: 25,000 reviews x 250 stays small i
 
 def accuracy_interval(correct, resamples, confidence, seed):
     """(low, high) of a percentile bootstrap interval for the accuracy mean(correct), resampling reviews."""
-    result = bootstrap((np.asarray(correct, np.float64),), np.mean, n_resamples=resamples, confidence_level=confidence,
-                       method="percentile", rng=np.random.default_rng(seed), batch=BATCH, vectorized=True)
+    result = bootstrap(
+        (np.asarray(correct, np.float64),),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        batch=BATCH,
+        vectorized=True,
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -27,8 +35,17 @@ def paired_difference(correct_a, correct_b, resamples, confidence, seed):
     """(accuracy of a − accuracy of b, low, high): a paired percentile bootstrap over reviews, both
     models resampled on the same reviews, so their shared easy and hard reviews cancel out."""
     a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
-    result = bootstrap((a, b), _difference, paired=True, n_resamples=resamples, confidence_level=confidence,
-                       method="percentile", rng=np.random.default_rng(seed), batch=BATCH, vectorized=True)
+    result = bootstrap(
+        (a, b),
+        _difference,
+        paired=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        batch=BATCH,
+        vectorized=True,
+    )
     return float(a.mean() - b.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .artifacts import load_npz, PipelineError, save_npz, write_json
-from .params import load_section, Param
+from .artifacts import PipelineError, load_npz, save_npz, write_json
+from .params import Param, load_section
 from .text import without_known_words
 
 GROUP_BY = ("review", "movie")
@@ -101,7 +101,8 @@ def stratified_split(labels, val_fraction, seed, groups=None, group_by="review")
                 f"split.val_fraction={val_fraction} leaves {side} without a {CLASS_NAMES.get(int(cls), cls)} review: "
                 f"all {int((labels == cls).sum())} lie in {what}, which stay whole; use more reviews"
                 + (", lower split.val_fraction" if side == "training" else "")
-                + (" or split.group_by: review" if group_by == "movie" else ""))
+                + (" or split.group_by: review" if group_by == "movie" else "")
+            )
     return rng.permutation(train), rng.permutation(val)
 
 
@@ -155,24 +156,34 @@ def split_reviews(params_path, paths):
     """
 
     params = load_section(params_path, "split", SCHEMA)
-    data = load_npz(paths['train'], "tokenized training set")
+    data = load_npz(paths["train"], "tokenized training set")
     missing = {"movies", "text_hashes"} - set(data)
     if missing:
-        raise PipelineError(f"{paths['train']} lacks {sorted(missing)}: it was made before movies were read; rerun dvc repro")
+        raise PipelineError(
+            f"{paths['train']} lacks {sorted(missing)}: it was made before movies were read; rerun dvc repro"
+        )
     # a review with no vocabulary word teaches nothing and tells nothing about a model: leave it out
     empty = without_known_words(data["ids"])
     data = {k: v[~empty] for k, v in data.items()}
     train_idx, val_idx = split_indices(data, params["val_fraction"], params["seed"], params["group_by"])
     for name, idx in (("train", train_idx), ("val", val_idx)):
         save_npz(f"{paths['out_dir']}/{name}.npz", **{k: v[idx] for k, v in data.items()})
-    report = {"group_by": params["group_by"], **split_report(data, train_idx, val_idx),
-              "dropped_without_known_words": int(empty.sum())}
-    write_json(paths['report'], report)
-    print(f"split: by {params['group_by']}: {report['train']['reviews']} train / {report['val']['reviews']} val reviews, "
-          f"{report['movie_overlap']['movies_on_both_sides']} movies on both sides")
+    report = {
+        "group_by": params["group_by"],
+        **split_report(data, train_idx, val_idx),
+        "dropped_without_known_words": int(empty.sum()),
+    }
+    write_json(paths["report"], report)
+    print(
+        f"split: by {params['group_by']}: {report['train']['reviews']} train / {report['val']['reviews']} val reviews, "
+        f"{report['movie_overlap']['movies_on_both_sides']} movies on both sides"
+    )
     if not report["balanced"]:
         grouped = params["group_by"] == "movie"
-        print(f"split: warning: validation is {report['val']['pos_fraction']:.1%} positive and training "
-              f"{report['train']['pos_fraction']:.1%}: whole {'movies' if grouped else 'groups of reviews with one text'} "
-              "could not be shared out evenly, so validation accuracy weighs the classes unlike training; use more reviews"
-              + (" (another split.seed may help), or split.group_by: review" if grouped else ""), file=sys.stderr)
+        print(
+            f"split: warning: validation is {report['val']['pos_fraction']:.1%} positive and training "
+            f"{report['train']['pos_fraction']:.1%}: whole {'movies' if grouped else 'groups of reviews with one text'} "
+            "could not be shared out evenly, so validation accuracy weighs the classes unlike training; use more reviews"
+            + (" (another split.seed may help), or split.group_by: review" if grouped else ""),
+            file=sys.stderr,
+        )

@@ -41,8 +41,10 @@ TOKENIZE_SCHEMA = {
 def check_truncation(settings, where="tokenize"):
     """The tokenize settings, refused when truncate_side is both without head_tokens (PipelineError)."""
     if settings["truncate_side"] == "both" and "head_tokens" not in settings:
-        raise PipelineError(f"parameter {where}.head_tokens is missing: truncate_side: both keeps that many tokens "
-                            "of a long review's head and the rest from its tail")
+        raise PipelineError(
+            f"parameter {where}.head_tokens is missing: truncate_side: both keeps that many tokens "
+            "of a long review's head and the rest from its tail"
+        )
     return settings
 
 
@@ -63,6 +65,7 @@ def kept_offsets(lengths, kept, truncate_side, head_tokens=0):
         return within + dropped
     return within + dropped * (within >= head_tokens)
 
+
 # string.punctuation, as in the exercise; escaped for RE2 inside a character class
 _PUNCT_CLASS = "[" + "".join("\\" + c for c in string.punctuation) + "]"
 # with normalize: every Unicode punctuation mark and symbol (a superset of string.punctuation)
@@ -82,12 +85,14 @@ _QUOTES = {
 # Windows-1252 text read as Latin-1 leaves C1 control characters (aclImdb holds thousands: \x96 for
 # an en dash, \x85 for an ellipsis, \x92 for an apostrophe): read them as the Windows-1252 marks they were.
 _C1 = {chr(b): bytes([b]).decode("cp1252", errors="replace") for b in range(0x80, 0xA0)}
-_TYPOGRAPHY = str.maketrans({
-    **{c1: " " if mark == "\ufffd" else _QUOTES.get(mark, mark) for c1, mark in _C1.items()},
-    **_QUOTES,
-    # invisible characters glue words together: byte-order mark, soft hyphen, zero-width and bidi marks
-    **dict.fromkeys("\ufeff\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u202a\u202b\u202c\u202d\u202e", ""),
-})
+_TYPOGRAPHY = str.maketrans(
+    {
+        **{c1: " " if mark == "\ufffd" else _QUOTES.get(mark, mark) for c1, mark in _C1.items()},
+        **_QUOTES,
+        # invisible characters glue words together: byte-order mark, soft hyphen, zero-width and bidi marks
+        **dict.fromkeys("\ufeff\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u202a\u202b\u202c\u202d\u202e", ""),
+    }
+)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000-\uf8ff]")  # controls and private-use glyphs
 
 
@@ -183,9 +188,13 @@ def split_words(cleaned):
 def count_words(words):
     """Word counts as a table (word, count), most common first, ties broken alphabetically."""
     parts = _parallel(pc.value_counts, words)
-    table = pa.Table.from_batches(
-        [pa.RecordBatch.from_struct_array(p).rename_columns(["word", "count"]) for p in parts if len(p)]
-    ) if any(len(p) for p in parts) else pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    table = (
+        pa.Table.from_batches(
+            [pa.RecordBatch.from_struct_array(p).rename_columns(["word", "count"]) for p in parts if len(p)]
+        )
+        if any(len(p) for p in parts)
+        else pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    )
     table = table.group_by("word").aggregate([("count", "sum")]).rename_columns(["word", "count"])
     return table.sort_by([("count", "descending"), ("word", "ascending")])
 
@@ -199,7 +208,7 @@ def build_vocab(counts, max_size, min_freq):
 
 def encode(words, vocab):
     """Map a flat array of words to int32 ids; unknown words get UNK_ID, never the padding id."""
-    value_set = pa.array(vocab[len(RESERVED):], pa.string())
+    value_set = pa.array(vocab[len(RESERVED) :], pa.string())
 
     def lookup(a):
         idx = pc.index_in(a, value_set=value_set)
@@ -249,8 +258,14 @@ def tokenize(texts, vocab, clean_settings, tok_settings):
     """Raw texts to (padded ids, kept lengths, full word counts), exactly as the pipeline does it."""
     words, lengths = split_words(clean_texts(texts, clean_settings))
     ids = encode(words, vocab)
-    matrix, kept = pad(ids, lengths, tok_settings["seq_len"], tok_settings["pad_side"], tok_settings["truncate_side"],
-                       tok_settings.get("head_tokens", 0))
+    matrix, kept = pad(
+        ids,
+        lengths,
+        tok_settings["seq_len"],
+        tok_settings["pad_side"],
+        tok_settings["truncate_side"],
+        tok_settings.get("head_tokens", 0),
+    )
     return matrix, kept, lengths
 
 
@@ -261,8 +276,13 @@ def vocab_sha256(vocab):
 
 def read_vocab(path):
     """The vocabulary file as a list (line number = id); a one-line PipelineError when missing or malformed."""
-    words = load(path, "vocabulary", lambda p: p.read_text(encoding="utf-8").split("\n"), make="run the vocab stage (dvc repro)",
-                 errors=(UnicodeDecodeError, OSError))
+    words = load(
+        path,
+        "vocabulary",
+        lambda p: p.read_text(encoding="utf-8").split("\n"),
+        make="run the vocab stage (dvc repro)",
+        errors=(UnicodeDecodeError, OSError),
+    )
     if words and words[-1] == "":
         words.pop()
     if words[: len(RESERVED)] != RESERVED:

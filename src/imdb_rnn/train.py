@@ -21,7 +21,7 @@ from .adversarial import EmbeddingPerturbation, adversarial_loss, entropy, rando
 from .artifacts import PipelineError, atomic_path, check_output_folder, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
-from .config import ModelConfig, MONITORS, arch_settings
+from .config import MONITORS, ModelConfig, arch_settings
 from .inference import count_parameters, loss_and_accuracy, predict_logits
 from .optim import make_optimizer, make_scheduler, optimizer_step
 from .params import stage_of
@@ -75,13 +75,20 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
     rng = np.random.default_rng(config.seed)
     model.to(device)
     # copied before any hook is registered on the model (the embedding perturbation's)
-    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-                if config.ema_decay else None)
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        if config.ema_decay
+        else None
+    )
     scored = averaged.module if averaged else model  # what validation scores and the run keeps
     validate = lambda module: loss_and_accuracy(predict_logits(module, val, config.eval_batch_size, device), val.labels)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
-    steps_per_epoch = len(distributed.shard(bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context))
+    steps_per_epoch = len(
+        distributed.shard(
+            bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context
+        )
+    )
     scheduler = make_scheduler(optimizer, config.lr_schedule, config.epochs * steps_per_epoch, config.warmup_steps)
     trained = distributed.wrap(model, context, device)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -117,12 +124,20 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
         batches = bucketed(train.lengths, config.batch_size, rng, config.bucket_pool)
         epoch_tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
         # each labelled batch with its unlabelled one (None without), sharded together
-        extra = unlabelled_batches(unlabelled, len(batches), config, epoch) if config.unsup_ratio else [None] * len(batches)
+        extra = (
+            unlabelled_batches(unlabelled, len(batches), config, epoch) if config.unsup_ratio else [None] * len(batches)
+        )
         epoch_tokens += sum(unlabelled.tokens(rows) for rows in distributed.used(extra, context) if rows is not None)
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(distributed.shard(list(zip(batches, extra)), context), desc=f"{name} epoch {epoch}/{config.epochs}",
-                   unit="batch", leave=False, disable=None if context.is_main_process else True, file=sys.stderr)
+        bar = tqdm(
+            distributed.shard(list(zip(batches, extra)), context),
+            desc=f"{name} epoch {epoch}/{config.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if context.is_main_process else True,
+            file=sys.stderr,
+        )
         for step, (rows, unlabelled_rows) in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
             state = random_state(device) if config.vat_eps else None
@@ -135,16 +150,22 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
                 def run():
                     with autocast():
                         return module(ids, lengths).float()
+
                 return run
 
             def extra_backward():
                 # each term's pass is followed by its own backward: DDP reduces gradients per pass
                 if config.adversarial_eps:
-                    adversarial_loss(perturbation, clean[0], config.adversarial_eps,
-                                     lambda: loss_fn(forward(trained)(), labels)).backward()
+                    adversarial_loss(
+                        perturbation, clean[0], config.adversarial_eps, lambda: loss_fn(forward(trained)(), labels)
+                    ).backward()
                 if config.vat_eps:
-                    (config.vat_weight * virtual_adversarial_loss(perturbation, clean, logits, config.vat_eps, forward(trained),
-                                                                  state, probe=forward(model))).backward()
+                    (
+                        config.vat_weight
+                        * virtual_adversarial_loss(
+                            perturbation, clean, logits, config.vat_eps, forward(trained), state, probe=forward(model)
+                        )
+                    ).backward()
                 if unlabelled_rows is not None:
                     u_ids, u_lengths, _ = unlabelled.batch(unlabelled_rows, device)
                     u_state = random_state(device)
@@ -154,13 +175,29 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
                     if config.entropy_weight:
                         (config.entropy_weight * entropy(u_logits)).backward()
                     if config.vat_eps:
-                        (config.vat_weight * virtual_adversarial_loss(
-                            perturbation, u_clean, u_logits, config.vat_eps, forward(trained, u_ids, u_lengths), u_state,
-                            probe=forward(model, u_ids, u_lengths))).backward()
+                        (
+                            config.vat_weight
+                            * virtual_adversarial_loss(
+                                perturbation,
+                                u_clean,
+                                u_logits,
+                                config.vat_eps,
+                                forward(trained, u_ids, u_lengths),
+                                u_state,
+                                probe=forward(model, u_ids, u_lengths),
+                            )
+                        ).backward()
 
-            optimizer_step(model, optimizer, loss, config.grad_clip, f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
-                           f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
-                           extra_backward if perturbed or unlabelled_rows is not None else None, scheduler)
+            optimizer_step(
+                model,
+                optimizer,
+                loss,
+                config.grad_clip,
+                f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
+                f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
+                extra_backward if perturbed or unlabelled_rows is not None else None,
+                scheduler,
+            )
             if averaged:
                 averaged.update_parameters(model)
             total_loss += loss.item() * len(rows)
@@ -192,29 +229,43 @@ def fit(model, train, val, config, device, log=None, name="model", resume=None, 
             print(
                 f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
                 f"val loss {val_loss:.4f} acc {val_acc:.4f} | "
-                + (f"trained weights: val loss {row['val_loss_raw']:.4f} acc {row['val_accuracy_raw']:.4f} | " if averaged else "")
+                + (
+                    f"trained weights: val loss {row['val_loss_raw']:.4f} acc {row['val_accuracy_raw']:.4f} | "
+                    if averaged
+                    else ""
+                )
                 + f"{epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
                 flush=True,
             )
-        if best is None or (row[config.monitor] > best[config.monitor] if higher_is_better
-                            else row[config.monitor] < best[config.monitor]):
+        if best is None or (
+            row[config.monitor] > best[config.monitor]
+            if higher_is_better
+            else row[config.monitor] < best[config.monitor]
+        ):
             best, stale = row, 0
             best_state = snapshot(scored)
         else:
             stale += 1
         stop = stale >= config.patience
         if resume:
-            resume.save(context, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "averaged": averaged.state_dict() if averaged else None,
-                "scheduler": scheduler.state_dict() if scheduler else None,
-                "batch_rng": rng.bit_generator.state,
-                "torch_rng": distributed.gather(torch.get_rng_state(), context),
-                "best": best, "best_state": best_state, "history": history, "stale": stale,
-                "train_seconds": train_seconds, "train_tokens": train_tokens,
-                "finished": stop or epoch == config.epochs,
-            })
+            resume.save(
+                context,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "averaged": averaged.state_dict() if averaged else None,
+                    "scheduler": scheduler.state_dict() if scheduler else None,
+                    "batch_rng": rng.bit_generator.state,
+                    "torch_rng": distributed.gather(torch.get_rng_state(), context),
+                    "best": best,
+                    "best_state": best_state,
+                    "history": history,
+                    "stale": stale,
+                    "train_seconds": train_seconds,
+                    "train_tokens": train_tokens,
+                    "finished": stop or epoch == config.epochs,
+                },
+            )
         if stop:
             if context.is_main_process:
                 print(f"{name}: no better {config.monitor} for {stale} epochs, stopping early", flush=True)
@@ -297,8 +348,10 @@ def pretrained_weights(config, model_config, vocab_sha256, name, path):
     if config.pretrained == "none":
         return None
     if not path:
-        raise PipelineError(f"{name} starts from {config.pretrained} but no pretraining output was given: "
-                            f"run it through dvc.yaml's train stage for {name}")
+        raise PipelineError(
+            f"{name} starts from {config.pretrained} but no pretraining output was given: "
+            f"run it through dvc.yaml's train stage for {name}"
+        )
     weights = load_pretrained(path, config.pretrained)
     check_pretrained(weights, config.pretrained, model_config, vocab_sha256, name, path)
     return weights
@@ -312,8 +365,11 @@ def run_inputs(params_path, name, seed):
         values = {**settings, **config.as_dict()}
     except PipelineError as err:
         values = {"params.yaml": str(err)}
-    files = {Path(module.__file__) for key, module in list(sys.modules.items())
-             if key.split(".")[0] == "imdb_rnn" and getattr(module, "__file__", None)}
+    files = {
+        Path(module.__file__)
+        for key, module in list(sys.modules.items())
+        if key.split(".")[0] == "imdb_rnn" and getattr(module, "__file__", None)
+    }
     if sys.argv[0].endswith(".py") and Path(sys.argv[0]).is_file():
         files.add(Path(sys.argv[0]))
     return values, {path: hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(files)}
@@ -325,15 +381,22 @@ def check_unchanged(started, params_path, name, seed):
     settings and code with a model made by the old ones and call it up to date. Failing writes nothing,
     DVC records nothing, and the next `dvc repro` trains with what is there then."""
     values, code = run_inputs(params_path, name, seed)
-    changed = [f"{key} {started[0].get(key)!r} -> {values.get(key)!r}" for key in sorted(set(values) | set(started[0]), key=str)
-               if values.get(key) != started[0].get(key)]
+    changed = [
+        f"{key} {started[0].get(key)!r} -> {values.get(key)!r}"
+        for key in sorted(set(values) | set(started[0]), key=str)
+        if values.get(key) != started[0].get(key)
+    ]
     if changed:
-        raise PipelineError(f"params.yaml changed while {name} trained ({'; '.join(changed[:3])}): nothing written, since "
-                            "dvc.lock would record the new settings for a model of the old: run dvc repro again")
+        raise PipelineError(
+            f"params.yaml changed while {name} trained ({'; '.join(changed[:3])}): nothing written, since "
+            "dvc.lock would record the new settings for a model of the old: run dvc repro again"
+        )
     edited = [str(path) for path, digest in code.items() if started[1].get(path) != digest]
     if edited:
-        raise PipelineError(f"{edited[0]} changed while {name} trained: nothing written, since dvc.lock would record the "
-                            "new code for a model of the old: run dvc repro again")
+        raise PipelineError(
+            f"{edited[0]} changed while {name} trained: nothing written, since dvc.lock would record the "
+            "new code for a model of the old: run dvc repro again"
+        )
 
 
 def build_model(model_config, config, weights=None):
@@ -359,25 +422,35 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     meta = read_json(paths["meta"], "tokenizer settings")
     vocab = read_vocab(paths["vocab"])
     if len(vocab) != meta["vocab_size"]:
-        raise PipelineError(f"{paths['vocab']} has {len(vocab)} entries but {paths['meta']} says {meta['vocab_size']}: rerun dvc repro")
+        raise PipelineError(
+            f"{paths['vocab']} has {len(vocab)} entries but {paths['meta']} says {meta['vocab_size']}: rerun dvc repro"
+        )
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(vocab)})
     if config.pretrained != "none" and not paths.get("pretrained"):
-        raise PipelineError(f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
-                            f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage")
+        raise PipelineError(
+            f"{name} starts from {config.pretrained} but the stage got no --pretrained file: "
+            f"run it through dvc.yaml's {stage_of('train', name, config.seed, params_path)} stage"
+        )
     weights = pretrained_weights(config, model_config, meta["vocab_sha256"], name, paths.get("pretrained"))
     tokenize = dict(meta["tokenize"], seq_len=min(config.seq_len, meta["tokenize"]["seq_len"]))
-    check_memory(name, model_config, config.batch_size, tokenize["seq_len"], pick_device(config.device), config.processes)
+    check_memory(
+        name, model_config, config.batch_size, tokenize["seq_len"], pick_device(config.device), config.processes
+    )
     train = Reviews.load(paths["train"], meta["tokenize"], tokenize["seq_len"], "training split")
     val = Reviews.load(paths["val"], meta["tokenize"], tokenize["seq_len"], "validation split")
     unlabelled = None
     if config.unsup_ratio:
         if not paths.get("unlabelled"):
-            raise PipelineError(f"{name} draws unlabelled reviews (unsup_ratio {config.unsup_ratio}) but the stage got no "
-                                "--unlabelled file: list it under semi_supervised_architectures, whose train_semi_supervised "
-                                "stages pass data/tokens/unsup.npz")
+            raise PipelineError(
+                f"{name} draws unlabelled reviews (unsup_ratio {config.unsup_ratio}) but the stage got no "
+                "--unlabelled file: list it under semi_supervised_architectures, whose train_semi_supervised "
+                "stages pass data/tokens/unsup.npz"
+            )
         unlabelled = Reviews.load(paths["unlabelled"], meta["tokenize"], tokenize["seq_len"], "unlabelled reviews")
         if (unlabelled.labels != -1).any():
-            raise PipelineError(f"{paths['unlabelled']} holds labelled reviews: pass the tokenize stage's unsup.npz as --unlabelled")
+            raise PipelineError(
+                f"{paths['unlabelled']} holds labelled reviews: pass the tokenize stage's unsup.npz as --unlabelled"
+            )
 
     if config.processes > 1 and not distributed.in_worker():
         distributed.launch(config.processes, *(relaunch or (sys.argv[0], sys.argv[1:])))
@@ -386,8 +459,18 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     context = distributed.setup(pick_device(config.device).type)
     device = pick_device(config.device, context.local_rank)
     model = build_model(model_config, config, weights)
-    start = fingerprint(config.as_dict(), model_config.as_dict(), context.world_size, train.ids, train.lengths,
-                        train.labels, val.ids, val.labels, *([unlabelled.ids] if unlabelled else []), *model.state_dict().values())
+    start = fingerprint(
+        config.as_dict(),
+        model_config.as_dict(),
+        context.world_size,
+        train.ids,
+        train.lengths,
+        train.labels,
+        val.ids,
+        val.labels,
+        *([unlabelled.ids] if unlabelled else []),
+        *model.state_dict().values(),
+    )
     resume = Resume(paths["resume"], start)
 
     from dvclive import Live
@@ -403,23 +486,38 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
             live.next_step()
 
     try:
-        state, history, summary, timing = fit(model, train, val, config, device, log=log, name=name,
-                                              resume=resume, context=context, unlabelled=unlabelled)
+        state, history, summary, timing = fit(
+            model, train, val, config, device, log=log, name=name, resume=resume, context=context, unlabelled=unlabelled
+        )
     finally:
         if live:
             live.end()
     # only after a finished training: a failed or interrupted worker ends without it (artifacts._fail)
     distributed.shutdown(context)
     # DDP keeps every replica identical; the digest lets anyone check that from the logs
-    print(f"{name}: rank {context.rank} of {context.world_size} ends with weights digest "
-          f"{fingerprint(*model.state_dict().values())[:16]}", flush=True)
+    print(
+        f"{name}: rank {context.rank} of {context.world_size} ends with weights digest "
+        f"{fingerprint(*model.state_dict().values())[:16]}",
+        flush=True,
+    )
     if not context.is_main_process:
         return
     check_unchanged(started, params_path, name, seed)
     summary = {"arch": name, "seed": config.seed, **summary}
-    save_checkpoint(paths["out"], arch_name=name, config=model_config, state_dict=state, vocab=vocab, clean=meta["clean"],
-                    tokenize=tokenize, vocab_sha256=meta["vocab_sha256"], metrics={**summary, **timing})
+    save_checkpoint(
+        paths["out"],
+        arch_name=name,
+        config=model_config,
+        state_dict=state,
+        vocab=vocab,
+        clean=meta["clean"],
+        tokenize=tokenize,
+        vocab_sha256=meta["vocab_sha256"],
+        metrics={**summary, **timing},
+    )
     write_json(paths["metrics"], summary)
     write_json(paths["timing"], {"arch": name, "seed": config.seed, **timing})
-    print(f"{name} seed {config.seed}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
-          f"{timing['train_seconds']}s, {timing['tokens_per_second']:.0f} tokens/s")
+    print(
+        f"{name} seed {config.seed}: best epoch {summary['best_epoch']}, val accuracy {summary['val_accuracy']:.4f}, "
+        f"{timing['train_seconds']}s, {timing['tokens_per_second']:.0f} tokens/s"
+    )

@@ -11,5 +11,7 @@ import pkgutil
 from .registry import CELLS, Cell, check_cell, register  # noqa: F401
 
 # PyTorch's own first, so that every list of the known cells starts with them
-for _module in ["fused"] + sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("fused", "registry")):
+for _module in ["fused"] + sorted(
+    m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("fused", "registry")
+):
     importlib.import_module(f"{__name__}.{_module}")

@@ -31,8 +31,12 @@ def modrelu(a, bias):
     return a.sign() * F.relu(a.abs() + bias)
 
 
-@register("goru", gates=3, paper="Jing, Gulcehre, Peurifoy, Shen, Tegmark, Soljačić & Bengio 2019, "
-          "Gated orthogonal recurrent units: on learning to forget")
+@register(
+    "goru",
+    gates=3,
+    paper="Jing, Gulcehre, Peurifoy, Shen, Tegmark, Soljačić & Bengio 2019, "
+    "Gated orthogonal recurrent units: on learning to forget",
+)
 class GORU(nn.Module):
     """One layer, one direction: forward(x [T, B, I], state=None) -> (outputs [T, B, H], h [1, B, H]).
 

@@ -27,13 +27,21 @@ from .registry import register
 
 def _layers_check(settings):
     if settings["num_layers"] < 2:
-        return "num_layers", (f"is {settings['num_layers']}, but a grid_lstm needs at least 2: its cells along depth "
-                              "connect a layer to the one below it")
+        return "num_layers", (
+            f"is {settings['num_layers']}, but a grid_lstm needs at least 2: its cells along depth "
+            "connect a layer to the one below it"
+        )
     return None
 
 
-@register("grid_lstm", gates=8, stack=True, int8=(nn.LSTM, nn.Linear), check=_layers_check,
-          paper="Kalchbrenner, Danihelka & Graves 2016, Grid Long Short-Term Memory (ICLR)")
+@register(
+    "grid_lstm",
+    gates=8,
+    stack=True,
+    int8=(nn.LSTM, nn.Linear),
+    check=_layers_check,
+    paper="Kalchbrenner, Danihelka & Graves 2016, Grid Long Short-Term Memory (ICLR)",
+)
 class GridLSTM(nn.Module):
     """forward(x [T, B, input_size], state=None) -> (outputs [T, B, H], state).
 

@@ -29,8 +29,13 @@ from ..params import Param
 from .registry import register
 
 
-@register("mdlstm", gates=5, carries_state=False, options={"row_len": Param(int, min=1, max=100_000)},
-          paper="Graves, Fernández & Schmidhuber 2007, Multi-dimensional recurrent neural networks (ICANN)")
+@register(
+    "mdlstm",
+    gates=5,
+    carries_state=False,
+    options={"row_len": Param(int, min=1, max=100_000)},
+    paper="Graves, Fernández & Schmidhuber 2007, Multi-dimensional recurrent neural networks (ICANN)",
+)
 class MDLSTM(nn.Module):
     """forward(x [T, B, input_size], state=None) -> (outputs [T, B, H], (h [1, B, H], c [1, B, H])).
 

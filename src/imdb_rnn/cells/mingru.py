@@ -30,8 +30,13 @@ def positive(a):
 
 # its time goes to the whole-sequence product and element-wise passes, which bfloat16 autocast speeds up on a
 # CPU with native bfloat16 (a bidirectional classifier's training step 1.5x; peephole_lstm and goru gain 1.1x at most)
-@register("mingru", gates=2, paper="Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, Were RNNs all we needed?",
-          bfloat16_pays=True, int8=(nn.Linear,))
+@register(
+    "mingru",
+    gates=2,
+    paper="Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, Were RNNs all we needed?",
+    bfloat16_pays=True,
+    int8=(nn.Linear,),
+)
 class MinGRU(nn.Module):
     """One layer, one direction: forward(x [T, B, I], state=None) -> (outputs [T, B, H], h [1, B, H]).
 

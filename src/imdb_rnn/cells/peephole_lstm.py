@@ -34,8 +34,12 @@ def step(pre, h, c, recurrent, peep_in, peep_out):
     return torch.addcmul(pre[:, 3], peep_out, c).sigmoid() * c.tanh(), c
 
 
-@register("peephole_lstm", gates=4, paper="Gers, Schmidhuber & Cummins 2000 (forget gate); Gers & Schmidhuber 2000, "
-          "Gers, Schraudolph & Schmidhuber 2002, Learning precise timing with LSTM recurrent networks (peepholes)")
+@register(
+    "peephole_lstm",
+    gates=4,
+    paper="Gers, Schmidhuber & Cummins 2000 (forget gate); Gers & Schmidhuber 2000, "
+    "Gers, Schraudolph & Schmidhuber 2002, Learning precise timing with LSTM recurrent networks (peepholes)",
+)
 class PeepholeLSTM(nn.Module):
     """One layer, one direction: forward(x [T, B, I], state=None) -> (outputs [T, B, H], (h [1, B, H], c [1, B, H])).
 

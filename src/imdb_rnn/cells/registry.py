@@ -67,7 +67,9 @@ def register(name, *, gates, paper, **support):
 
     def add(layer):
         if name in CELLS:
-            raise ValueError(f"cell {name!r} is registered twice: by {CELLS[name].layer.__module__} and {layer.__module__}")
+            raise ValueError(
+                f"cell {name!r} is registered twice: by {CELLS[name].layer.__module__} and {layer.__module__}"
+            )
         CELLS[name] = Cell(name=name, layer=layer, gates=gates, paper=paper, **support)
         return layer
 
@@ -77,6 +79,8 @@ def register(name, *, gates, paper, **support):
 def check_cell(name, what="cell"):
     """The Cell registered as `name`; a one-line PipelineError naming the known ones otherwise."""
     if name not in CELLS:
-        raise PipelineError(f"unknown {what} {name!r}: the known cells are {', '.join(CELLS)} "
-                            "(src/imdb_rnn/cells; docs/adding-an-architecture.md adds one)")
+        raise PipelineError(
+            f"unknown {what} {name!r}: the known cells are {', '.join(CELLS)} "
+            "(src/imdb_rnn/cells; docs/adding-an-architecture.md adds one)"
+        )
     return CELLS[name]
