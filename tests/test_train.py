@@ -126,7 +126,7 @@ def test_early_stopping_keeps_the_best_epoch(marker_data, monkeypatch, capsys):
     vocab, train, val = marker_data
     params = small_arch("gru", epochs=10, patience=2, monitor="val_loss")
     val_losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
-    monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
+    monkeypatch.setattr("imdb_rnn.tracker.loss_and_accuracy", lambda logits, labels: (next(val_losses), 0.5))
     model = ModelConfig.from_dict({**params, "vocab_size": len(vocab)}).build()
     _, history, summary, _ = fit(
         model, train, val, configs(params, len(vocab), COMMON)[1], torch.device("cpu"), name="gru"
@@ -142,7 +142,7 @@ def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(mar
     scores = iter(
         [(0.34, 0.851), (0.33, 0.850), (0.35, 0.862), (0.37, 0.864), (0.40, 0.860), (0.41, 0.859), (0.5, 0.9)]
     )
-    monkeypatch.setattr("imdb_rnn.train.loss_and_accuracy", lambda logits, labels: next(scores))
+    monkeypatch.setattr("imdb_rnn.tracker.loss_and_accuracy", lambda logits, labels: next(scores))
     results = {}
     for monitor in ("val_loss", "val_accuracy"):
         torch.manual_seed(0)
@@ -321,7 +321,8 @@ def test_stage_checkpoint_loads(two_trainings, tiny_data):
 
 
 def test_stage_with_weight_averaging_keeps_the_average_and_logs_both(two_trainings, tiny_data):
-    """Through the train stage: the checkpoint holds the average, dvclive logs the trained weights' figures beside it."""
+    """Through the train stage: the checkpoint holds the average, dvclive logs the trained weights'
+    figures beside it."""
     folder = two_trainings
     tiny_train_params(tiny_data, folder, epochs=2, ema_decay=0.9)
     result = run_script("train", *train_args(tiny_data, folder, out="ema"), cwd=folder)

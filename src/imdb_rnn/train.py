@@ -12,22 +12,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import distributed
-from .adversarial import EmbeddingPerturbation, adversarial_loss, entropy, random_state, virtual_adversarial_loss
 from .artifacts import PipelineError, atomic_path, check_output_folder, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
-from .config import MONITORS, ModelConfig, arch_settings
-from .inference import count_parameters, loss_and_accuracy, predict_logits
+from .config import ModelConfig, arch_settings
+from .objective import Objective
 from .optim import make_optimizer, make_scheduler, optimizer_step
 from .params import stage_of
 from .pretrained import check_pretrained, initialise, load_pretrained
 from .runtime import check_memory, configure_cpu, pick_device, seed_everything, training_precision
 from .text import read_vocab
+from .tracker import Tracker
+
+# what a non-finite loss's message tells the user to change
+NONFINITE_FIX = "lower {name}.lr or set {name}.grad_clip; no checkpoint was written"
 
 
 def unlabelled_batches(unlabelled, steps, config, epoch):
@@ -46,251 +47,106 @@ def unlabelled_batches(unlabelled, steps, config, epoch):
 def fit(model, train, val, config, device, log=None, name="model", resume=None, context=None, unlabelled=None):
     """Train with early stopping on config.monitor; return (best state dict, history, summary, timing).
 
-    The best epoch is the first with the lowest validation loss (monitor val_loss) or the highest
-    validation accuracy (val_accuracy); training stops after config.patience epochs without a better one.
-
-    With config.ema_decay > 0 the weights validated, compared and returned are an exponential moving
-    average (EMA) of the trained ones, a form of Polyak averaging (torch.optim.swa_utils.AveragedModel
-    with get_ema_multi_avg_fn), updated after every optimiser step; val_loss and val_accuracy, and so
-    early stopping, are the average's. Each history row then also gives the trained weights' own
-    figures (val_loss_raw, val_accuracy_raw; a second validation pass an epoch), which for every epoch
-    both run are those of the same run without the average.
+    `train` and `val` are batches.Reviews, `config` a TrainConfig; the loss is objective.Objective's,
+    early stopping, the weights kept and their moving average tracker.Tracker's. `unlabelled`
+    (batches.Reviews, labels unused) gives the unlabelled batches when config.unsup_ratio > 0.
     `log(row, module)` is called after each epoch with the module `row`'s validation figures are of
-    (module None for the epochs a resumed run replays).
-
-    `train` and `val` are batches.Reviews, `config` a TrainConfig. `resume` (a Resume) saves the
-    whole training state after every epoch and, when a matching unfinished state is there at the
-    start, continues after its last finished epoch with the same batches, dropout masks and weights
-    as a run that was never interrupted. `context` (from distributed.setup) splits each epoch's
-    batches over the data-parallel processes. Raises PipelineError when the loss stops being finite.
-
-    The objective is cross entropy on the labelled batch, plus the terms config switches on
-    (adversarial.py): the adversarial loss (adversarial_eps), the virtual adversarial term on the
-    labelled and the unlabelled batch (vat_eps, times vat_weight) and the unlabelled batch's
-    prediction entropy (entropy_weight). `unlabelled` (batches.Reviews, labels unused) is where the
-    unlabelled batches come from when config.unsup_ratio > 0. With every term off, a step is plain
-    cross entropy and the run is that of a model without these options.
+    (None for the epochs a resumed run replays). `resume` (a Resume) saves the whole training state
+    after every epoch and, when a matching unfinished state is there at the start, continues after its
+    last finished epoch with the same batches, dropout masks and weights as a run never interrupted.
+    `context` (from distributed.setup) splits each epoch's batches over the data-parallel processes.
+    Raises PipelineError when the loss stops being finite.
     """
     context = context or distributed.Context()
-    rng = np.random.default_rng(config.seed)
-    model.to(device)
-    # copied before any hook is registered on the model (the embedding perturbation's)
-    averaged = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-        if config.ema_decay
-        else None
-    )
-    scored = averaged.module if averaged else model  # what validation scores and the run keeps
-    validate = lambda module: loss_and_accuracy(predict_logits(module, val, config.eval_batch_size, device), val.labels)
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
-    steps_per_epoch = len(
-        distributed.shard(
-            bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool), context
-        )
-    )
-    scheduler = make_scheduler(optimizer, config.lr_schedule, config.epochs * steps_per_epoch, config.warmup_steps)
-    trained = distributed.wrap(model, context, device)
-    loss_fn = nn.BCEWithLogitsLoss()
     if config.unsup_ratio and unlabelled is None:
         raise PipelineError(f"{name}: unsup_ratio is {config.unsup_ratio} but no unlabelled reviews were given")
-    perturbed = config.adversarial_eps or config.vat_eps
-    perturbation = EmbeddingPerturbation(model.embedding, keep_grad=bool(config.adversarial_eps)) if perturbed else None
-    # bfloat16 matrix products with float32 weights, optimiser and loss (mixed precision)
+    rng = np.random.default_rng(config.seed)
+    model.to(device)
+    tracker = Tracker(model, val, config, device)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    # the schedule spans `epochs`, whether or not early stopping ends the run sooner; every epoch has as many steps
+    first = bucketed(train.lengths, config.batch_size, np.random.default_rng(0), config.bucket_pool)
+    steps = config.epochs * len(distributed.shard(first, context))
+    scheduler = make_scheduler(optimizer, config.lr_schedule, steps, config.warmup_steps)
+    trained = distributed.wrap(model, context, device)
     precision = training_precision(config.precision, device, model)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
-    higher_is_better = MONITORS[config.monitor]
-    best = None
-    best_state, history, stale = None, [], 0
-    train_seconds, train_tokens = 0.0, 0
-    saved = resume.load(context) if resume else None
-    if saved:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if averaged:
-            averaged.load_state_dict(saved["averaged"])
-        if scheduler:
-            scheduler.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = saved["batch_rng"]
-        torch.set_rng_state(saved["torch_rng"][context.rank])
-        best, best_state, history, stale = saved["best"], saved["best_state"], saved["history"], saved["stale"]
-        train_seconds, train_tokens = saved["train_seconds"], saved["train_tokens"]
-        print(f"{name}: resuming after epoch {len(history)} from {resume.path}", flush=True)
-        for row in history:
-            if log:
-                log(row, None)
-    for epoch in range(len(history) + 1, config.epochs + 1):
+    objective = Objective(model, trained, config, device, precision)
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "tracker": tracker, "rng": rng}
+    train_seconds, train_tokens = resume.restore(parts, context, name) if resume else (0.0, 0)
+    for row in tracker.history if log else []:  # a resumed run's finished epochs
+        log(row, None)
+    for epoch in range(len(tracker.history) + 1, config.epochs + 1):
         model.train()
         batches = bucketed(train.lengths, config.batch_size, rng, config.bucket_pool)
-        epoch_tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
+        tokens = sum(train.tokens(rows) for rows in distributed.used(batches, context))
         # each labelled batch with its unlabelled one (None without), sharded together
         extra = (
             unlabelled_batches(unlabelled, len(batches), config, epoch) if config.unsup_ratio else [None] * len(batches)
         )
-        epoch_tokens += sum(unlabelled.tokens(rows) for rows in distributed.used(extra, context) if rows is not None)
+        tokens += sum(unlabelled.tokens(rows) for rows in distributed.used(extra, context) if rows is not None)
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            distributed.shard(list(zip(batches, extra)), context),
-            desc=f"{name} epoch {epoch}/{config.epochs}",
-            unit="batch",
-            leave=False,
-            disable=None if context.is_main_process else True,
-            file=sys.stderr,
-        )
+        pairs = distributed.shard(list(zip(batches, extra)), context)
+        bar = progress(pairs, f"{name} epoch {epoch}/{config.epochs}", context)
         for step, (rows, unlabelled_rows) in enumerate(bar, 1):
             ids, lengths, labels = train.batch(rows, device)
-            state = random_state(device) if config.vat_eps else None
-            with autocast():
-                logits = trained(ids, lengths).float()
-            loss = loss_fn(logits, labels)
-            clean = perturbation.take() if perturbation else None
-
-            def forward(module, ids=ids, lengths=lengths):
-                def run():
-                    with autocast():
-                        return module(ids, lengths).float()
-
-                return run
-
-            def extra_backward():
-                # each term's pass is followed by its own backward: DDP reduces gradients per pass
-                if config.adversarial_eps:
-                    adversarial_loss(
-                        perturbation, clean[0], config.adversarial_eps, lambda: loss_fn(forward(trained)(), labels)
-                    ).backward()
-                if config.vat_eps:
-                    (
-                        config.vat_weight
-                        * virtual_adversarial_loss(
-                            perturbation, clean, logits, config.vat_eps, forward(trained), state, probe=forward(model)
-                        )
-                    ).backward()
-                if unlabelled_rows is not None:
-                    u_ids, u_lengths, _ = unlabelled.batch(unlabelled_rows, device)
-                    u_state = random_state(device)
-                    with torch.set_grad_enabled(bool(config.entropy_weight)):
-                        u_logits = forward(trained, u_ids, u_lengths)()
-                    u_clean = perturbation.take() if perturbation else None
-                    if config.entropy_weight:
-                        (config.entropy_weight * entropy(u_logits)).backward()
-                    if config.vat_eps:
-                        (
-                            config.vat_weight
-                            * virtual_adversarial_loss(
-                                perturbation,
-                                u_clean,
-                                u_logits,
-                                config.vat_eps,
-                                forward(trained, u_ids, u_lengths),
-                                u_state,
-                                probe=forward(model, u_ids, u_lengths),
-                            )
-                        ).backward()
-
-            optimizer_step(
-                model,
-                optimizer,
-                loss,
-                config.grad_clip,
-                f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: "
-                f"lower {name}.lr or set {name}.grad_clip; no checkpoint was written",
-                extra_backward if perturbed or unlabelled_rows is not None else None,
-                scheduler,
-            )
-            if averaged:
-                averaged.update_parameters(model)
+            loss, logits = objective.cross_entropy(ids, lengths, labels)
+            other_terms = objective.other_terms(unlabelled, unlabelled_rows)
+            error = f"{name}: loss became {{loss}} at epoch {epoch}, batch {step}: {NONFINITE_FIX.format(name=name)}"
+            optimizer_step(model, optimizer, loss, config.grad_clip, error, other_terms, scheduler)
+            tracker.step()
             total_loss += loss.item() * len(rows)
             correct += int(((logits.detach() > 0) == (labels > 0.5)).sum())
             seen += len(rows)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}")
         total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], context)
-        epoch_seconds = time.perf_counter() - start
-        train_seconds += epoch_seconds
-        train_tokens += epoch_tokens
+        seconds = time.perf_counter() - start
+        train_seconds, train_tokens = train_seconds + seconds, train_tokens + tokens
         # every rank holds the same weights, so every rank scores the same validation set alike
-        val_loss, val_acc = validate(scored)
-        row = {
-            "epoch": epoch,
-            "train_loss": total_loss / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "seconds": epoch_seconds,
-            "tokens_per_second": epoch_tokens / epoch_seconds,
-        }
-        if averaged:
-            row["val_loss_raw"], row["val_accuracy_raw"] = validate(model)
-        history.append(row)
+        row = tracker.end_epoch(epoch, total_loss / seen, correct / seen, seconds, tokens)
         if log:
-            log(row, scored)
+            log(row, tracker.scored)
         if context.is_main_process:
-            print(
-                f"{name} epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f} | "
-                + (
-                    f"trained weights: val loss {row['val_loss_raw']:.4f} acc {row['val_accuracy_raw']:.4f} | "
-                    if averaged
-                    else ""
-                )
-                + f"{epoch_seconds:.0f}s, {row['tokens_per_second']:.0f} tokens/s",
-                flush=True,
-            )
-        if best is None or (
-            row[config.monitor] > best[config.monitor]
-            if higher_is_better
-            else row[config.monitor] < best[config.monitor]
-        ):
-            best, stale = row, 0
-            best_state = snapshot(scored)
-        else:
-            stale += 1
-        stop = stale >= config.patience
+            print(epoch_line(name, row), flush=True)
+        stop = tracker.should_stop(row)
         if resume:
-            resume.save(
-                context,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "averaged": averaged.state_dict() if averaged else None,
-                    "scheduler": scheduler.state_dict() if scheduler else None,
-                    "batch_rng": rng.bit_generator.state,
-                    "torch_rng": distributed.gather(torch.get_rng_state(), context),
-                    "best": best,
-                    "best_state": best_state,
-                    "history": history,
-                    "stale": stale,
-                    "train_seconds": train_seconds,
-                    "train_tokens": train_tokens,
-                    "finished": stop or epoch == config.epochs,
-                },
-            )
+            resume.save_run(parts, context, train_seconds, train_tokens, finished=stop or epoch == config.epochs)
         if stop:
             if context.is_main_process:
-                print(f"{name}: no better {config.monitor} for {stale} epochs, stopping early", flush=True)
+                print(f"{name}: no better {config.monitor} for {tracker.stale} epochs, stopping early", flush=True)
             break
-    if perturbation:
-        perturbation.remove()
-    summary = {
-        "best_epoch": best["epoch"],
-        "epochs_run": len(history),
-        "val_loss": round(best["val_loss"], 6),
-        "val_accuracy": round(best["val_accuracy"], 6),
-        "train_loss": round(best["train_loss"], 6),
-        "train_accuracy": round(best["train_accuracy"], 6),
-        "parameters": count_parameters(model),
-    }
-    timing = {
+    objective.remove()
+    timing = run_timing(train_seconds, train_tokens, len(tracker.history), device, precision, context)
+    return tracker.best_state, tracker.history, tracker.summary(), timing
+
+
+def run_timing(train_seconds, train_tokens, epochs, device, precision, context):
+    """A run's timing figures: seconds and tokens/s of training (validation aside) and where it ran."""
+    return {
         "train_seconds": round(train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / len(history), 1),
+        "seconds_per_epoch": round(train_seconds / epochs, 1),
         "tokens_per_second": round(train_tokens / train_seconds, 1),
         "device": str(device),
         "precision": precision,  # the one that ran (auto resolved)
         "threads": torch.get_num_threads(),
         "processes": context.world_size,
     }
-    return best_state, history, summary, timing
+
+
+def progress(batches, description, context):
+    """A progress bar over an epoch's batches on stderr, shown by the main process alone."""
+    disable = None if context.is_main_process else True
+    return tqdm(batches, desc=description, unit="batch", leave=False, disable=disable, file=sys.stderr)
+
+
+def epoch_line(name, row):
+    """The console line of one epoch's history row."""
+    line = f"{name} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+    line += f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} | "
+    if "val_loss_raw" in row:
+        line += f"trained weights: val loss {row['val_loss_raw']:.4f} acc {row['val_accuracy_raw']:.4f} | "
+    return line + f"{row['seconds']:.0f}s, {row['tokens_per_second']:.0f} tokens/s"
 
 
 class Resume:
@@ -299,6 +155,8 @@ class Resume:
     A state is only taken up when its fingerprint (parameters, data, initial weights, process
     count) matches this run's and the run it came from had not finished; otherwise training
     starts from scratch. Written atomically by rank 0, so a kill leaves the previous epoch's state.
+    A run's parts are {model, optimizer, scheduler (or None), tracker (tracker.Tracker), rng (the
+    batch order's numpy Generator)}; torch's generator is each process's own.
     """
 
     def __init__(self, path, fingerprint):
@@ -318,15 +176,41 @@ class Resume:
             return None
         return saved
 
+    def restore(self, parts, context, name):
+        """Put a matching saved state back into `parts`; return (train seconds, train tokens) so far."""
+        saved = self.load(context)
+        if not saved:
+            return 0.0, 0
+        parts["model"].load_state_dict(saved["model"])
+        parts["optimizer"].load_state_dict(saved["optimizer"])
+        parts["tracker"].load_state_dict(saved)
+        if parts["scheduler"]:
+            parts["scheduler"].load_state_dict(saved["scheduler"])
+        parts["rng"].bit_generator.state = saved["batch_rng"]
+        torch.set_rng_state(saved["torch_rng"][context.rank])
+        print(f"{name}: resuming after epoch {len(saved['history'])} from {self.path}", flush=True)
+        return saved["train_seconds"], saved["train_tokens"]
+
+    def save_run(self, parts, context, train_seconds, train_tokens, finished):
+        """Save the run's state after a finished epoch (every data-parallel process calls it; rank 0 writes)."""
+        scheduler = parts["scheduler"]
+        state = {
+            "model": parts["model"].state_dict(),
+            "optimizer": parts["optimizer"].state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler else None,
+            "batch_rng": parts["rng"].bit_generator.state,
+            "torch_rng": distributed.gather(torch.get_rng_state(), context),  # every rank takes part
+            **parts["tracker"].state_dict(),
+            "train_seconds": train_seconds,
+            "train_tokens": train_tokens,
+            "finished": finished,
+        }
+        self.save(context, state)
+
     def save(self, context, state):
         if context.is_main_process:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 torch.save({"fingerprint": self.fingerprint, **state}, f)
-
-
-def snapshot(module):
-    """A copy of `module`'s state_dict on the CPU ({name: tensor}), which later steps do not change."""
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def fingerprint(*parts):
@@ -410,11 +294,11 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     """The train stage: train architecture `name` with `seed` as params.yaml says and write its outputs.
 
     `paths` maps train, val, meta, vocab (inputs), pretrained (the pretraining output, for a
-    pretrained architecture), unlabelled (the tokenize stage's unsup.npz, for unsup_ratio > 0) and out, metrics, timing, live, resume (outputs) to files, as dvc.yaml
-    names them. Everything is checked before any training: parameters, inputs and the pretraining
-    output's fit. With train.processes N > 1, `relaunch` (script, argv; by default this process's
-    own command line, the stage script) is started as N data-parallel processes instead
-    (distributed.launch). Raises PipelineError on any problem.
+    pretrained architecture), unlabelled (the tokenize stage's unsup.npz, for unsup_ratio > 0) and out,
+    metrics, timing, live, resume (outputs) to files, as dvc.yaml names them. Everything is checked
+    before any training: parameters, inputs and the pretraining output's fit. With train.processes
+    N > 1, `relaunch` (script, argv; by default this process's own command line, the stage script)
+    is started as N data-parallel processes instead (distributed.launch). Raises PipelineError on any problem.
     """
     started = run_inputs(params_path, name, seed)
     settings, config = arch_settings(params_path, name, seed)
