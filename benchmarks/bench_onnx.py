@@ -5,9 +5,9 @@ TorchScript exporter, then scores the test reviews' token batches (data/tokens/t
 similar length as imdb-predict makes them; the model alone, no text processing) four ways in one
 process, each timed on its second pass over the reviews: PyTorch one lane of two threads (the
 baseline), PyTorch two lanes of one thread (what imdb-predict does on this CPU), ONNX Runtime one
-session of two threads, and two lanes of one thread each. Prints reviews/s, each as a ratio to the baseline, and the largest probability change
-against PyTorch (the issue asks for 1e-4 of float32's). onnxruntime and onnx are not project
-dependencies: `pip install onnxruntime onnx` first.
+session of two threads, and two lanes of one thread each. Prints reviews/s, each as a ratio to the
+baseline, and the largest probability change against PyTorch (the issue asks for 1e-4 of float32's).
+onnxruntime and onnx are not project dependencies: `pip install onnxruntime onnx` first.
 
     python benchmarks/bench_onnx.py --model data/models/bilstm/seed42.pt
     python benchmarks/bench_onnx.py --model data/models/bilstm/seed42.pt --limit 2000 --batch-size 128

@@ -179,8 +179,8 @@ def main():
     print(describe())
     print(f"native bfloat16 (runtime.native_bfloat16): {native_bfloat16('cpu')}")
     print(
-        f"{'precision':<10} {'threads':>7} {'lanes':>5} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} {'accuracy':>9} "
-        f"{'vs f32':>8} {'max|dp|':>8} {'1st pass':>9}"
+        f"{'precision':<10} {'threads':>7} {'lanes':>5} {'batch':>6} {'reviews/s':>10} {'tokens/s':>10} "
+        f"{'accuracy':>9} {'vs f32':>8} {'max|dp|':>8} {'1st pass':>9}"
     )
 
     results, reference = [], {}
@@ -257,8 +257,8 @@ def main():
             if row["precision"] != "float32" and row["accuracy_change_points"] < -args.max_drop:
                 failed = True
                 print(
-                    f"ACCURACY: {row['precision']} at batch {row['batch_size']} loses {-row['accuracy_change_points']:.2f} "
-                    f"points (limit {args.max_drop})"
+                    f"ACCURACY: {row['precision']} at batch {row['batch_size']} "
+                    f"loses {-row['accuracy_change_points']:.2f} points (limit {args.max_drop})"
                 )
         if not failed:
             sample = " (on a sample: rerun without --limit to check the whole test set)" if args.limit else ""

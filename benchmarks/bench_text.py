@@ -135,7 +135,8 @@ def bench_text(args, params):
         f"{exercise_seconds / same_seconds:.1f}x with the exercise's"
     )
     print(
-        f"  check: {compare_counts(exercise_counts, same_counts)}; matrices {exercise_matrix.shape} and {our_matrix.shape}"
+        f"  check: {compare_counts(exercise_counts, same_counts)}; "
+        f"matrices {exercise_matrix.shape} and {our_matrix.shape}"
     )
 
 

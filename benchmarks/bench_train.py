@@ -72,8 +72,8 @@ def load_reviews(args, params):
 
         table, _ = read_reviews(str(args.source))
         train = [
-            (t, l == "pos")
-            for t, s, l in zip(*(table[c].to_pylist() for c in ("text", "split", "label")))
+            (t, label == "pos")
+            for t, s, label in zip(*(table[c].to_pylist() for c in ("text", "split", "label")))
             if s == "train"
         ]
         reviews, vocab_size = texts_to_reviews([t for t, _ in train], [y for _, y in train], params, seq_len)

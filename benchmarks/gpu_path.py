@@ -69,7 +69,8 @@ def main():
     print(describe())
     if device.type == "cuda":
         print(
-            f"gpu: {torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
+            f"gpu: {torch.cuda.get_device_name(device)}, "
+            f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
         )
     model_config = ModelConfig.from_dict({**settings, "vocab_size": len(read_vocab(f"{args.data}/vocab/vocab.txt"))})
     weights = pretrained_weights(
@@ -83,8 +84,9 @@ def main():
     logits = predict_logits(model, parts["test"], config.eval_batch_size, device)
     seconds = time.perf_counter() - start
     print(
-        f"{args.arch} on {device}, {config.precision}: {len(parts['train'])} training reviews, batch {config.batch_size}; "
-        f"{timing['seconds_per_epoch']} s per epoch, {timing['tokens_per_second']:.0f} training tokens/s; "
+        f"{args.arch} on {device}, {config.precision}: {len(parts['train'])} training reviews, "
+        f"batch {config.batch_size}; {timing['seconds_per_epoch']} s per epoch, "
+        f"{timing['tokens_per_second']:.0f} training tokens/s; "
         f"validation accuracy {summary['val_accuracy']:.4f}; test: {len(logits)} reviews in {seconds:.1f} s, "
         f"{len(logits) / seconds:.0f} reviews/s, accuracy {accuracy(logits, parts['test'].labels):.4f}"
     )

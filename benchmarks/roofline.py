@@ -64,7 +64,8 @@ def timed(work):
 
 
 def forward_flops_per_token(arch):
-    """The recurrent layers' forward FLOPs for one real token: 2 x gates x hidden x (input + hidden), per layer and direction."""
+    """The recurrent layers' forward FLOPs for one real token: 2 x gates x hidden x (input + hidden),
+    per layer and direction."""
     directions = 2 if arch["bidirectional"] else 1
     hidden, total = arch["hidden_dim"], 0
     for layer in range(arch["num_layers"]):
@@ -167,7 +168,8 @@ def main():
         small, large = [small[i] for i in rng.permutation(len(small))], [large[i] for i in rng.permutation(len(large))]
         if len(large) <= WARMUP:
             raise SystemExit(
-                f"error: {args.train} has too few reviews for {args.batches} batches of {2 * batch_size}: lower --batches"
+                f"error: {args.train} has too few reviews for {args.batches} batches of {2 * batch_size}: "
+                "lower --batches"
             )
         print(
             f"\n{name}: {arch['cell']} {arch['hidden_dim']}, {'bi' if arch['bidirectional'] else 'uni'}directional "
@@ -190,7 +192,8 @@ def main():
             results[path] = rate
             print(
                 f"  train {path:<19} {rate:10,.0f} tokens/s  {3 * per_token * rate / 1e9:7.1f} GFLOP/s  "
-                f"{100 * 3 * per_token * rate / 1e9 / fp32:5.1f}% of float32 peak  ({rate / results['float32']:.2f}x today's path)"
+                f"{100 * 3 * per_token * rate / 1e9 / fp32:5.1f}% of float32 peak  "
+                f"({rate / results['float32']:.2f}x today's path)"
             )
             if path == "float32":
                 base = (seconds, tokens, data_seconds)
@@ -217,7 +220,8 @@ def main():
             print(f"    {part:<24} {100 * share / profiled_total * epoch_train / (epoch_train + epoch_val):5.1f}%")
         print(f"    {'validation':<24} {100 * epoch_val / (epoch_train + epoch_val):5.1f}%")
         print(
-            f"    {'data (in the above)':<24} {100 * data_seconds / seconds * epoch_train / (epoch_train + epoch_val):5.1f}%"
+            f"    {'data (in the above)':<24} "
+            f"{100 * data_seconds / seconds * epoch_train / (epoch_train + epoch_val):5.1f}%"
         )
 
 

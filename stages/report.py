@@ -44,8 +44,9 @@ def main():
     cleaned_with = (table.schema.metadata or {}).get(b"imdb_rnn.clean")
     if cleaned_with is None or json.loads(cleaned_with) != predictor.payload["clean"]:
         raise PipelineError(
-            f"{args.reviews} was cleaned with {cleaned_with and json.loads(cleaned_with)}, but {args.model} was trained "
-            f"on text cleaned with {predictor.payload['clean']}: rerun the pipeline (dvc repro)"
+            f"{args.reviews} was cleaned with {cleaned_with and json.loads(cleaned_with)}, "
+            f"but {args.model} was trained on text cleaned with {predictor.payload['clean']}: "
+            "rerun the pipeline (dvc repro)"
         )
     test = table.filter(pc.equal(table["split"], "test"))
     if test.num_rows == 0:

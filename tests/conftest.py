@@ -264,8 +264,9 @@ class DvcRepo:
         write_params(self.root / "params.yaml", value)
 
     def train_only(self, architectures, pretrained=None, seeds=None, **arch_changes):
-        """params.yaml trimmed to these architectures ({name: word2vec, lm or semi_supervised} for `pretrained`; no report) and
-        `seeds` (default: as they are), evaluated on one CPU thread; returns the params."""
+        """params.yaml trimmed to these architectures ({name: word2vec, lm or semi_supervised} for
+        `pretrained`; no report) and `seeds` (default: as they are), evaluated on one CPU thread;
+        returns the params."""
         params = self.params
         params["architectures"] = list(architectures)
         params["pretrained_architectures"] = {
@@ -283,7 +284,8 @@ class DvcRepo:
 
 
 def make_dvc_repo(tmp_path, archive):
-    """A git repository with dvc.yaml, params.yaml, stages/, src/imdb_rnn/ and .dvc/plots/ copied in and `dvc init` done.
+    """A git repository with dvc.yaml, params.yaml, stages/, src/imdb_rnn/ and .dvc/plots/ copied in and
+    `dvc init` done.
 
     params.yaml is the project's, shrunk by tiny_params and pointed at a copy of `archive` beside
     the repository (in tmp_path). Nothing is committed: change params, then call repo.commit()

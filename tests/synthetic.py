@@ -22,7 +22,8 @@ MOVIE_SIZE = 4  # reviews per label per synthetic movie
 
 
 def movie_of(split, i, per_movie=MOVIE_SIZE):
-    """The synthetic movie of review i of a split: per_movie pos and per_movie neg reviews each; none shared by train and test."""
+    """The synthetic movie of review i of a split: per_movie pos and per_movie neg reviews each; none
+    shared by train and test."""
     return f"tt{(5_000_000 if split == 'test' else 1_000_000) + i // per_movie:07d}"
 
 

@@ -20,17 +20,17 @@ from imdb_rnn.predict import apply_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead
 
-T, B, I, H = 5, 3, 4, 3  # steps, batch, input and hidden width of the exactness tests
+T, B, D, H = 5, 3, 4, 3  # steps, batch, input and hidden width of the exactness tests
 NEW = ("peephole_lstm", "goru", "mingru")
 
 
-def build(name, input_size=I, hidden_size=H):
+def build(name, input_size=D, hidden_size=H):
     """CELLS[name]'s layer as the classifier builds it: one layer, or a stack of two for a stack cell."""
     cell = CELLS[name]
     return cell.layer(input_size, hidden_size, 2) if cell.stack else cell.layer(input_size, hidden_size)
 
 
-def randomized(name, seed=0, dtype=torch.float64, input_size=I, hidden_size=H):
+def randomized(name, seed=0, dtype=torch.float64, input_size=D, hidden_size=H):
     """CELLS[name]'s layer in `dtype` with every parameter moved off its start (peepholes and biases non-zero)."""
     torch.manual_seed(seed)
     layer = build(name, input_size, hidden_size).to(dtype)
@@ -49,7 +49,7 @@ def like(state, make):
     return tuple(make(s) for s in state) if isinstance(state, tuple) else make(state)
 
 
-def random_state(layer, batch, input_size=I, seed=1):
+def random_state(layer, batch, input_size=D, seed=1):
     """A non-zero incoming state of the structure the layer returns (one tensor, or a tuple of them); None for a
     cell that starts from zeros every call (cells.Cell.carries_state)."""
     if not next(cell for cell in CELLS.values() if isinstance(layer, cell.layer)).carries_state:
@@ -115,7 +115,7 @@ REFERENCES = {"peephole_lstm": peephole_reference, "goru": goru_reference, "ming
 @pytest.mark.parametrize("name", NEW)
 def test_cell_is_its_papers_equations(name):
     layer = randomized(name)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     state = random_state(layer, B)
     with torch.no_grad():
         outputs, final = layer(x, state)
@@ -130,7 +130,7 @@ def test_cell_is_its_papers_equations(name):
 def test_gradcheck(name):
     layer = randomized(name)
     params = dict(layer.named_parameters())  # GORU's U: its parametrization's original, so U stays computed
-    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(T, B, D, dtype=torch.float64, requires_grad=True)
     state = [s.requires_grad_() for s in state_tensors(random_state(layer, B))]
 
     def run(x, *tensors):
@@ -147,12 +147,12 @@ def test_gradcheck(name):
 
 def test_peephole_lstm_without_peepholes_is_nn_lstm():
     torch.manual_seed(0)
-    reference = nn.LSTM(I, H)
-    layer = PeepholeLSTM(I, H)
+    reference = nn.LSTM(D, H)
+    layer = PeepholeLSTM(D, H)
     assert torch.equal(layer.weight_ch, torch.zeros(3, H))  # a fresh cell starts as the plain LSTM
     missing, unexpected = layer.load_state_dict(reference.state_dict(), strict=False)
     assert (missing, unexpected) == (["weight_ch"], [])  # nn.LSTM's weights load as they are
-    x = torch.randn(7, B, I, requires_grad=True)
+    x = torch.randn(7, B, D, requires_grad=True)
     state = (torch.randn(1, B, H), torch.randn(1, B, H))
     outputs, (h, c) = layer(x, state)
     expected, (h_ref, c_ref) = reference(x, state)
@@ -166,12 +166,12 @@ def test_peephole_lstm_without_peepholes_is_nn_lstm():
 
 def test_goru_recurrent_matrix_stays_orthogonal_under_adam():
     torch.manual_seed(0)
-    layer = GORU(I, 6)
+    layer = GORU(D, 6)
     identity = torch.eye(6)
     start = layer.recurrent.weight.detach().clone()
     torch.testing.assert_close(start.T @ start, identity, rtol=0, atol=1e-5)
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.05)
-    x, target = torch.randn(8, B, I), torch.randn(8, B, 6)
+    x, target = torch.randn(8, B, D), torch.randn(8, B, 6)
     for _ in range(20):
         outputs, _ = layer(x)
         loss = (outputs - target).pow(2).mean()
@@ -187,7 +187,7 @@ def test_mingru_loop_is_the_papers_parallel_form():
     # h_t = (prod_{s<=t} a_s) h_0 + sum_{k<=t} (prod_{k<s<=t} a_s) b_k, with a = 1 - z and b = z * g(h~)
     # (the paper's parallel scan, here by cumulative products in float64): the same numbers as the loop
     layer = randomized("mingru")
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     h0 = random_state(layer, B)
     hidden_pre, gate_pre = layer.linear(x).chunk(2, dim=-1)
     z = torch.sigmoid(gate_pre)
@@ -202,7 +202,7 @@ def test_mingru_loop_is_the_papers_parallel_form():
 def test_mingru_loop_is_its_step_by_step_definition():
     # one call per step, the state carried by hand: the definition the loop must keep
     layer = randomized("mingru")
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     state = random_state(layer, B)
     with torch.no_grad():
         outputs, final = layer(x, state)
@@ -222,14 +222,14 @@ def test_peephole_lstm_matches_torchrecurrent():
         "torchrecurrent", reason="not installed (requirements-test.txt pins it; make test installs it)"
     )
     layer = randomized("peephole_lstm", dtype=torch.float32)
-    theirs = torchrecurrent.PeepholeLSTMCell(I, H)
+    theirs = torchrecurrent.PeepholeLSTMCell(D, H)
     with torch.no_grad():
         theirs.weight_ih.copy_(layer.weight_ih_l0)
         theirs.weight_hh.copy_(layer.weight_hh_l0)
         theirs.weight_ph.copy_(layer.weight_ch.reshape(-1))  # p_i, p_f, p_o, one after the other
         theirs.bias_ih.copy_(layer.bias_ih_l0)
         theirs.bias_hh.copy_(layer.bias_hh_l0)
-        x = torch.randn(T, B, I)
+        x = torch.randn(T, B, D)
         h, c = torch.randn(B, H), torch.randn(B, H)
         outputs, (h_n, c_n) = layer(x, (h[None], c[None]))
         expected = []
@@ -245,12 +245,12 @@ def test_mingru_matches_mingru_pytorch():
     mingru_pytorch = pytest.importorskip(
         "minGRU_pytorch", reason="mingru-pytorch not installed (requirements-test.txt pins it; make test installs it)"
     )
-    layer = randomized("mingru", dtype=torch.float32, hidden_size=I)  # theirs keeps the width (expansion 1)
-    theirs = mingru_pytorch.minGRU(I)
+    layer = randomized("mingru", dtype=torch.float32, hidden_size=D)  # theirs keeps the width (expansion 1)
+    theirs = mingru_pytorch.minGRU(D)
     with torch.no_grad():
         layer.linear.bias.zero_()  # theirs has no bias
         theirs.to_hidden_and_gate.weight.copy_(layer.linear.weight)  # the same rows: hidden, then gate
-        x = torch.randn(T, B, I)
+        x = torch.randn(T, B, D)
         h0 = random_state(layer, B)  # positive: their parallel form takes its log
         outputs, final = layer(x, h0)
         # their parallel (log-space scan) and sequential forms, batch-first
@@ -270,7 +270,7 @@ def test_mingru_matches_mingru_pytorch():
 @pytest.mark.parametrize("name", list(CELLS))
 def test_contract_shapes_and_zero_state(name):
     layer = randomized(name)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     with torch.no_grad():
         outputs, state = layer(x)
         zeros = like(state, torch.zeros_like) if CELLS[name].carries_state else None
@@ -287,11 +287,11 @@ def test_contract_shapes_and_zero_state(name):
 @pytest.mark.parametrize("name", list(CELLS))
 def test_contract_causal(name):
     layer = randomized(name)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     state = random_state(layer, B)
     for t in range(T - 1):
         changed = x.clone()
-        changed[t + 1 :] = torch.randn(T - t - 1, B, I, dtype=torch.float64)
+        changed[t + 1 :] = torch.randn(T - t - 1, B, D, dtype=torch.float64)
         with torch.no_grad():
             outputs, _ = layer(x, state)
             after, _ = layer(changed, state)
@@ -302,7 +302,7 @@ def test_contract_causal(name):
 @pytest.mark.parametrize("name", [name for name, cell in CELLS.items() if cell.carries_state])
 def test_contract_spans_carry_the_state(name):
     layer = randomized(name)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     state = random_state(layer, B)
     with torch.no_grad():
         whole, final = layer(x, state)
@@ -317,7 +317,7 @@ def test_contract_spans_carry_the_state(name):
 @pytest.mark.parametrize("name", list(CELLS))
 def test_contract_batch_columns_independent(name):
     layer = randomized(name)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D, dtype=torch.float64)
     state = random_state(layer, B)
     with torch.no_grad():
         together, final = layer(x, state)
@@ -327,7 +327,7 @@ def test_contract_batch_columns_independent(name):
             for got, want in zip(state_tensors(end), state_tensors(final), strict=True):
                 torch.testing.assert_close(got, want[:, j : j + 1], rtol=0, atol=1e-10)
         others = x.clone()
-        others[:, 1:] = torch.randn(T, B - 1, I, dtype=torch.float64)
+        others[:, 1:] = torch.randn(T, B - 1, D, dtype=torch.float64)
         changed, _ = layer(others, state)
     torch.testing.assert_close(changed[:, :1], together[:, :1], rtol=0, atol=1e-10)
 
@@ -373,7 +373,8 @@ def test_classifier_with_the_cell_is_exact_under_padding(name):
 
 
 @pytest.mark.precision
-@needs_native_bfloat16  # elsewhere the product refuses bfloat16 before any cell runs (tested in test_train, test_predict)
+# elsewhere the product refuses bfloat16 before any cell runs (tested in test_train, test_predict)
+@needs_native_bfloat16
 @pytest.mark.parametrize("name", [name for name, cell in CELLS.items() if cell.bfloat16])
 def test_bfloat16_cells_run_in_bfloat16(name):
     torch.manual_seed(0)

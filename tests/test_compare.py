@@ -210,12 +210,12 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
     assert f"on the same {N:,} test reviews for every row" in markdown and all(
         r["test_reviews"] == N for r in board["rows"]
     )
-    line = next(l for l in markdown.splitlines() if l.startswith("| 4 |"))
+    line = next(row for row in markdown.splitlines() if row.startswith("| 4 |"))
     assert line.startswith(
         f"| 4 | gru | random | 7 | 0.8600 [{low:.4f}, {high:.4f}] | 0.8700 ± 0.0141 (2 seeds) | -4.00 ["
     )
     assert "| +0.0100 |" in line  # validation − test
-    assert next(l for l in markdown.splitlines() if l.startswith("| 2 |")).count(" ≈ |") == 1
+    assert next(row for row in markdown.splitlines() if row.startswith("| 2 |")).count(" ≈ |") == 1
     png = (tmp_path / "compare.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     # the registry's model: the best validation accuracy among the recurrent rows (the baseline's 0.91 is not one)

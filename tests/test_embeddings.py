@@ -1,4 +1,5 @@
-"""Word2Vec pretraining: similar contexts give similar vectors; the stage is deterministic and never reads test reviews."""
+"""Word2Vec pretraining: similar contexts give similar vectors; the stage is deterministic and never
+reads test reviews."""
 
 import json
 import random

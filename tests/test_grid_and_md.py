@@ -45,8 +45,8 @@ def grid_reference(grid, x, h0, m0):
         top.append(d)
     return (
         torch.stack(top),
-        torch.stack([h[l][steps] for l in range(layers)]),
-        torch.stack([m[l][steps] for l in range(layers)]),
+        torch.stack([h[layer][steps] for layer in range(layers)]),
+        torch.stack([m[layer][steps] for layer in range(layers)]),
     )
 
 

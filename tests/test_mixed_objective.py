@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import test_train
 import torch
-from test_train import CLEAN, COMMON, TOKENIZE, marker_data, marker_reviews, small_arch  # noqa: F401 (marker_data: a fixture)
+from test_train import CLEAN, COMMON, TOKENIZE, marker_reviews, small_arch
 from tiny_model import configs
 
 from imdb_rnn.adversarial import (
@@ -21,6 +22,8 @@ from imdb_rnn.text import tokenize
 from imdb_rnn.train import fingerprint, fit, unlabelled_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+marker_data = test_train.marker_data  # test_train's module-scoped fixture, requested here by name
 
 
 def unlabelled_set(vocab, n=300, seed=3):

@@ -1,4 +1,5 @@
-"""tools/parallel_repro.py: `make pipeline`'s stages side by side, in dependency order, with dvc repro's outputs up to float rounding."""
+"""tools/parallel_repro.py: `make pipeline`'s stages side by side, in dependency order, with dvc repro's
+outputs up to float rounding."""
 
 import hashlib
 import json

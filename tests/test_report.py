@@ -92,7 +92,8 @@ def test_html_words_are_the_cleaned_words_the_model_read_with_their_weights(repo
     for _, head, words_html in review_blocks(page):
         review_id = int(re.search(r"review (\d+)", head)[1])
         spans = re.findall(
-            r'<span(?: class="unk")? style="background:rgba\(\d+,\d+,\d+,([0-9.]+)\)" title="([0-9.]+)[^"]*">(.*?)</span>',
+            r'<span(?: class="unk")? style="background:rgba\(\d+,\d+,\d+,([0-9.]+)\)" '
+            r'title="([0-9.]+)[^"]*">(.*?)</span>',
             words_html,
         )
         words, _ = split_words(pa.array([report["cleaned"][review_id]]))

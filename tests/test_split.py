@@ -249,7 +249,8 @@ def test_the_split_stage_by_movie_on_the_tiny_archive(tmp_path, tiny_archive):
 
 
 def movie_tokens(tmp_path, pos_movies, pos_per_movie, n_neg, val_fraction=0.25):
-    """tokens.npz with `pos_movies` movies of `pos_per_movie` positive reviews each and `n_neg` one-review negative movies."""
+    """tokens.npz with `pos_movies` movies of `pos_per_movie` positive reviews each and `n_neg`
+    one-review negative movies."""
     n_pos = pos_movies * pos_per_movie
     n = n_pos + n_neg
     save_npz(

@@ -1,4 +1,5 @@
-"""research/tools/split_stopping_study.py: the stopping rules replayed on a full history, and a tiny study end to end."""
+"""research/tools/split_stopping_study.py: the stopping rules replayed on a full history, and a tiny
+study end to end."""
 
 import json
 import sys

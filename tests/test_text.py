@@ -70,8 +70,8 @@ def ref_vocab(sorted_counts, max_size, min_freq):
 def ref_tokenize(texts, vocab, seq_len, pad_side, truncate_side):
     index = {w: i for i, w in enumerate(vocab) if i >= 2}  # the reserved entries are never looked up
     rows, kept = [], []
-    for text in texts:
-        ids = [index.get(w, UNK_ID) for w in text.split()]
+    for review in texts:
+        ids = [index.get(w, UNK_ID) for w in review.split()]
         if len(ids) > seq_len:
             ids = ids[:seq_len] if truncate_side == "right" else ids[-seq_len:]
         ids = ids or [UNK_ID]
@@ -348,7 +348,8 @@ def test_unicode_punctuation_and_symbols_are_punctuation_once_normalized():
 
 @pytest.mark.parametrize("cores, pools", [({0}, 0), ({0, 1, 2}, 1)])
 def test_text_work_uses_the_cores_the_process_may_run_on(monkeypatch, cores, pools):
-    # a stage pinned to one core (make pipeline's lanes) must not split its text work into a thread per core of the machine
+    # a stage pinned to one core (make pipeline's lanes) must not split its text work into a thread per
+    # core of the machine
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     made, real_pool = [], text.ThreadPoolExecutor

@@ -4,8 +4,8 @@ A block is the text between `<!-- from: PATH -->` and `<!-- end -->`: it becomes
 file the pipeline or a benchmark writes), framed as Markdown for a `.md` file and as a code block
 otherwise. `<!-- from: PATH columns: A; B -->` takes only the first Markdown table of PATH, with
 the columns named A and B, in that order, and `rows: N` after them keeps its first N rows (a wide
-or long table's front-door view). After a retrain, `python tools/readme.py` brings the README up to date; `--check` exits 1
-where a block differs from its file (tests/test_readme.py runs it).
+or long table's front-door view). After a retrain, `python tools/readme.py` brings the README up to
+date; `--check` exits 1 where a block differs from its file (tests/test_readme.py runs it).
 
     python tools/readme.py            # rewrite the blocks
     python tools/readme.py --check    # exit 1 if any block is stale
@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(
-    r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: rows: (?P<rows>\d+))? -->\n)(?P<body>.*?)(?P<end><!-- end -->)",
+    r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: rows: (?P<rows>\d+))? -->\n)"
+    r"(?P<body>.*?)(?P<end><!-- end -->)",
     re.S,
 )
 

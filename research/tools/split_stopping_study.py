@@ -16,8 +16,8 @@ Each run writes OUT/runs/<group_by>-<model>-<seed>.json; a run whose file exists
 interrupted study resumes where it stopped. OUT/summary.json and OUT/summary.md aggregate whatever
 runs exist.
 
-    python research/tools/split_stopping_study.py --data data --params params.yaml --out research/studies/split_stopping \
-        --models baseline gru bilstm --seeds 42 7 11 --workers 2
+    python research/tools/split_stopping_study.py --data data --params params.yaml \
+        --out research/studies/split_stopping --models baseline gru bilstm --seeds 42 7 11 --workers 2
 
 `--data` holds what `dvc repro split` (or `dvc exp run -S ingest.source=... split`) writes:
 tokens/{train,test}.npz, tokens/meta.json, vocab/vocab.txt, clean/reviews.parquet; and
@@ -202,7 +202,8 @@ def run_one(job):
             {"refit": True, "model": name, "seed": seed, "seconds": round(time.perf_counter() - start, 1), **result},
         )
         print(
-            f"{path.name}: {result['epochs']} epochs on {result['train_reviews']} reviews, test {result['test_accuracy']:.4f}",
+            f"{path.name}: {result['epochs']} epochs on {result['train_reviews']} reviews, "
+            f"test {result['test_accuracy']:.4f}",
             flush=True,
         )
         return path
@@ -310,19 +311,24 @@ def summarise(out):
         }
         for model, m in models.items():
             sd = "" if m["test_accuracy_sd"] is None else f" ± {m['test_accuracy_sd']:.4f}"
+            epochs_kept = ", ".join(
+                f"{seed}: " + ("-" if e is None else str(e)) for seed, e in sorted(zip(m["seeds"], m["epochs"]))
+            )
             table.append(
-                f"| {group_by} | {monitor} | {model} | {len(m['seeds'])} | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f}{sd}"
-                f" | {m[GAP]:+.4f} | "
-                f"{', '.join(f'{seed}: ' + ('-' if e is None else str(e)) for seed, e in sorted(zip(m['seeds'], m['epochs'])))} "
+                f"| {group_by} | {monitor} | {model} | {len(m['seeds'])} | {m['val_accuracy']:.4f} "
+                f"| {m['test_accuracy']:.4f}{sd} | {m[GAP]:+.4f} | {epochs_kept} "
                 f"| {m['val_reviews_of_a_training_movie']:.3f} |"
             )
     lines = [
-        "| group_by | stopping on | model | seeds | validation accuracy | test accuracy (mean ± sd) | validation − test | kept epoch per seed | val reviews of a training movie |",
+        "| group_by | stopping on | model | seeds | validation accuracy | test accuracy (mean ± sd) "
+        "| validation − test | kept epoch per seed | val reviews of a training movie |",
         "|---|---|---|---:|---:|---:|---:|---|---:|",
         *table,
         "",
-        "| group_by | stopping on | runs | mean test accuracy of the kept models | Kendall's tau, validation vs test accuracy over the runs "
-        "| between-model differences: mean abs(validation − test) error, points | best model by validation | by test |",
+        "| group_by | stopping on | runs | mean test accuracy of the kept models "
+        "| Kendall's tau, validation vs test accuracy over the runs "
+        "| between-model differences: mean abs(validation − test) error, points "
+        "| best model by validation | by test |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for key, cell in cells.items():
@@ -364,7 +370,8 @@ def summarise(out):
         lines = []
     if refits:
         lines += [""] * bool(lines) + [
-            "| refit on every labelled training review: model | seeds | epochs | test accuracy (mean ± sd) | per seed | training seconds |",
+            "| refit on every labelled training review: model | seeds | epochs | test accuracy (mean ± sd) "
+            "| per seed | training seconds |",
             "|---|---:|---:|---:|---|---:|",
         ]
         for model in sorted({r["model"] for r in refits}):

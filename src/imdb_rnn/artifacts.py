@@ -68,7 +68,8 @@ def load(
     errors=(Exception,),
     remake="rerun the stage that makes it",
 ):
-    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`), or corrupt or truncated (fix: `remake`).
+    """`loader(path)`, or a one-line PipelineError: `what` is missing (fix: `make`), or corrupt or
+    truncated (fix: `remake`).
 
     The one place that turns a missing or damaged input into a message; every reader of a stage
     input goes through it. `errors` are the exceptions that mean "damaged" (any, by default: a

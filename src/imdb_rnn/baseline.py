@@ -291,7 +291,8 @@ def fit_baseline(params_path, paths):
     write_json(paths["timing"], timing)
     write_json(paths["metrics"], metrics)
     print(
-        f"{NAME}: C={chosen.C:g} (validation accuracy {chosen.val_accuracy:.4f}), test accuracy {metrics['accuracy']:.4f}, "
-        f"F1 {metrics['f1']}, ROC AUC {metrics['roc_auc']}, {metrics['features']:,} features, "
+        f"{NAME}: C={chosen.C:g} (validation accuracy {chosen.val_accuracy:.4f}), "
+        f"test accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']}, ROC AUC {metrics['roc_auc']}, "
+        f"{metrics['features']:,} features, "
         f"fit {metrics['train_seconds']}s, {metrics['reviews_per_second']:.0f} reviews/s"
     )

@@ -80,7 +80,8 @@ def load_checkpoint(path, device="cpu"):
         raise PipelineError(f"{path} is not an imdb-rnn checkpoint: point at a data/models/<arch>/seed<seed>.pt file")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise PipelineError(
-            f"checkpoint {path} has format {payload['format']}, this version reads format {CHECKPOINT_FORMAT}: retrain it"
+            f"checkpoint {path} has format {payload['format']}, this version reads format {CHECKPOINT_FORMAT}: "
+            "retrain it"
         )
     check_served_path(path, payload)
     try:

@@ -250,14 +250,15 @@ def to_markdown(board, settings):
     lines = [
         f"# Leaderboard: {reviews:,} test reviews, sorted by accuracy",
         "",
-        f"Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy, on the same {reviews:,} "
-        f"test reviews for every row, comes with a {confidence} "
+        "Each architecture's row is its seed with the best validation accuracy (`seed`); test accuracy, on the same "
+        f"{reviews:,} test reviews for every row, comes with a {confidence} "
         f"percentile bootstrap interval over them ({settings['bootstrap_resamples']:,} resamples). "
-        "The difference to the top row is in accuracy points, with a paired bootstrap interval; p is McNemar's exact test "
-        f"against the top row on the same reviews, {correction}, and ≈ marks a row the top one is not shown better than "
-        f"(p ≥ {settings['alpha']:g}).",
+        "The difference to the top row is in accuracy points, with a paired bootstrap interval; "
+        f"p is McNemar's exact test against the top row on the same reviews, {correction}, and ≈ marks a row "
+        f"the top one is not shown better than (p ≥ {settings['alpha']:g}).",
         "",
-        f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] | test accuracy over seeds (mean ± sd) "
+        f"| rank | architecture | initial weights | seed | test accuracy [{confidence} CI] "
+        "| test accuracy over seeds (mean ± sd) "
         f"| vs top, points [CI] | McNemar p{' (Holm)' if settings['correction'] == 'holm' else ''} | "
         + " | ".join(heading for _, heading in COLUMNS)
         + " |",
@@ -474,7 +475,8 @@ def compare_models(params_path, paths):
     statistics that say which gaps are real; draw one summary picture.
 
     `paths` maps eval_dir, timing_dir, live_dir, roc_dir, pr_dir, models_dir, predictions_dir (inputs) and
-    markdown, json, figure, curves_dir, best, chapter (outputs) to files, as dvc.yaml names them. Raises PipelineError on a missing or stale input.
+    markdown, json, figure, curves_dir, best, chapter (outputs) to files, as dvc.yaml names them. Raises
+    PipelineError on a missing or stale input.
     """
     settings = load_section(params_path, "compare", SCHEMA)
     names = read_architectures(params_path)
@@ -513,7 +515,8 @@ def compare_models(params_path, paths):
     top = board[0]
     same = [row["arch"] for row in board if row["same_as_top"]]
     print(
-        f"compare: {len(board)} models over {len(seeds)} seed(s), top {top['arch']} (test accuracy {top['accuracy']:.4f}"
+        f"compare: {len(board)} models over {len(seeds)} seed(s), top {top['arch']} "
+        f"(test accuracy {top['accuracy']:.4f}"
         f"{'' if top['seed'] is None else ', seed ' + str(top['seed'])}); not shown worse than it: "
         f"{', '.join(same) or 'none'} -> {paths['markdown']}; best by validation: {best['arch']} seed {best['seed']} "
         f"-> {paths['best']}"

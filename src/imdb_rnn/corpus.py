@@ -101,7 +101,8 @@ SOURCES = ("train", "unsup")
 
 
 def build_vocabulary(params_path, paths):
-    """The vocab stage: the vocabulary from the training (and optionally unlabelled) reviews' word counts, never the test set's.
+    """The vocab stage: the vocabulary from the training (and optionally unlabelled) reviews' word counts,
+    never the test set's.
 
     `paths` maps counts, out to files, as dvc.yaml names them.
     """

@@ -236,7 +236,8 @@ def pretrain_embeddings(params_path, paths):
     write_json(paths["metrics"], report)
     print(
         f"pretrain_embeddings: {matrix.shape[0]} x {matrix.shape[1]} float32, {report['words_covered']} trained, "
-        f"{report['words_missing']} random, {report['seconds']} s ({report['words_per_second']} words/s) -> {paths['out']}"
+        f"{report['words_missing']} random, {report['seconds']} s ({report['words_per_second']} words/s) "
+        f"-> {paths['out']}"
     )
     for word, near in report["neighbours"].items():
         print(f"  {word}: {', '.join(f'{w} {s:.2f}' for w, s in near.items())}")

@@ -105,7 +105,8 @@ def classification_metrics(labels, logits):
 
 
 def unseen_metrics(labels, logits, in_train):
-    """Accuracy on the test reviews whose text is not also a training review's (`in_train` [N] bool), and their count."""
+    """Accuracy on the test reviews whose text is not also a training review's (`in_train` [N] bool),
+    and their count."""
     unseen = ~np.asarray(in_train, bool)
     return {
         "accuracy_unseen": round(accuracy(np.asarray(logits)[unseen], np.asarray(labels)[unseen]), 6)
@@ -180,7 +181,8 @@ def evaluate(model, payload, reviews, batch_size, device, path):
     train_seconds = checkpoint_field(payload, "metrics", path).get("train_seconds")
     if train_seconds is None:
         raise PipelineError(
-            f"checkpoint {path} does not record its training time: retrain it ({retrain_hint(path, payload.get('arch'))})"
+            f"checkpoint {path} does not record its training time: "
+            f"retrain it ({retrain_hint(path, payload.get('arch'))})"
         )
     start = time.perf_counter()  # throughput counts the model's work only, not loading
     logits = predict_logits(model, reviews, batch_size, device)

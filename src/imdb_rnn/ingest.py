@@ -215,7 +215,8 @@ def _movies(urls, folder_ids, files):
     """(movie per review, status per folder) from the urls_*.txt lines; None where a file is missing or does not fit.
 
     `folder_ids` maps (split, label) folders to the review ids read there (the files' numbers),
-    `files` to the number of review files there (empty ones too). A file fits when it has one line per review file in its folder (empty reviews included).
+    `files` to the number of review files there (empty ones too). A file fits when it has one line per
+    review file in its folder (empty reviews included).
     """
     movies, status = {}, {}
     for key, ids in folder_ids.items():
@@ -311,7 +312,7 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
         columns["rating"].append(rating)
         columns["text"].append(text)
 
-    missing = [f"{s}/{l}" for s, l in REQUIRED if counts[(s, l)] == 0]
+    missing = [f"{s}/{label}" for s, label in REQUIRED if counts[(s, label)] == 0]
     if missing:
         raise PipelineError(
             f"{source} is not an aclImdb dataset: no reviews under {', '.join(missing)}; point ingest.source "
@@ -331,7 +332,7 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
         "source": str(source),
         "reviews": table.num_rows,
         "per_split": {s: sum(v for (sp, _), v in counts.items() if sp == s) for s in ("train", "test", "unsup")},
-        "per_label": {f"{s}/{l}": counts[(s, l)] for s, l in sorted(counts)},
+        "per_label": {f"{s}/{label}": counts[(s, label)] for s, label in sorted(counts)},
         "empty_files_dropped": sum(empty.values()),
         "invalid_utf8_bytes": decode.bad_bytes,
         "files_with_invalid_utf8": len(decode.bad_files),
@@ -350,7 +351,8 @@ def read_reviews(source, download_dir="data/raw", md5=OFFICIAL_MD5):
     if decode.bad_files:
         print(
             f"ingest: warning: {len(decode.bad_files)} file(s) hold invalid UTF-8, replaced by U+FFFD: "
-            f"{', '.join(decode.bad_files[:3])}{' ...' if len(decode.bad_files) > 3 else ''} (metrics/ingest.json names them)",
+            f"{', '.join(decode.bad_files[:3])}{' ...' if len(decode.bad_files) > 3 else ''} "
+            "(metrics/ingest.json names them)",
             file=sys.stderr,
         )
     if skipped:

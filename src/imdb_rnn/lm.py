@@ -168,7 +168,8 @@ def pretrain(model, train_rows, val_rows, params, device, log=print):
 
 
 def pretrain_lm(params_path, paths):
-    """The pretrain_lm stage: a recurrent language model on the training and unlabelled reviews (never the test reviews).
+    """The pretrain_lm stage: a recurrent language model on the training and unlabelled reviews (never
+    the test reviews).
 
     `paths` maps reviews, vocab, out, metrics to files, as dvc.yaml names them.
     """

@@ -238,8 +238,8 @@ class Predictor:
         )
         threads = torch.get_num_threads()
         with ThreadPoolExecutor(lanes) as pool:
-            for rows, (l, e, n) in zip(shares, pool.map(share, shares, [1] * lanes)):
-                logits[rows], empty[rows], n_words[rows] = l, e, n
+            for rows, (lane_logits, e, n) in zip(shares, pool.map(share, shares, [1] * lanes)):
+                logits[rows], empty[rows], n_words[rows] = lane_logits, e, n
         # torch keeps a process-wide default beside each thread's own: keep a lane's 1 out of it
         torch.set_num_threads(threads)
         return logits, empty, n_words

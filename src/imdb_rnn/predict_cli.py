@@ -44,7 +44,8 @@ def decode(raw, source, warn):
             except UnicodeDecodeError as err:
                 return (
                     None,
-                    f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): save it as UTF-8",
+                    f"starts with a {name} byte-order mark but is not valid {name} (byte {err.start}): "
+                    "save it as UTF-8",
                 )
     raw = raw.removeprefix(codecs.BOM_UTF8)  # then UTF-8 like any other: invalid bytes replaced, with the warning
     text = raw.decode("utf-8", errors="replace")
@@ -61,7 +62,10 @@ def unreadable(text):
     """Why `text` is no review to score, or None: NUL characters mean a binary file or a text in another
     encoding (UTF-16 without a byte-order mark, UTF-32), which would score as noise."""
     if "\x00" in text:
-        return "holds NUL characters, so it is not UTF-8 text (UTF-16 without a byte-order mark, or a binary file?): save it as UTF-8"
+        return (
+            "holds NUL characters, so it is not UTF-8 text (UTF-16 without a byte-order mark, or a binary file?): "
+            "save it as UTF-8"
+        )
     return None
 
 
@@ -110,7 +114,8 @@ def gather_inputs(args, warn):
         else:
             if _names_a_file(text):
                 warn(
-                    f"warning: arg:{n} ({text}) is scored as text, but a file of that name exists: use --file {text} to score what it holds"
+                    f"warning: arg:{n} ({text}) is scored as text, but a file of that name exists: "
+                    f"use --file {text} to score what it holds"
                 )
             items.append(Item(f"arg:{n}", text))
     for path in args.file or []:
@@ -166,7 +171,8 @@ def print_explanations(items, explanations, top, bold, out):
 
 
 def json_record(item, prob=None, explanation=None, precision=None):
-    """One review's JSON object: label, probability and the precision that computed it, or null ones with the reason (`error`)."""
+    """One review's JSON object: label, probability and the precision that computed it, or null ones
+    with the reason (`error`)."""
     if item.error:
         return {"source": item.source, "label": None, "probability": None, "error": item.error}
     record = {
@@ -211,8 +217,9 @@ def parse_args(argv):
         prog="imdb-predict",
         description="Label movie reviews positive or negative with a trained checkpoint.",
         epilog="Reviews come from the arguments ('-' reads standard input), --file (one review per file: UTF-8, or "
-        "UTF-16 with a byte-order mark), or standard input when nothing else is given (one review per line, blank lines "
-        "skipped). Everything after '--' is review text, never an option: imdb-predict --json -- '-awful, truly'.",
+        "UTF-16 with a byte-order mark), or standard input when nothing else is given (one review per line, "
+        "blank lines skipped). Everything after '--' is review text, never an option: "
+        "imdb-predict --json -- '-awful, truly'.",
         allow_abbrev=False,  # --js is an error, not --json: a script keeps working when an option is added
     )
     parser.add_argument("texts", nargs="*", help="review texts; '-' reads reviews from standard input, one per line")
@@ -277,7 +284,8 @@ def parse_args(argv):
         parser.error("--batch-size and --top must be at least 1, --threads and --lanes at least 0")
     if args.seed is not None and (args.seed < 0 or args.model):
         parser.error(
-            "--seed must be >= 0 and picks among an architecture's seeds: use it with --arch (or alone), not with --model"
+            "--seed must be >= 0 and picks among an architecture's seeds: "
+            "use it with --arch (or alone), not with --model"
         )
     if args.explain and not (args.model or args.arch):
         args.arch = "attention"

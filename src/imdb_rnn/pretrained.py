@@ -34,7 +34,8 @@ def load_pretrained(path, kind):
         path,
         what,
         lambda p: torch.load(p, map_location="cpu", weights_only=True),
-        make=f"run the pretrain stage that makes it (dvc repro {'pretrain_embeddings' if kind == 'word2vec' else 'pretrain_lm'})",
+        make="run the pretrain stage that makes it "
+        f"(dvc repro {'pretrain_embeddings' if kind == 'word2vec' else 'pretrain_lm'})",
     )
     if not isinstance(payload, dict) or payload.get("kind") != kind or payload.get("format") != PRETRAINED_FORMAT:
         raise PipelineError(f"{what} {path} is not a {kind} file of this version: rerun the stage that makes it")

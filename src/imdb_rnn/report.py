@@ -7,6 +7,7 @@ heaviest word is darkest), since weights of a 20-word and a 500-word review diff
 """
 
 import html
+import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,12 +67,15 @@ def truth_name(truth):
 def headline(example):
     e = example.explanation
     read = f"{len(e.words)} words read" + (f" of {e.n_words}" if e.n_words > len(e.words) else "")
-    return f"review {example.review_id} | truth {truth_name(example.truth)} | predicted {e.label} p(pos)={e.probability:.3f} | {read}"
+    return (
+        f"review {example.review_id} | truth {truth_name(example.truth)} "
+        f"| predicted {e.label} p(pos)={e.probability:.3f} | {read}"
+    )
 
 
 # ------------------------------------------------------------------ HTML
 
-CSS = """
+CSS = string.Template("""
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 .review { margin: 1.2em 0; padding: .6em .8em; border-left: 4px solid #999; background: #fafafa; }
@@ -83,8 +87,8 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom:
 .words span.unk { font-style: italic; text-decoration: underline dotted; }
 .legend { font-size: .85em; color: #555; }
 .scale { display: inline-block; width: 10em; height: .9em; vertical-align: middle;
-         background: linear-gradient(to right, rgba(%d,%d,%d,0), rgba(%d,%d,%d,%s)); border: 1px solid #ccc; }
-""" % (*SHADE_RGB, *SHADE_RGB, MAX_ALPHA)
+         background: linear-gradient(to right, rgba($rgb,0), rgba($rgb,$alpha)); border: 1px solid #ccc; }
+""").substitute(rgb=",".join(map(str, SHADE_RGB)), alpha=MAX_ALPHA)
 
 
 def html_words(e):
@@ -94,7 +98,8 @@ def html_words(e):
         unk = "" if known else ' class="unk"'
         note = "" if known else " (not in the vocabulary: read as <unk>)"
         spans.append(
-            f'<span{unk} style="background:rgba({r},{g},{b},{alpha:.3f})" title="{float(weight):.4f}{html.escape(note)}">'
+            f'<span{unk} style="background:rgba({r},{g},{b},{alpha:.3f})" '
+            f'title="{float(weight):.4f}{html.escape(note)}">'
             f"{html.escape(word)}</span>"
         )
     return " ".join(spans) or "<i>(no words)</i>"

@@ -141,9 +141,11 @@ def check_memory(name, model_config, batch_size, seq_len, device, processes=1):
     if have is not None and need * copies > have:
         gib = 2**30
         raise PipelineError(
-            f"{name} needs at least {need * copies / gib:,.1f} GiB to train ({parameters / 1e6:,.1f} million parameters: "
+            f"{name} needs at least {need * copies / gib:,.1f} GiB to train "
+            f"({parameters / 1e6:,.1f} million parameters: "
             f"{16 * parameters / gib:,.1f} GiB of weights, gradients and Adam's state; {activations / gib:,.1f} GiB of "
-            f"activations for a batch of {batch_size} x {seq_len} tokens{f'; {copies} processes' if copies > 1 else ''}), "
+            f"activations for a batch of {batch_size} x {seq_len} tokens"
+            f"{f'; {copies} processes' if copies > 1 else ''}), "
             f"but this {'GPU' if torch.device(device).type == 'cuda' else 'machine'} has {have / gib:,.1f} GiB: lower "
             f"{name}.hidden_dim, {name}.num_layers or {name}.batch_size"
         )

@@ -26,7 +26,8 @@ SCHEMA = {
 
 
 def groups_of(text_hashes, movies=None):
-    """A group id per review (int array, shape (n,)): reviews joined by equal text, and by equal movie if `movies` is given.
+    """A group id per review (int array, shape (n,)): reviews joined by equal text, and by equal movie if
+    `movies` is given.
 
     The groups are the connected components of "same text" (and "same movie"), so a review that
     shares its text with a review of another movie joins both movies into one group.
@@ -94,7 +95,8 @@ def stratified_split(labels, val_fraction, seed, groups=None, group_by="review")
         raise PipelineError(f"no split with split.val_fraction={val_fraction}: a single group holds too many reviews")
     for side, idx in (("validation", val), ("training", train)):
         for cls in np.setdiff1d(classes, labels[idx]):
-            # a side with one class scores every model alike (the exercise's split): whole groups too large for the targets
+            # a side with one class scores every model alike (the exercise's split): whole groups too large
+            # for the targets
             holders = int((per_group[:, list(classes).index(cls)] > 0).sum())
             what = f"{holders} movie(s)" if group_by == "movie" else f"{holders} group(s) of reviews with one text"
             raise PipelineError(
@@ -117,14 +119,16 @@ def split_indices(data, val_fraction, seed, group_by):
         if unknown:
             raise PipelineError(
                 f"split.group_by is movie but {unknown} training review(s) have no movie (urls_*.txt missing or "
-                "not one line per review: metrics/ingest.json, movie_files): restore those files or set split.group_by: review"
+                "not one line per review: metrics/ingest.json, movie_files): restore those files or set "
+                "split.group_by: review"
             )
         movies = data["movies"]
     return stratified_split(data["labels"], val_fraction, seed, groups_of(data["text_hashes"], movies), group_by)
 
 
 def split_report(data, train_idx, val_idx):
-    """Reviews, movies and class balance per side, the movies both sides share, and duplicates (a dict for metrics/split.json)."""
+    """Reviews, movies and class balance per side, the movies both sides share, and duplicates (a dict
+    for metrics/split.json)."""
     labels, movies, hashes = data["labels"], data["movies"], data["text_hashes"]
     report = {}
     for name, idx in (("train", train_idx), ("val", val_idx)):
@@ -150,7 +154,8 @@ def split_report(data, train_idx, val_idx):
 
 
 def split_reviews(params_path, paths):
-    """The split stage: a seeded, stratified train/validation split of the training reviews, grouped as split.group_by says.
+    """The split stage: a seeded, stratified train/validation split of the training reviews, grouped as
+    split.group_by says.
 
     `paths` maps train, out_dir, report to files, as dvc.yaml names them.
     """
@@ -182,8 +187,9 @@ def split_reviews(params_path, paths):
         grouped = params["group_by"] == "movie"
         print(
             f"split: warning: validation is {report['val']['pos_fraction']:.1%} positive and training "
-            f"{report['train']['pos_fraction']:.1%}: whole {'movies' if grouped else 'groups of reviews with one text'} "
-            "could not be shared out evenly, so validation accuracy weighs the classes unlike training; use more reviews"
-            + (" (another split.seed may help), or split.group_by: review" if grouped else ""),
+            f"{report['train']['pos_fraction']:.1%}: whole "
+            f"{'movies' if grouped else 'groups of reviews with one text'} "
+            "could not be shared out evenly, so validation accuracy weighs the classes unlike training; "
+            "use more reviews" + (" (another split.seed may help), or split.group_by: review" if grouped else ""),
             file=sys.stderr,
         )
