@@ -304,6 +304,7 @@ def make_dvc_repo(tmp_path, archive):
     repo.git("config", "user.name", "tests")
     repo.dvc("init", "-q")
     shutil.copytree(REPO_ROOT / ".dvc" / "plots", root / ".dvc" / "plots")  # the plots' templates
+    shutil.copy(REPO_ROOT / ".dvcignore", root / ".dvcignore")  # Python's caches are no stage's dependency
     repo.dvc("config", "core.analytics", "false")
     repo.dvc("config", "core.site_cache_dir", str(tmp_path / "dvc_site_cache"))
     repo.params = tiny_params(os.path.relpath(archive, root))

@@ -112,6 +112,17 @@ def test_repro_data_and_train_stages(dvc_repo):
     assert ran_stages(fourth.stdout) == {f"train@{a}-8" for a in archs}, fourth.stdout
     assert all(digest(checkpoints[(a, 42)]) == after[(a, 42)] for a in archs)
 
+    # code: an edit to a module no train stage runs reruns stage_code alone (train.txt comes out the same)...
+    with open(root / "src/imdb_rnn/compare.py", "a") as f:
+        f.write("# an edit\n")
+    fifth = repo.dvc("repro", "train")
+    assert ran_stages(fifth.stdout) == {"stage_code"}, fifth.stdout
+    # ...and an edit to one they run retrains every model
+    with open(root / "src/imdb_rnn/tracker.py", "a") as f:
+        f.write("# an edit\n")
+    sixth = repo.dvc("repro", "train")
+    assert ran_stages(sixth.stdout) == {"stage_code"} | {f"train@{a}-{s}" for a in archs for s in (42, 8)}, sixth.stdout
+
 
 def imported_modules(script):
     """The src/imdb_rnn modules a stage script imports, directly or through one another; a subpackage
@@ -133,14 +144,33 @@ def imported_modules(script):
 
 
 def test_every_stage_depends_on_the_code_it_runs():
-    # a module missing from a stage's deps would let `dvc repro` keep outputs of code that changed
+    """Each stage's one code dependency is stage_code's file for its script, which lists what the imports say:
+    the script and the modules it reaches (read here by a second, independent reader), plus the package's
+    __init__. A module missing would let `dvc repro` keep outputs of code that changed."""
+    from imdb_rnn.stage_code import code_files
+
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["stage_code"]["deps"] == ["stages", "src/imdb_rnn"]
     for name, stage in stages.items():
-        stage = stage.get("do", stage)  # a foreach stage's definition sits under do
-        script = re.search(r"stages/\w+\.py", stage["cmd"]).group(0)
-        listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
-        assert script in stage["deps"], name
-        assert listed == imported_modules(script), name
+        if name == "stage_code":
+            continue
+        script = re.search(r"stages/(\w+)\.py", stage["cmd"]).group(1)
+        assert f"data/stage_code/{script}.txt" in stage["deps"], name
+        assert not [dep for dep in stage["deps"] if dep.startswith(("src/", "stages/"))], name
+        found = {
+            str(p.relative_to(REPO_ROOT))
+            for p in code_files(REPO_ROOT / f"stages/{script}.py", REPO_ROOT / "src/imdb_rnn")
+        }
+        imported = {m for m in imported_modules(f"stages/{script}.py")}
+        folders = {m for m in imported if (REPO_ROOT / m).is_dir()}
+        expanded = {m for m in imported - folders} | {
+            str(p.relative_to(REPO_ROOT)) for f in folders for p in (REPO_ROOT / f).glob("*.py")
+        }
+        assert found == expanded | {f"stages/{script}.py", "src/imdb_rnn/__init__.py"}, name
+    # the training code and nothing of evaluation's: an edit to the leaderboard retrains no model
+    train = {p.name for p in code_files(REPO_ROOT / "stages/train.py", REPO_ROOT / "src/imdb_rnn")}
+    assert {"model.py", "objective.py", "tracker.py", "registry.py", "mdlstm.py"} <= train
+    assert not {"compare.py", "evaluate.py", "predict.py", "report.py", "significance.py"} & train
 
 
 def test_adding_an_architecture_adds_nothing_to_dvc_yaml():

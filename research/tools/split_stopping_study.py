@@ -113,7 +113,8 @@ def run_recurrent(args, name, seed, data, test_data, train_idx, val_idx, refit=F
     from imdb_rnn.batches import Reviews
     from imdb_rnn.inference import accuracy, predict_logits
     from imdb_rnn.runtime import configure_cpu, pick_device
-    from imdb_rnn.train import build_model, fit, pretrained_weights, snapshot
+    from imdb_rnn.tracker import snapshot
+    from imdb_rnn.train import build_model, fit, pretrained_weights
 
     settings, config = arch_settings(args.params, name)
     config = dataclasses.replace(config, seed=seed, patience=config.epochs, threads=args.threads)
