@@ -4,4 +4,4 @@ from imdb_rnn.artifacts import stage_main
 from imdb_rnn.check import check_params
 
 if __name__ == "__main__":
-    stage_main(__doc__, check_params, paths=("out",))
+    stage_main(__doc__, check_params, paths=("out", "settings"))

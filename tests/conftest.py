@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = REPO_ROOT / "stages"
 REAL_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
 
-# what a DVC end-to-end test copies; src/ is copied too because dvc.yaml lists its files as deps
+# what a DVC end-to-end test copies; src/ is copied too because the stage_code stage hashes it
 # (the code that runs is this checkout's src/: script_env puts it first on PYTHONPATH)
 PIPELINE_FILES = ("dvc.yaml", "params.yaml")
 PIPELINE_DIRS = ("stages", "src/imdb_rnn")
@@ -142,6 +142,8 @@ def repo_params():
 
 def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     """params.yaml shrunk for tests: a local archive, short sequences and tiny, one-epoch models."""
+    from imdb_rnn.config import is_architecture_section
+
     params = repo_params()
     params["ingest"]["source"] = str(source)
     params["vocab"]["max_size"] = 300
@@ -150,9 +152,7 @@ def tiny_params(source, seq_len=64, hidden=8, epochs=1):
     params["arch_defaults"].update(embed_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)
     # every architecture section, listed by default or not (lstm_lm, bilstm_mixed): a test may list it
     for arch in [
-        name
-        for name, section in params.items()
-        if isinstance(section, dict) and "cell" in section and name != "pretrain_lm"
+        name for name, section in params.items() if is_architecture_section(section) and name != "pretrain_lm"
     ]:
         section = params[arch]
         section.update(embed_dim=hidden, hidden_dim=hidden, epochs=epochs, batch_size=16, seq_len=seq_len)

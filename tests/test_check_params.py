@@ -10,13 +10,36 @@ from imdb_rnn.check import check_params
 
 def checked(tmp_path, params):
     write_params(tmp_path / "params.yaml", params)
-    check_params(tmp_path / "params.yaml", {"out": tmp_path / "checked.txt"})
+    check_params(tmp_path / "params.yaml", {"out": tmp_path / "checked.txt", "settings": tmp_path / "settings"})
     return (tmp_path / "checked.txt").read_text()
 
 
 def test_the_projects_params_and_the_tests_tiny_ones_pass(tmp_path):
     assert checked(tmp_path, repo_params()) == "params.yaml passed every stage's checks\n"
     assert checked(tmp_path, tiny_params("archive.tar.gz")) == "params.yaml passed every stage's checks\n"
+
+
+def test_each_architecture_gets_the_settings_its_train_stage_resolves(tmp_path):
+    """A twin's train stage depends on this file: its base's change reaches it, which DVC's params cannot show."""
+    import json
+
+    from imdb_rnn.config import arch_settings
+    from imdb_rnn.params import read_architectures
+
+    params = repo_params()
+    checked(tmp_path, params)
+    names = read_architectures(tmp_path / "params.yaml")
+    assert sorted(p.stem for p in (tmp_path / "settings").glob("*.json")) == sorted(names)
+    settings, config = arch_settings(tmp_path / "params.yaml", "bilstm_w2v")
+    before = json.loads((tmp_path / "settings/bilstm_w2v.json").read_text())
+    assert before == {**settings, **{k: v for k, v in config.as_dict().items() if k != "seed"}}
+    assert before["hidden_dim"] == 128 and before["pretrained"] == "word2vec"
+    others = {n: (tmp_path / f"settings/{n}.json").read_text() for n in names}
+    params["bilstm"]["hidden_dim"] = 64  # the base of bilstm_w2v, bilstm_w2v_adv (its own width: unchanged)
+    checked(tmp_path, params)
+    after = {n: (tmp_path / f"settings/{n}.json").read_text() for n in names}
+    assert {n for n in names if after[n] != others[n]} == {"bilstm", "bilstm_w2v"}
+    assert json.loads(after["bilstm_w2v"])["hidden_dim"] == 64
 
 
 def set_key(params, dotted, value):

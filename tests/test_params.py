@@ -1,5 +1,6 @@
 """params.yaml is read by the YAML rules DVC writes it with: every value `dvc exp run -S` sets means the same here."""
 
+import re
 import shutil
 
 import pytest
@@ -8,7 +9,7 @@ from dvc.utils.hydra import apply_overrides
 from dvc.utils.serialize import load_yaml
 
 from imdb_rnn.artifacts import PipelineError
-from imdb_rnn.config import arch_settings
+from imdb_rnn.config import arch_settings, architecture_section
 from imdb_rnn.params import best_by_validation, read_architectures, read_params, read_seeds, stage_of
 
 
@@ -47,10 +48,46 @@ def test_a_default_overridden_in_one_section_changes_that_architecture_alone(par
     apply_overrides(params_file, ["++gru.dropout=0.1", "++gru.lr=0.003"])
     after = {name: arch_settings(params_file, name)[0] for name in read_architectures(params_file)}
     assert after["gru"] == dict(before["gru"], dropout=0.1, lr=0.003)
-    assert {n: s for n, s in after.items() if n != "gru"} == {n: s for n, s in before.items() if n != "gru"}
+    # gru's pretrained twin extends gru: it follows; nothing else moves
+    assert read_params(params_file)["gru_w2v"] == {"extends": "gru"}
+    assert after["gru_w2v"] == dict(before["gru_w2v"], dropout=0.1, lr=0.003)
+    unchanged = set(before) - {"gru", "gru_w2v"}
+    assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
     apply_overrides(params_file, ["arch_defaults.dropout=0.5"])
     changed = {n for n, s in ((n, arch_settings(params_file, n)[0]) for n in before) if s["dropout"] == 0.5}
-    assert changed == {n for n, s in before.items() if "dropout" not in read_params(params_file)[n]}
+    params = read_params(params_file)
+    assert changed == {n for n in before if "dropout" not in architecture_section(params, n)}
+
+
+def test_a_twin_extends_its_base_and_overrides_only_what_it_sets(params_file):
+    """`extends: bilstm`: the twin takes bilstm's settings as dvc exp run -S leaves them, and its own keys win."""
+    apply_overrides(params_file, ["bilstm.hidden_dim=64", "++bilstm_w2v_adv.lr=0.004"])  # ++: a key the twin adds
+    base, plain, adv = (arch_settings(params_file, n)[0] for n in ("bilstm", "bilstm_w2v", "bilstm_w2v_adv"))
+    assert base["hidden_dim"] == plain["hidden_dim"] == 64 and adv["hidden_dim"] == 256  # adv sets its own width
+    assert (base["lr"], plain["lr"], adv["lr"]) == (0.002, 0.002, 0.004)
+    assert read_params(params_file)["bilstm_w2v"] == {"extends": "bilstm"}  # -S wrote no copy into the twin
+
+
+@pytest.mark.parametrize(
+    "extends, fragment",
+    [
+        ("nosuch", "parameter gru_w2v.extends is 'nosuch', which no architecture section of params.yaml defines"),
+        ("train", "parameter gru_w2v.extends is 'train', which no architecture section"),
+        ("gru_w2v", "parameter gru_w2v.extends goes round in a circle (gru_w2v -> gru_w2v)"),
+    ],
+)
+def test_a_bad_base_is_a_one_line_error(params_file, extends, fragment):
+    apply_overrides(params_file, [f"gru_w2v.extends={extends}"])
+    with pytest.raises(PipelineError, match=re.escape(fragment)):
+        arch_settings(params_file, "gru_w2v")
+
+
+def test_a_circle_of_bases_is_refused(params_file):
+    apply_overrides(params_file, ["++gru.extends=gru_w2v"])
+    with pytest.raises(
+        PipelineError, match=re.escape("parameter gru_w2v.extends goes round in a circle (gru -> gru_w2v -> gru)")
+    ):
+        arch_settings(params_file, "gru")
 
 
 TWINS = {

@@ -218,3 +218,11 @@ def test_only_the_semi_supervised_stages_read_the_unlabelled_reviews(dvc_repo, a
     assert {"ingest", "tokenize", "pretrain_embeddings", "train_semi_supervised@bilstm_mixed-42"} <= ran, second.stdout
     assert not ran & {"split", "train@rnn-42"}, second.stdout
     assert len(np.load(repo.root / "data/tokens/unsup.npz")["labels"]) == TINY_UNSUP + 6
+
+    # bilstm_mixed `extends: bilstm`: a change to bilstm's section (not trained here) retrains it, and only it
+    assert repo.params["bilstm_mixed"]["extends"] == "bilstm" and "lr" not in repo.params["bilstm_mixed"]
+    params["bilstm"]["lr"] *= 2
+    repo.params = params
+    third = repo.dvc("repro", "train", "train_semi_supervised")
+    ran = ran_stages(third.stdout)
+    assert "train_semi_supervised@bilstm_mixed-42" in ran and "train@rnn-42" not in ran, third.stdout

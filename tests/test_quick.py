@@ -27,7 +27,9 @@ def test_the_quick_settings_pass_every_check_and_turn_the_pipeline_down(tmp_path
     overrides = quick_overrides()
     assert len(overrides) >= 4, overrides
     apply_params_overrides(overrides, params)
-    check_params(params, {"out": tmp_path / "checked.txt"})  # raises PipelineError on a bad value
+    check_params(
+        params, {"out": tmp_path / "checked.txt", "settings": tmp_path / "settings"}
+    )  # raises PipelineError on a bad value
 
     quick, full = read_params(params), read_params(REPO_ROOT / "params.yaml")
     trained = read_architectures(params)

@@ -7,6 +7,9 @@ sections that a stage checks only against its inputs' files (a pretrained archit
 against the pretraining stage's).
 """
 
+import json
+from pathlib import Path
+
 from .artifacts import PipelineError, write_text
 from .baseline import SCHEMA as BASELINE_SCHEMA
 from .baseline import check_settings as check_baseline
@@ -65,7 +68,8 @@ def check_fits(name, settings, config, sections, device):
 
 def check_params(params_path, paths):
     """Check all of params.yaml as the stages will; then write paths["out"], a marker the first data
-    stage depends on (its content never changes, so a passing check reruns nothing downstream).
+    stage depends on (its content never changes, so a passing check reruns nothing downstream), and
+    <architecture>.json in folder paths["settings"], the settings each train stage resolves.
 
     Raises PipelineError naming the first bad parameter and the fix.
     """
@@ -111,4 +115,11 @@ def check_params(params_path, paths):
                 f"report.architectures names {name!r}, which has no attention pooling to draw: "
                 "list attention-pooled architectures only"
             )
+    # each architecture's settings as its train stage resolves them (arch_defaults, the sections it extends,
+    # its own; the shared train section): the stage depends on this file, so a change to a base section
+    # retrains the twins that extend it, which DVC's params (one section per stage) cannot see
+    for name in known:
+        settings, config = arch_settings(params_path, name)
+        resolved = {**settings, **{key: value for key, value in config.as_dict().items() if key != "seed"}}
+        write_text(Path(paths["settings"]) / f"{name}.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     write_text(paths["out"], "params.yaml passed every stage's checks\n")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .artifacts import PipelineError, atomic_path, load_npz, read_json, write_json, write_text
 from .cells import check_cell
-from .config import arch_settings
+from .config import arch_settings, is_architecture_section
 from .inference import correct
 from .params import (
     BASELINE,
@@ -425,7 +425,7 @@ def read_chapter(params_path, known):
         raise PipelineError(f"parameter chapter must map each heading to a list of architectures, got {chapter!r}")
     for names in chapter.values():
         for name in names:
-            if not isinstance(params.get(name), dict) or "cell" not in params[name]:
+            if not is_architecture_section(params.get(name)):
                 raise PipelineError(
                     f"chapter names {name!r}, which no params.yaml section defines: pick among {', '.join(known)}"
                 )

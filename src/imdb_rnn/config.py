@@ -162,13 +162,38 @@ class TrainConfig:
         return asdict(self)
 
 
+def is_architecture_section(section):
+    """Whether a params.yaml section defines an architecture: it names a cell, or a base section it extends."""
+    return isinstance(section, dict) and ("cell" in section or "extends" in section)
+
+
+def architecture_section(params, name, chain=()):
+    """Section `name` of params.yaml with what it extends filled in: a section with `extends: BASE` holds every
+    setting of BASE's section (resolved alike) that it does not set itself, so a pretrained twin names its base
+    instead of copying it. Raises PipelineError for a base that is no architecture's section, or a cycle."""
+    section = params.get(name)
+    if not isinstance(section, dict) or "extends" not in section:
+        return section
+    base = section["extends"]
+    if not isinstance(base, str) or not is_architecture_section(params.get(base)):
+        raise PipelineError(
+            f"parameter {name}.extends is {base!r}, which no architecture section of params.yaml defines: "
+            "name the section it builds on (e.g. extends: bilstm)"
+        )
+    if base == name or base in chain:
+        raise PipelineError(f"parameter {name}.extends goes round in a circle ({' -> '.join([*chain, name, base])})")
+    own = {key: value for key, value in section.items() if key != "extends"}
+    return {**architecture_section(params, base, (*chain, name)), **own}
+
+
 def arch_settings(params_path, name, seed=None):
     """(ModelConfig minus vocab_size as a dict, TrainConfig) of architecture `name` trained with `seed`
     (default: the first of params.yaml's seeds), checked before any work.
 
-    Raises PipelineError for an unknown architecture, a bad value (named by the section it is in:
-    arch_defaults.lr or gru.lr), a key missing from both sections, or attention pooling without
-    attention_dim.
+    The settings are arch_defaults' under the architecture's own section, and a section with `extends`
+    takes its base's (architecture_section). Raises PipelineError for an unknown architecture, a bad value
+    (named by the section it is in: arch_defaults.lr or gru.lr), a key missing from both sections, or
+    attention pooling without attention_dim.
     """
     known = read_architectures(params_path)
     if name not in known:
@@ -180,8 +205,9 @@ def arch_settings(params_path, name, seed=None):
     # a cell's own options are known keys of its sections; arch_defaults may hold any cell's
     every_option = {key: spec for cell in CELLS.values() for key, spec in cell.options.items()}
     defaults = check("arch_defaults", params.get("arch_defaults") or {}, {**ARCH_SCHEMA, **every_option}, partial=True)
-    schema = arch_schema({**defaults, **(params[name] if isinstance(params[name], dict) else {})}.get("cell"))
-    own = check(name, params[name], schema, partial=True)
+    section = architecture_section(params, name)
+    schema = arch_schema({**defaults, **(section if isinstance(section, dict) else {})}.get("cell"))
+    own = check(name, section, schema, partial=True)
     settings = {**defaults, **own}
     missing = [key for key, spec in schema.items() if spec.required and key not in settings]
     if missing:
