@@ -26,8 +26,8 @@ import time
 import torch
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import run_main
 from imdb_rnn.cells import CELLS, check_cell, peephole_lstm
+from imdb_rnn.pipeline import run_main
 from imdb_rnn.runtime import pick_device
 
 BASELINE = "lstm"

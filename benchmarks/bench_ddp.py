@@ -31,9 +31,9 @@ import torch
 from machine import describe  # benchmarks/machine.py
 
 from imdb_rnn import distributed
-from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews
 from imdb_rnn.config import ModelConfig, TrainConfig, arch_settings
+from imdb_rnn.pipeline import read_json, usable_cores
 from imdb_rnn.runtime import configure_cpu, seed_everything
 from imdb_rnn.train import fit
 

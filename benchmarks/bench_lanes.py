@@ -30,11 +30,11 @@ import torch
 from bench_train import WARMUP, time_batches  # benchmarks/bench_train.py: the same training step
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews, bucketed
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
+from imdb_rnn.pipeline import read_json, usable_cores
 from imdb_rnn.runtime import configure_cpu
 
 ROOT = Path(__file__).resolve().parents[1]

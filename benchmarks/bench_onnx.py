@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import PipelineError, run_main
 from imdb_rnn.batches import Reviews, by_length
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.model import reversal_index, reverse
+from imdb_rnn.pipeline import PipelineError, run_main
 
 
 class MaxPooledBiRNN(torch.nn.Module):

@@ -33,11 +33,11 @@ import torch
 from machine import describe  # benchmarks/machine.py
 from roofline import forward_flops_per_token, matmul_peak  # benchmarks/roofline.py
 
-from imdb_rnn.artifacts import PipelineError, run_main, write_json
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.ingest import read_reviews, read_table
 from imdb_rnn.params import load_section
+from imdb_rnn.pipeline import PipelineError, run_main, write_json
 from imdb_rnn.predict import PRECISIONS, Predictor, check_payload, lanes_for
 from imdb_rnn.runtime import configure_cpu, native_bfloat16, no_bfloat16_reason
 from imdb_rnn.text import CLEAN_SCHEMA, TOKENIZE_SCHEMA, build_vocab, clean_texts, count_words, read_vocab, split_words

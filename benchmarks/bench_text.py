@@ -31,9 +31,9 @@ import numpy as np
 import yaml
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import usable_cores
 from imdb_rnn.ingest import read_reviews
 from imdb_rnn.params import read_params, stage_arguments
+from imdb_rnn.pipeline import usable_cores
 from imdb_rnn.text import build_vocab, clean_texts, count_words, encode, pad, split_words
 
 ROOT = Path(__file__).resolve().parents[1]

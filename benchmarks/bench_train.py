@@ -38,11 +38,11 @@ import torch
 from machine import describe  # benchmarks/machine.py
 from torch import nn
 
-from imdb_rnn.artifacts import read_json, usable_cores
 from imdb_rnn.batches import Reviews, align_left, bucketed
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.optim import make_optimizer
 from imdb_rnn.params import read_params
+from imdb_rnn.pipeline import read_json, usable_cores
 from imdb_rnn.runtime import native_bfloat16, no_bfloat16_reason
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 

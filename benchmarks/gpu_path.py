@@ -22,10 +22,10 @@ import time
 import torch
 from machine import describe  # benchmarks/machine.py
 
-from imdb_rnn.artifacts import load_npz, read_json, run_main
 from imdb_rnn.batches import Reviews
 from imdb_rnn.config import ModelConfig, arch_settings
 from imdb_rnn.inference import accuracy, predict_logits
+from imdb_rnn.pipeline import load_npz, read_json, run_main
 from imdb_rnn.runtime import configure_cpu, pick_device
 from imdb_rnn.text import read_vocab
 from imdb_rnn.train import build_model, fit, pretrained_weights

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from imdb_rnn.artifacts import usable_cores
+from imdb_rnn.pipeline import usable_cores
 from imdb_rnn.runtime import native_bfloat16
 
 

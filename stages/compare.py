@@ -1,7 +1,7 @@
 """Stage compare: rank every trained architecture and the n-gram baseline by test accuracy; draw one summary picture."""
 
-from imdb_rnn.artifacts import stage_main
 from imdb_rnn.compare import compare_models
+from imdb_rnn.pipeline import stage_main
 
 if __name__ == "__main__":
     stage_main(

@@ -1,7 +1,7 @@
 """Stage evaluate: score one architecture's checkpoint on every official test review."""
 
-from imdb_rnn.artifacts import stage_main
 from imdb_rnn.evaluate import evaluate_checkpoint
+from imdb_rnn.pipeline import stage_main
 
 if __name__ == "__main__":
     stage_main(

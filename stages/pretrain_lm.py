@@ -3,8 +3,8 @@
 Its encoder (embedding and recurrent layers) initialises every architecture whose params say
 `pretrained: lm`. The test reviews are never read."""
 
-from imdb_rnn.artifacts import stage_main
 from imdb_rnn.lm import pretrain_lm
+from imdb_rnn.pipeline import stage_main
 
 if __name__ == "__main__":
     stage_main(__doc__, pretrain_lm, paths=("reviews", "vocab", "out", "metrics"))

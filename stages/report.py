@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pyarrow.compute as pc
 
-from imdb_rnn.artifacts import PipelineError, run_main
 from imdb_rnn.ingest import read_table
+from imdb_rnn.pipeline import PipelineError, run_main
 from imdb_rnn.predict import Predictor, best_seed_checkpoint
 from imdb_rnn.report import build_examples, write_report
 from imdb_rnn.runtime import configure_cpu

@@ -1,6 +1,6 @@
 """Stage split: seeded, shuffled, stratified train/validation split of the training reviews."""
 
-from imdb_rnn.artifacts import stage_main
+from imdb_rnn.pipeline import stage_main
 from imdb_rnn.split import split_reviews
 
 if __name__ == "__main__":

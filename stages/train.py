@@ -1,7 +1,7 @@
 """Stage train: train one architecture (arch_defaults and its own params.yaml section) with one seed
 and keep the best checkpoint."""
 
-from imdb_rnn.artifacts import stage_main
+from imdb_rnn.pipeline import stage_main
 from imdb_rnn.train import train_architecture
 
 if __name__ == "__main__":

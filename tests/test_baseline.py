@@ -14,9 +14,9 @@ import scipy.sparse as sp
 import yaml
 from conftest import assert_one_line_error, run_script, write_params
 
-from imdb_rnn.artifacts import PipelineError, load_npz, read_json, save_npz
 from imdb_rnn.baseline import Part, best_C, check_settings, log_count_ratio, part_of_split, select_C, select_rows
 from imdb_rnn.compare import load_run, same_reviews
+from imdb_rnn.pipeline import PipelineError, load_npz, read_json, save_npz
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "baseline.py"
 # the section params.yaml is meant to carry; small C values are kept so that the choice matters on tiny data

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from imdb_rnn.artifacts import save_npz
 from imdb_rnn.batches import Reviews, align_left, bucketed, by_length, cut
+from imdb_rnn.pipeline import save_npz
 from imdb_rnn.text import pad
 
 # three left-aligned reviews of 4, 2 and 6 tokens

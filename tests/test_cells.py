@@ -459,7 +459,7 @@ def test_registry_entries():
 @pytest.mark.precision
 def test_a_precision_the_cell_lacks_is_refused_in_one_line_never_run_in_float32(monkeypatch):
     from imdb_rnn import predict, runtime
-    from imdb_rnn.artifacts import PipelineError
+    from imdb_rnn.pipeline import PipelineError
     from imdb_rnn.predict import resolve_precision
     from imdb_rnn.runtime import training_precision
 

@@ -4,8 +4,8 @@ import pytest
 import yaml
 from conftest import AVX2_ONLY, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.check import check_params
+from imdb_rnn.pipeline import PipelineError
 
 
 def checked(tmp_path, params):
@@ -273,7 +273,7 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
     from conftest import script_env
 
     script = (
-        "import time\nfrom imdb_rnn.artifacts import run_main\n"
+        "import time\nfrom imdb_rnn.pipeline import run_main\n"
         "def main():\n    print('started', flush=True)\n    time.sleep(3)\n    print('finished', flush=True)\n"
         "run_main(main)\n"
     )

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import repo_params
 
-from imdb_rnn.artifacts import PipelineError, save_npz
 from imdb_rnn.compare import best_model, format_duration, load_run, read_chapter
+from imdb_rnn.pipeline import PipelineError, save_npz
 from imdb_rnn.significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "compare.py"

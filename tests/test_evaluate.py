@@ -18,11 +18,11 @@ import torch
 import yaml
 from conftest import REPO_ROOT, assert_one_line_error, run_script
 
-from imdb_rnn.artifacts import save_npz
 from imdb_rnn.checkpoint import load_checkpoint, save_checkpoint
 from imdb_rnn.config import ModelConfig
 from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin, to_csv
 from imdb_rnn.model import RecurrentClassifier
+from imdb_rnn.pipeline import save_npz
 from imdb_rnn.predict import Predictor
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"

@@ -6,12 +6,12 @@ import torch
 from conftest import REPO_ROOT
 from torch import nn
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.cells.grid_lstm import GridLSTM
 from imdb_rnn.cells.mdlstm import MDLSTM
 from imdb_rnn.config import arch_settings
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import read_params
+from imdb_rnn.pipeline import PipelineError
 
 torch.set_default_dtype(torch.float32)
 F64 = torch.float64

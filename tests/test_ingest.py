@@ -25,8 +25,8 @@ from conftest import (
     write_params,
 )
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.ingest import TABLE_SCHEMA, read_reviews
+from imdb_rnn.pipeline import PipelineError
 
 WRONG_MD5 = "0" * 32
 TINY_REVIEWS = 4 * TINY_PER_LABEL + TINY_UNSUP

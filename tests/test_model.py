@@ -7,12 +7,12 @@ from conftest import repo_params
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.cells import CELLS
 from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
+from imdb_rnn.pipeline import PipelineError
 from imdb_rnn.text import pad
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: more threads only add overhead

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from conftest import REPO_ROOT, run_script
 
-from imdb_rnn.artifacts import save_npz
+from imdb_rnn.pipeline import save_npz
 
 N = 1000
 

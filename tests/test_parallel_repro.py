@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, ran_stages, script_env
 
-from imdb_rnn.artifacts import PipelineError
+from imdb_rnn.pipeline import PipelineError
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import parallel_repro  # noqa: E402

@@ -8,9 +8,9 @@ from conftest import REPO_ROOT, assert_one_line_error, run_script
 from dvc.utils.hydra import apply_overrides
 from dvc.utils.serialize import load_yaml
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.config import arch_settings, architecture_section
 from imdb_rnn.params import best_by_validation, read_architectures, read_params, read_seeds, stage_of
+from imdb_rnn.pipeline import PipelineError
 
 
 @pytest.fixture

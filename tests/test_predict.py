@@ -19,8 +19,8 @@ from torch import nn
 from torch.ao.nn.quantized import dynamic as qdynamic
 
 from imdb_rnn import predict, predict_cli
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.checkpoint import load_checkpoint
+from imdb_rnn.pipeline import PipelineError
 from imdb_rnn.predict import Predictor
 from imdb_rnn.text import UNK_ID
 

@@ -10,10 +10,10 @@ from synthetic import FILLER
 from tiny_model import configs
 from torch import nn
 
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.config import ModelConfig
 from imdb_rnn.lm import LanguageModel, check_settings, pretrain, sequences
+from imdb_rnn.pipeline import PipelineError
 from imdb_rnn.pretrained import check_pretrained, initialise, load_pretrained, save_pretrained
 from imdb_rnn.text import encode, pad, split_words, vocab_sha256
 from imdb_rnn.train import fit
@@ -186,9 +186,9 @@ def test_lm_refuses_the_test_reviews():
 
 
 def test_the_language_model_takes_only_cells_it_can_stack_itself():
-    from imdb_rnn.artifacts import PipelineError
     from imdb_rnn.lm import SCHEMA
     from imdb_rnn.params import check
+    from imdb_rnn.pipeline import PipelineError
 
     with pytest.raises(
         PipelineError, match=r"^parameter pretrain_lm.cell must be one of rnn, lstm, gru, .*got 'grid_lstm'$"

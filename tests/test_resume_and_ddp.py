@@ -202,7 +202,7 @@ def test_a_parameter_error_with_two_processes_is_one_line_before_any_worker(data
 
 WORKER = """
 import os, time
-from imdb_rnn.artifacts import PipelineError, run_main
+from imdb_rnn.pipeline import PipelineError, run_main
 
 def main():
     if os.environ["RANK"] == "1":
@@ -214,7 +214,7 @@ run_main(main)
 LAUNCH = """
 import sys
 from imdb_rnn import distributed
-from imdb_rnn.artifacts import run_main
+from imdb_rnn.pipeline import run_main
 run_main(lambda: distributed.launch(2, sys.argv[1], []))
 """
 
@@ -238,7 +238,7 @@ PENDING = """
 import os, time
 import torch, torch.distributed as dist
 from imdb_rnn import distributed
-from imdb_rnn.artifacts import PipelineError, run_main
+from imdb_rnn.pipeline import PipelineError, run_main
 
 def main():
     context = distributed.setup("cpu")
@@ -274,7 +274,7 @@ BLOCKED = """
 import os, time
 import torch, torch.distributed as dist
 from imdb_rnn import distributed
-from imdb_rnn.artifacts import PipelineError, run_main
+from imdb_rnn.pipeline import PipelineError, run_main
 
 def main():
     context = distributed.setup("cpu")

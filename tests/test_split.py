@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import TINY_PER_LABEL, assert_one_line_error, repo_params, run_script, tiny_params, write_params
 
-from imdb_rnn.artifacts import PipelineError, save_npz
+from imdb_rnn.pipeline import PipelineError, save_npz
 from imdb_rnn.split import groups_of, split_indices, stratified_split
 
 

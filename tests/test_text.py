@@ -225,7 +225,7 @@ def test_head_and_tail_truncation_keeps_head_tokens_then_the_end():
 
 
 def test_both_without_head_tokens_is_refused(tmp_path):
-    from imdb_rnn.artifacts import PipelineError
+    from imdb_rnn.pipeline import PipelineError
     from imdb_rnn.text import check_truncation
 
     with pytest.raises(PipelineError, match="tokenize.head_tokens is missing"):

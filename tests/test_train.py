@@ -26,7 +26,6 @@ from tiny_model import configs
 from torch import nn
 
 from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
-from imdb_rnn.artifacts import PipelineError
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
 from imdb_rnn.config import MONITORS, TRAIN_SCHEMA, ModelConfig, arch_schema
@@ -34,6 +33,7 @@ from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.optim import make_optimizer, make_scheduler, optimizer_step
 from imdb_rnn.params import check, read_params
+from imdb_rnn.pipeline import PipelineError
 from imdb_rnn.runtime import training_precision
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.train import fit

@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from imdb_rnn.artifacts import PipelineError, load_npz, run_main
 from imdb_rnn.compare import check_same_reviews
 from imdb_rnn.inference import correct
 from imdb_rnn.params import BASELINE, first_seed
+from imdb_rnn.pipeline import PipelineError, load_npz, run_main
 from imdb_rnn.significance import mcnemar_exact, paired_difference
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from imdb_rnn.artifacts import PipelineError, run_main, write_json
+from imdb_rnn.pipeline import PipelineError, run_main, write_json
 
 RECORD = Path("metrics/parallel_repro.json")
 LOGS = Path("build/parallel_repro")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from imdb_rnn.artifacts import PipelineError, read_json, run_main, write_text
 from imdb_rnn.config import arch_settings
 from imdb_rnn.params import GROUPS, read_architectures, read_params, stage_arguments
+from imdb_rnn.pipeline import PipelineError, read_json, run_main, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

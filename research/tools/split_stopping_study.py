@@ -48,7 +48,6 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from imdb_rnn.artifacts import PipelineError, load_npz, read_json, usable_cores, write_json, write_text
 from imdb_rnn.baseline import (
     NAME as BASELINE,
 )
@@ -65,6 +64,7 @@ from imdb_rnn.baseline import (
 from imdb_rnn.config import MONITORS, ModelConfig, arch_settings
 from imdb_rnn.ingest import read_table
 from imdb_rnn.params import load_section
+from imdb_rnn.pipeline import PipelineError, load_npz, read_json, usable_cores, write_json, write_text
 from imdb_rnn.split import GROUP_BY, split_indices, split_report
 from imdb_rnn.split import SCHEMA as SPLIT_SCHEMA
 from imdb_rnn.text import read_vocab, without_known_words

@@ -21,7 +21,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .artifacts import PipelineError, load_npz, write_json, write_text
 from .evaluate import (
     classification_metrics,
     precision_recall_points,
@@ -33,6 +32,7 @@ from .evaluate import (
 from .inference import accuracy
 from .ingest import read_table
 from .params import Param, load_section
+from .pipeline import PipelineError, load_npz, write_json, write_text
 
 SCHEMA = {
     "ngram_max": Param(int, min=1, max=3),  # n-grams from 1 to ngram_max words (2: unigrams + bigrams)

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, load_npz
+from .pipeline import PipelineError, load_npz
 from .text import kept_offsets
 
 

@@ -10,7 +10,6 @@ against the pretraining stage's).
 import json
 from pathlib import Path
 
-from .artifacts import PipelineError, write_text
 from .baseline import SCHEMA as BASELINE_SCHEMA
 from .baseline import check_settings as check_baseline
 from .compare import SCHEMA as COMPARE_SCHEMA
@@ -23,6 +22,7 @@ from .evaluate import EVALUATE_SCHEMA
 from .ingest import SCHEMA as INGEST_SCHEMA
 from .lm import SCHEMA as LM_SCHEMA
 from .params import GROUPS, load_section, read_architectures, read_params, read_seeds
+from .pipeline import PipelineError, write_text
 from .pretrained import SHARED
 from .runtime import check_memory, pick_device, require_precision
 from .split import SCHEMA as SPLIT_SCHEMA

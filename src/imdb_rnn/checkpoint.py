@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import PipelineError, atomic_path, load
 from .cells import CELLS
 from .config import ARCH_SCHEMA, ModelConfig
 from .model import parameter_count
 from .params import Param, check, retrain_hint
+from .pipeline import PipelineError, atomic_path, load
 
 # a checkpoint's model_config is checked as params.yaml's architecture sections are, before anything is built
 MODEL_SCHEMA = {

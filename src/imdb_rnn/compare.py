@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import PipelineError, atomic_path, load_npz, read_json, write_json, write_text
 from .cells import check_cell
 from .config import arch_settings, is_architecture_section
 from .inference import correct
@@ -27,6 +26,7 @@ from .params import (
     read_seeds,
     stage_of,
 )
+from .pipeline import PipelineError, atomic_path, load_npz, read_json, write_json, write_text
 from .significance import accuracy_interval, adjust_p_values, mcnemar_exact, paired_difference
 
 SCHEMA = {

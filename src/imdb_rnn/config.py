@@ -6,11 +6,11 @@ every training process shares (seed, device, threads...). The checkpoint stores 
 
 from dataclasses import asdict, dataclass, fields
 
-from .artifacts import PipelineError
 from .cells import CELLS
 from .model import POOLINGS, RecurrentClassifier
 from .optim import LR_SCHEDULES
 from .params import GROUPS, Param, check, read_architectures, read_params, read_seeds
+from .pipeline import PipelineError
 
 # early stopping's measure on the validation split, and whether higher is better
 MONITORS = {"val_loss": False, "val_accuracy": True}

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .artifacts import PipelineError, save_npz, write_json, write_text
 from .ingest import read_table, write_table
 from .params import Param, load_section
+from .pipeline import PipelineError, save_npz, write_json, write_text
 from .text import (
     CLEAN_SCHEMA,
     TOKENIZE_SCHEMA,

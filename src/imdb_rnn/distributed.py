@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .artifacts import PEER_STOPPED, PipelineError, in_worker
+from .pipeline import PEER_STOPPED, PipelineError, in_worker
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def launch(processes, script, args):
     """Run `python script *args` as `processes` data-parallel workers on this machine; wait for them.
 
     The workers print their own output. When one fails, the others are stopped and this raises
-    PipelineError with the failing worker's own error line (written by artifacts.run_main into the
+    PipelineError with the failing worker's own error line (written by pipeline.run_main into the
     launcher's per-worker error file), so a failure prints one line, not torchrun's traceback.
     KeyboardInterrupt is raised when this process is interrupted (SIGINT/SIGTERM reach the workers too).
     """

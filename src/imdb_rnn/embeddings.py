@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from .artifacts import PipelineError, write_json
 from .ingest import read_table
 from .params import Param, load_section
+from .pipeline import PipelineError, write_json
 from .pretrained import save_pretrained
 from .text import PAD_ID, UNK_ID, encode, read_vocab, split_words, vocab_sha256
 

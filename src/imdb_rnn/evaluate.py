@@ -19,11 +19,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .artifacts import PipelineError, load_npz, read_json, save_npz, write_json, write_text
 from .batches import Reviews
 from .checkpoint import load_checkpoint
 from .inference import accuracy, count_parameters, predict_logits
 from .params import Param, load_section, retrain_hint
+from .pipeline import PipelineError, load_npz, read_json, save_npz, write_json, write_text
 from .runtime import configure_cpu, pick_device
 from .text import without_known_words
 

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .artifacts import PipelineError, write_json
 from .cells import CELLS, check_cell
 from .embeddings import check_sources
 from .ingest import read_table
 from .optim import make_optimizer, optimizer_step
 from .params import Param, load_section
+from .pipeline import PipelineError, write_json
 from .pretrained import save_pretrained
 from .runtime import configure_cpu, pick_device, seed_everything
 from .text import encode, read_vocab, split_words, vocab_sha256

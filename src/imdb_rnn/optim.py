@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .artifacts import PipelineError
+from .pipeline import PipelineError
 
 
 def make_optimizer(model, lr, weight_decay=0.0):

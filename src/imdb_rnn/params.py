@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import PipelineError
+from .pipeline import PipelineError
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import PipelineError, load
 from .batches import Reviews, align_left, by_length
 from .checkpoint import load_checkpoint
 from .inference import predict_logits
 from .params import best_by_validation, check, checkpoint_path, first_seed, read_architectures, read_seeds, retrain_hint
+from .pipeline import PipelineError, load
 from .runtime import native_bfloat16, require_cell_precision, require_precision
 from .text import (
     CLEAN_SCHEMA,

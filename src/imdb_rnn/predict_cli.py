@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, resource_error, run_main, standard_output
+from .pipeline import PipelineError, resource_error, run_main, standard_output
 from .predict import DEFAULT_BATCH_SIZE, PRECISIONS, Predictor, label_of, resolve_checkpoint, unscorable_reason
 from .runtime import configure_cpu, pick_device
 

@@ -7,7 +7,7 @@ the vocabulary they were learnt for, so that a mismatch is found before any trai
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, atomic_path, load
+from .pipeline import PipelineError, atomic_path, load
 
 PRETRAINED_FORMAT = 1
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artifacts import atomic_path, write_text
 from .inference import accuracy, correct
+from .pipeline import atomic_path, write_text
 from .predict import Explanation
 
 SHADE_RGB = (214, 39, 40)  # the red of matplotlib's tab:red

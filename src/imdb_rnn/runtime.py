@@ -7,9 +7,9 @@ import random
 import numpy as np
 import torch
 
-from .artifacts import PipelineError, usable_cores
 from .cells import CELLS
 from .model import parameter_count
+from .pipeline import PipelineError, usable_cores
 
 
 def pick_device(name, local_rank=0):

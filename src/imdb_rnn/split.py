@@ -11,8 +11,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .artifacts import PipelineError, load_npz, save_npz, write_json
 from .params import Param, load_section
+from .pipeline import PipelineError, load_npz, save_npz, write_json
 from .text import without_known_words
 
 GROUP_BY = ("review", "movie")

@@ -12,7 +12,7 @@ import ast
 import hashlib
 from pathlib import Path
 
-from .artifacts import PipelineError, write_text
+from .pipeline import PipelineError, write_text
 
 PACKAGE = "imdb_rnn"
 

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .artifacts import PipelineError, load, usable_cores
 from .params import Param
+from .pipeline import PipelineError, load, usable_cores
 
 PAD_ID, UNK_ID = 0, 1
 RESERVED = ["<pad>", "<unk>"]

@@ -15,13 +15,13 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from .artifacts import PipelineError, atomic_path, check_output_folder, read_json, write_json
 from .batches import Reviews, bucketed
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, arch_settings
 from .objective import Objective
 from .optim import make_optimizer, make_scheduler, optimizer_step
 from .params import stage_of
+from .pipeline import PipelineError, atomic_path, check_output_folder, read_json, write_json
 from .pretrained import check_pretrained, initialise, load_pretrained
 from .runtime import check_memory, configure_cpu, pick_device, seed_everything, training_precision
 from .text import read_vocab
@@ -376,7 +376,7 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
     finally:
         if live:
             live.end()
-    # only after a finished training: a failed or interrupted worker ends without it (artifacts._fail)
+    # only after a finished training: a failed or interrupted worker ends without it (pipeline._fail)
     distributed.shutdown(context)
     # DDP keeps every replica identical; the digest lets anyone check that from the logs
     print(

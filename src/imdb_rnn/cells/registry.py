@@ -16,7 +16,7 @@ review's end never reach its real steps (model.RecurrentClassifier).
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..artifacts import PipelineError
+from ..pipeline import PipelineError
 
 CELLS = {}
 

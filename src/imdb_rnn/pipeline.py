@@ -1,4 +1,5 @@
-"""Errors, atomic file writes and the process's cores, shared by every stage.
+"""The pipeline's plumbing, shared by every stage: its error (PipelineError), atomic file writes, readers that
+turn a missing or damaged input into one line, the stage runner (stage_main, run_main) and the process's cores.
 
 A stage that is killed must never leave a file that looks finished, so every output is written
 to a temporary file beside its target and renamed into place only once it is complete.
