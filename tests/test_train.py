@@ -736,3 +736,10 @@ def test_weight_averaging_resumes_as_if_never_interrupted(marker_data, monkeypat
         dict(row, seconds=r["seconds"], tokens_per_second=r["tokens_per_second"]) for row, r in zip(whole, history)
     ]
     assert all(torch.equal(state[k], whole_state[k]) for k in state)
+
+
+def test_fit_reads_top_to_bottom():
+    """The loop itself stays short: the loss terms are objective.Objective's, the bookkeeping tracker.Tracker's."""
+    import inspect
+
+    assert len(inspect.getsource(fit).splitlines()) <= 80
