@@ -1,4 +1,4 @@
-"""Benchmark: two independent trainings side by side with one thread each, against one with every core (issue #16).
+"""Benchmark: two independent trainings side by side with one thread each, against one with every core.
 
 The pipeline's training stages are independent of each other (train@gru-42 and train@bilstm-42 share
 only their inputs), so a 2-core machine can run one stage with 2 threads, or two stages at once with

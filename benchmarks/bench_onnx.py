@@ -1,4 +1,4 @@
-"""Is ONNX Runtime faster than PyTorch at scoring `bilstm` on this CPU? (#16, item 3)
+"""Is ONNX Runtime faster than PyTorch at scoring `bilstm` on this CPU?
 
 Exports a one-layer bidirectional max-pooling checkpoint (bilstm's shape) to ONNX with PyTorch's
 TorchScript exporter, then scores the test reviews' token batches (data/tokens/test.npz, batches of

@@ -17,7 +17,7 @@ of the params.yaml section (speed only) and says so.
 
 Last it prints how near the best float32 rate is to the float32 torch.mm peak, measured then (the
 recurrent layers' matrix products, counted as roofline.py counts them), and what share of that peak
---target reviews/s (2,000, issue #16's) would need.
+--target reviews/s (default 2,000) would need.
 """
 
 import argparse
@@ -146,9 +146,7 @@ def main():
         "with every thread, 0 = auto, one lane a thread); float32 with 1 lane is the reference",
     )
     parser.add_argument("--max-drop", type=float, default=0.2, help="accuracy points a faster precision may lose")
-    parser.add_argument(
-        "--target", type=float, default=2000, help="reviews/s to hold against this CPU's float32 peak (issue #16's)"
-    )
+    parser.add_argument("--target", type=float, default=2000, help="reviews/s to hold against this CPU's float32 peak")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Benchmark: how near each architecture trains and scores to this CPU's matrix-multiply peak (issue #16).
+"""Benchmark: how near each architecture trains and scores to this CPU's matrix-multiply peak.
 
 1. Peak: torch.mm of two 2048 x 2048 matrices in float32 and (where native) in bfloat16, best of 5 timed runs after
    a warm-up, in GFLOP/s (2 n^3 FLOPs a product).

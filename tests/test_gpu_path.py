@@ -1,4 +1,4 @@
-"""benchmarks/gpu_path.py, the GPU path's script, runs on the CPU too (#16: until a GPU is at hand)."""
+"""benchmarks/gpu_path.py, the GPU path's script, runs on the CPU too (where no GPU is at hand)."""
 
 import re
 

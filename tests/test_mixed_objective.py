@@ -1,4 +1,4 @@
-"""The mixed objective (issue #17): virtual adversarial training, entropy minimisation and unlabelled batches."""
+"""The mixed objective: virtual adversarial training, entropy minimisation and unlabelled batches."""
 
 import numpy as np
 import pytest

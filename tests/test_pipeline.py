@@ -195,7 +195,7 @@ def test_adding_an_architecture_adds_nothing_to_dvc_yaml():
 
 
 def test_only_the_semi_supervised_stages_read_the_unlabelled_reviews(dvc_repo, archive_factory):
-    """Issue #17: new unlabelled reviews retrain the models that learn from them (and word2vec's), nothing else."""
+    """New unlabelled reviews retrain the models that learn from them (and word2vec's), nothing else."""
     from conftest import TINY_PER_LABEL, TINY_UNSUP
 
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]

@@ -12,7 +12,7 @@ from roofline import category, forward_flops_per_token  # noqa: E402
 def test_flops_per_token_are_the_issues_figures():
     params = repo_params()
     arch = lambda name: {**params["arch_defaults"], **params[name]}  # noqa: E731
-    # issue #16: bilstm about 1.57 MFLOP a token trained (forward + backward, both directions), gru 0.59
+    # bilstm about 1.57 MFLOP a token trained (forward + backward, both directions), gru 0.59
     assert 3 * forward_flops_per_token(arch("bilstm")) == 1_572_864
     assert 3 * forward_flops_per_token(arch("gru")) == 589_824
     # a second layer reads both directions of the first: input 2 x 96
