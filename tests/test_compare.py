@@ -96,8 +96,8 @@ def write_inputs(root, runs=RUNS, seeds=(42, 7)):
         "pretrained_architectures": {"word2vec": ["gru_w2v"], "lm": []},
         "arch_defaults": repo["arch_defaults"],
         "train": repo["train"],
-        **{name: repo[name] for name in ("rnn", "gru", "lstm", "gru_w2v", "bilstm")},
-        "chapter": {"RNNs": ["rnn"], "LSTMs": ["lstm", "bilstm"], "GRUs": ["gru", "gru_w2v"]},
+        **{name: repo[name] for name in ("rnn", "gru", "lstm", "gru_w2v", "bilstm", "bilstm_w2v")},
+        "chapter": {"RNNs": ["rnn"], "LSTMs": ["lstm", "bilstm", "bilstm_w2v"], "GRUs": ["gru", "gru_w2v"]},
         "compare": STATS,
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -234,14 +234,19 @@ def test_each_row_is_the_best_seed_by_validation_with_spread_interval_and_paired
         ["| RNNs", "`rnn`"],
         ["| LSTMs", "`lstm`"],
         ["| LSTMs", "`bilstm`"],
+        ["| LSTMs", "`bilstm_w2v`"],
         ["| GRUs", "`gru`"],
         ["| GRUs", "`gru_w2v`"],
     ]
-    assert chapter[5] == (
+    assert chapter[6] == (
         "| GRUs | `gru` | Cho et al. 2014, Learning phrase representations using RNN encoder-decoder | "
         f"0.8700 ± {np.std([0.88, 0.86], ddof=1):.4f} (2 seeds) | {50_000 / 40_000:.2f}x |"
     )
     assert "bidirectional: Schuster & Paliwal 1997 | not trained in this run |" in chapter[4]
+    # a twin not trained in this run takes its paper from the section it extends
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["bilstm_w2v"] == {"extends": "bilstm"}
+    assert chapter[5].startswith("| LSTMs | `bilstm_w2v` | Hochreiter & Schmidhuber 1997")
+    assert chapter[5].endswith("bidirectional: Schuster & Paliwal 1997 | not trained in this run |  |")
     for name, header in (
         ("val_loss", "model,epoch,loss"),
         ("train_loss", "model,epoch,loss"),

@@ -109,6 +109,66 @@ def test_killed_training_resumes_and_ends_as_if_never_interrupted(data):
         assert without_timestamps(killed_live[name]) == without_timestamps(whole_live[name])
 
 
+def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(data, tmp_path):
+    """DVC runs `dvc exp run --temp` and queued experiments in <project>/.dvc/tmp/exps/<name>/ and deletes that
+    copy when the run ends, interrupted or not: the state kept under .dvc/tmp/resume lets the rerun, in a
+    copy of its own, resume there and end as a run never interrupted."""
+    whole = run_script("train", *train_args("whole_temp"), cwd=data)
+    assert whole.returncode == 0, whole.stderr
+    expected = json.loads((data / "out/whole_temp/metrics.json").read_text())
+
+    project = tmp_path / "project"
+    spare = project / ".dvc/tmp/resume"
+
+    def experiment_copy(name):
+        copy = project / ".dvc/tmp/exps" / name
+        shutil.copytree(data, copy, ignore=shutil.ignore_patterns("out"))
+        return copy
+
+    first = experiment_copy("tmp_first")
+    process = subprocess.Popen(
+        [sys.executable, str(STAGES / "train.py"), *train_args("run")],
+        cwd=first,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(spare.glob("*.pt")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    shutil.rmtree(first)  # what DVC does with an ended experiment's copy
+
+    again = run_script("train", *train_args("run"), cwd=experiment_copy("tmp_second"))
+    assert again.returncode == 0, again.stderr
+    assert f"its training state is also kept in {spare.resolve()}" in again.stdout
+    resumed = re.search(r"resuming after epoch (\d+) from (\S+)", again.stdout)
+    assert resumed and 1 <= int(resumed.group(1)) < 4 and resumed.group(2).startswith(str(spare.resolve())), (
+        again.stdout
+    )
+    assert json.loads((project / ".dvc/tmp/exps/tmp_second/out/run/metrics.json").read_text()) == expected
+    assert not list(spare.glob("*.pt"))  # a finished run leaves no spare state behind
+    # in the project's own workspace nothing is kept outside data/resume
+    assert "also kept in" not in whole.stdout
+
+
+def test_a_spare_state_is_kept_only_inside_a_dvc_experiment_copy(tmp_path):
+    from imdb_rnn.train import spare_folder
+
+    assert spare_folder(tmp_path / "project/.dvc/tmp/exps/tmpab12") == (tmp_path / "project/.dvc/tmp/resume").resolve()
+    assert spare_folder(tmp_path / "project") is None
+    assert spare_folder(tmp_path / "exps") is None and spare_folder(tmp_path / "tmp/exps/x") is None
+    state = {"torch_rng": [torch.get_rng_state()], "history": [], "finished": False}
+    Resume(tmp_path / "a/state.pt", "f" * 64, tmp_path / "spare").save(Context(), state)
+    assert Resume(tmp_path / "b/state.pt", "f" * 64, tmp_path / "spare").load(Context())["history"] == []
+    assert Resume(tmp_path / "b/state.pt", "e" * 64, tmp_path / "spare").load(Context()) is None  # another run
+    Resume(tmp_path / "a/state.pt", "f" * 64, tmp_path / "spare").save(Context(), {**state, "finished": True})
+    assert not list((tmp_path / "spare").iterdir())
+
+
 def test_finished_or_foreign_state_is_not_resumed(data):
     first = run_script("train", *train_args("twice"), cwd=data)
     assert first.returncode == 0, first.stderr

@@ -248,8 +248,12 @@ def test_queued_experiments_run_in_parallel(built, tmp_path):
     finally:
         stop_queue(repo)
     assert most_running == 2, "the two experiments never ran at the same time"
+    spare = (repo.root / ".dvc/tmp/resume").resolve()
     for name in hidden:  # each ran in its own temporary workspace, reusing the cached data stages
         assert ran(logs[name]) == {f"train@{ARCH}-42", f"evaluate@{ARCH}-42", "compare"}, logs[name]
+        # ...which DVC deletes when it ends: the training kept a spare of its state outside it, then removed it
+        assert f"its training state is also kept in {spare}, so a rerun resumes" in logs[name], logs[name]
+    assert not list(spare.glob("*.pt"))
 
     shown = experiments(json.loads(repo.dvc("exp", "show", "--json").stdout))
     parameters = {}

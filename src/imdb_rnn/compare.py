@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .cells import check_cell
-from .config import arch_settings, is_architecture_section
+from .config import arch_settings, architecture_section, is_architecture_section
 from .inference import correct
 from .params import (
     BASELINE,
@@ -439,6 +439,7 @@ def chapter_table(params_path, board, chapter):
     this run has its row, marked so."""
     rows = {row["arch"]: row for row in board}
     reference = rows.get(SPEED_REFERENCE, {}).get("train_tokens_per_second")
+    params = read_params(params_path)
     lines = [
         "| chapter | params section | paper | test accuracy, mean ± sd over seeds | training speed vs "
         f"{SPEED_REFERENCE} |",
@@ -446,7 +447,10 @@ def chapter_table(params_path, board, chapter):
     ]
     for heading, names in chapter.items():
         for name in names:
-            settings = arch_settings(params_path, name)[0] if name in rows else read_params(params_path)[name]
+            if name in rows:
+                settings = arch_settings(params_path, name)[0]
+            else:  # not in this run's lists: its section as it stands
+                settings = {**(params.get("arch_defaults") or {}), **architecture_section(params, name)}
             cell = check_cell(settings["cell"])
             papers = [cell.paper]
             if settings.get("bidirectional"):

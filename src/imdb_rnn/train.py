@@ -157,24 +157,34 @@ class Resume:
     starts from scratch. Written atomically by rank 0, so a kill leaves the previous epoch's state.
     A run's parts are {model, optimizer, scheduler (or None), tracker (tracker.Tracker), rng (the
     batch order's numpy Generator)}; torch's generator is each process's own.
+
+    With `spare` (a folder: spare_folder()), an unfinished state is also kept there under its
+    fingerprint, and taken up from there when `path` has none: a temporary or queued DVC experiment
+    trains in a copy of the project that DVC deletes when it ends, interrupted or not, so this is
+    how its rerun resumes. A finished run removes its spare state.
     """
 
-    def __init__(self, path, fingerprint):
+    def __init__(self, path, fingerprint, spare=None):
         self.path, self.fingerprint = Path(path), fingerprint
+        self.spare = Path(spare) / f"{fingerprint[:32]}.pt" if spare else None
+        self.source = self.path
 
     def load(self, context):
-        if not self.path.exists():
-            return None
-        try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception:  # a state we cannot read is a state we do not resume from
-            print(f"{self.path} is unreadable: training from scratch", flush=True)
-            return None
-        if saved.get("fingerprint") != self.fingerprint or saved.get("finished"):
-            return None
-        if len(saved["torch_rng"]) != context.world_size:
-            return None
-        return saved
+        for path in [self.path] + ([self.spare] if self.spare else []):
+            if not path.exists():
+                continue
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a state we cannot read is a state we do not resume from
+                print(f"{path} is unreadable: training from scratch", flush=True)
+                continue
+            if saved.get("fingerprint") != self.fingerprint or saved.get("finished"):
+                continue
+            if len(saved["torch_rng"]) != context.world_size:
+                continue
+            self.source = path
+            return saved
+        return None
 
     def restore(self, parts, context, name):
         """Put a matching saved state back into `parts`; return (train seconds, train tokens) so far."""
@@ -188,7 +198,7 @@ class Resume:
             parts["scheduler"].load_state_dict(saved["scheduler"])
         parts["rng"].bit_generator.state = saved["batch_rng"]
         torch.set_rng_state(saved["torch_rng"][context.rank])
-        print(f"{name}: resuming after epoch {len(saved['history'])} from {self.path}", flush=True)
+        print(f"{name}: resuming after epoch {len(saved['history'])} from {self.source}", flush=True)
         return saved["train_seconds"], saved["train_tokens"]
 
     def save_run(self, parts, context, train_seconds, train_tokens, finished):
@@ -208,9 +218,24 @@ class Resume:
         self.save(context, state)
 
     def save(self, context, state):
-        if context.is_main_process:
-            with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+        if not context.is_main_process:
+            return
+        for path in [self.path] + ([self.spare] if self.spare and not state.get("finished") else []):
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 torch.save({"fingerprint": self.fingerprint, **state}, f)
+        if self.spare and state.get("finished"):
+            self.spare.unlink(missing_ok=True)
+
+
+def spare_folder(cwd=None):
+    """Where a training run inside a temporary or queued DVC experiment keeps a spare copy of its state
+    (Resume), outside the experiment's copy of the project: <project>/.dvc/tmp/resume. DVC runs such an
+    experiment in <project>/.dvc/tmp/exps/<name>/; anywhere else, None (the workspace's own
+    data/resume/ outlives the run)."""
+    here = Path(cwd or Path.cwd()).resolve()
+    if here.parent.name == "exps" and here.parent.parent.name == "tmp" and here.parents[2].name == ".dvc":
+        return here.parents[2] / "tmp" / "resume"
+    return None
 
 
 def fingerprint(*parts):
@@ -355,7 +380,10 @@ def train_architecture(name, seed, params_path, paths, relaunch=None):
         *([unlabelled.ids] if unlabelled else []),
         *model.state_dict().values(),
     )
-    resume = Resume(paths["resume"], start)
+    spare = spare_folder()
+    resume = Resume(paths["resume"], start, spare)
+    if spare and context.is_main_process:
+        print(f"{name}: in a temporary DVC experiment: its training state is also kept in {spare}, so a rerun resumes")
 
     from dvclive import Live
 
