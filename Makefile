@@ -57,16 +57,17 @@ endif
 
 # A first result in minutes: the same stages and code as `pipeline`, up to the leaderboard, for three of
 # the chapter's models with fewer epochs and shorter reviews (DVC parameters, set as `dvc exp run -S`
-# sets them), then a prediction. params.yaml is put back afterwards, so `dvc status` shows the full
-# pipeline's stages as stale and `make pipeline` runs them with the full settings.
+# sets them), then a prediction. It runs in $(QUICK_DIR), a git worktree of the last commit, so this
+# workspace's params.yaml, dvc.lock and metrics stay as they are.
 QUICK := -S 'architectures=[rnn,lstm,gru]' -S 'pretrained_architectures.word2vec=[]' -S 'report.architectures=[]' \
 	-S arch_defaults.seq_len=256 -S rnn.epochs=3 -S lstm.epochs=2 -S gru.epochs=2
+QUICK_DIR := build/quick
 quick: install
-	@mkdir -p build && cp params.yaml build/params.before-quick.yaml
-	@python tools/parallel_repro.py --jobs $(JOBS) $(QUICK) $(if $(SOURCE),-S 'ingest.source=$(SOURCE)') compare; \
-		status=$$?; cp build/params.before-quick.yaml params.yaml; exit $$status
-	@python tools/readme.py --show metrics/leaderboard.md
-	imdb-predict "A moving, beautifully acted film." "Two hours of my life I will never get back."
+	@rm -rf $(QUICK_DIR) && git worktree prune && git worktree add --quiet --detach $(QUICK_DIR) HEAD
+	cd $(QUICK_DIR) && python tools/parallel_repro.py --jobs $(JOBS) $(QUICK) \
+		$(if $(SOURCE),-S 'ingest.source=$(abspath $(SOURCE))') compare
+	@cd $(QUICK_DIR) && python tools/readme.py --show metrics/leaderboard.md
+	cd $(QUICK_DIR) && imdb-predict "A moving, beautifully acted film." "Two hours of my life I will never get back."
 
 # First the formatting and the lint rules of pyproject.toml (ruff). Then the tests: whole files to each
 # worker, the longest first (tests/conftest.py: LONGEST_FIRST); the 15 slowest are listed. Then the tests marked
