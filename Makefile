@@ -54,6 +54,7 @@ ifdef SOURCE
 else
 	python tools/parallel_repro.py --jobs $(JOBS)
 endif
+	python tools/readme.py  # README's tables from the files this run wrote
 
 # A first result in minutes: the same stages and code as `pipeline`, up to the leaderboard, for three of
 # the chapter's models with fewer epochs and shorter reviews (DVC parameters, set as `dvc exp run -S`
