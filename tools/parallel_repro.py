@@ -39,7 +39,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -291,7 +291,7 @@ def write_record(results, jobs, wall_seconds, logs, record_path=RECORD):
         stages[stage] = {"seconds": round(seconds, 1), "cores": cores}
     record = {
         "last_run": {
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "jobs": jobs,
             "wall_seconds": round(wall_seconds, 1),
             "cpu_count": os.cpu_count(),
