@@ -19,7 +19,7 @@ from imdb_rnn.pipeline import PipelineError
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import parallel_repro  # noqa: E402
-from parallel_repro import Scheduler, share_cores  # noqa: E402
+from parallel_repro import Scheduler, share_cores, with_group_means  # noqa: E402
 
 TOOL = REPO_ROOT / "tools/parallel_repro.py"
 
@@ -85,6 +85,20 @@ def test_stages_start_after_their_dependencies_at_most_jobs_at_a_time_longest_fi
     for stage, deps in DIAMOND.items():  # nothing a stage depends on is still running when it starts
         assert not deps & finished_before[stage]
     assert all(code == 0 for code, _, _ in results.values()) and set(results) == set(DIAMOND)
+
+
+def test_a_stage_never_timed_is_planned_as_its_groups_mean_so_a_new_training_starts_early():
+    graph = {"split": set(), "train@a": {"split"}, "train@b": {"split"}, "train@new": {"split"}}
+    graph.update({f"evaluate@{x}": {f"train@{x}"} for x in ("a", "b", "new")})
+    recorded = {"split": 3, "train@a": 600, "train@b": 400, "evaluate@a": 30, "evaluate@b": 30}
+    estimate = with_group_means(recorded, graph)
+    assert estimate["train@new"] == 500 and estimate["evaluate@new"] == 30 and estimate["train@a"] == 600
+    assert with_group_means({}, graph) == {}  # nothing timed: nothing guessed
+    starts, _ = schedule(graph, estimate=estimate)
+    order = [stage for stage, _, _ in starts]
+    assert order.index("train@new") < order.index("evaluate@a")  # not left for last, after the evaluations
+    starts, _ = schedule(graph, estimate=recorded)  # what it did before: the new training after every other stage
+    assert [stage for stage, _, _ in starts].index("train@new") > [stage for stage, _, _ in starts].index("evaluate@a")
 
 
 def test_every_stage_gets_one_lane_of_cores_even_alone_so_its_threads_do_not_depend_on_timing():
