@@ -21,6 +21,7 @@ from pathlib import Path
 
 TIMING = ("seconds", "per_second", "timestamp", "date")  # parts of the names of keys that are timings
 SKIPPED = (".png", ".html", ".md")  # pictures, the report, and the Markdown copy of leaderboard.json
+BOOKKEEPING = (".gitignore",)  # what DVC writes beside the outputs it keeps, not a metric
 
 BUILD = """
 import sys
@@ -100,7 +101,11 @@ def main():
             (Path(tmp) / side).mkdir()
             metrics[side] = run_pipeline(repo_root, rev, Path(tmp) / side)
         files = {
-            side: {p.relative_to(m) for p in m.rglob("*") if p.is_file() and p.suffix not in SKIPPED}
+            side: {
+                p.relative_to(m)
+                for p in m.rglob("*")
+                if p.is_file() and p.suffix not in SKIPPED and p.name not in BOOKKEEPING
+            }
             for side, m in metrics.items()
         }
         differ = sorted(files["before"] ^ files["after"])
