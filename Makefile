@@ -68,7 +68,7 @@ quick: install
 	cd $(QUICK_DIR) && python tools/parallel_repro.py --jobs $(JOBS) $(QUICK) \
 		$(if $(SOURCE),-S 'ingest.source=$(abspath $(SOURCE))') compare
 	@cd $(QUICK_DIR) && python tools/readme.py --show metrics/leaderboard.md
-	cd $(QUICK_DIR) && imdb-predict "A moving, beautifully acted film." "Two hours of my life I will never get back."
+	cd $(QUICK_DIR) && imdb-predict "A moving, beautifully acted film." "Dull, badly acted and far too long: avoid it."
 
 # First the formatting and the lint rules of pyproject.toml (ruff). Then the tests: whole files to each
 # worker, the longest first (tests/conftest.py: LONGEST_FIRST); the 15 slowest are listed. Then the tests marked
