@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.cells import CELLS
-from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema
+from imdb_rnn.config import ARCH_SCHEMA, ModelConfig, arch_schema, architecture_section
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.params import check
 from imdb_rnn.pipeline import PipelineError
@@ -24,7 +24,7 @@ ARCHS = PARAMS["architectures"]
 
 def small_model(arch, seed=0):
     """The architecture exactly as params.yaml describes it, with small widths."""
-    section = dict({**PARAMS["arch_defaults"], **PARAMS[arch]}, embed_dim=12, hidden_dim=10)
+    section = dict({**PARAMS["arch_defaults"], **architecture_section(PARAMS, arch)}, embed_dim=12, hidden_dim=10)
     if "attention_dim" in section:
         section["attention_dim"] = 6
     torch.manual_seed(seed)

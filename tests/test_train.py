@@ -28,7 +28,7 @@ from torch import nn
 from imdb_rnn.adversarial import EmbeddingPerturbation, adversarial_loss
 from imdb_rnn.batches import Reviews, align_left
 from imdb_rnn.checkpoint import load_checkpoint
-from imdb_rnn.config import MONITORS, TRAIN_SCHEMA, ModelConfig, arch_schema
+from imdb_rnn.config import MONITORS, TRAIN_SCHEMA, ModelConfig, arch_schema, architecture_section
 from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.optim import make_optimizer, make_scheduler, optimizer_step
@@ -84,7 +84,7 @@ def marker_data():
 
 def small_arch(arch, **change):
     section = dict(
-        {**PARAMS["arch_defaults"], **PARAMS[arch]},
+        {**PARAMS["arch_defaults"], **architecture_section(PARAMS, arch)},
         embed_dim=16,
         hidden_dim=16,
         dropout=0.0,
