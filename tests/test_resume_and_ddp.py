@@ -73,27 +73,31 @@ def without_timestamps(tsv):
     return [line.split("\t")[:2] for line in tsv.splitlines()]
 
 
+def kill_when_saved(args, cwd, saved):
+    """Start the train stage with `args` in `cwd`; SIGKILL its process group once `saved()` is true."""
+    process = subprocess.Popen(
+        [sys.executable, str(STAGES / "train.py"), *args],
+        cwd=cwd,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not saved() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def test_killed_training_resumes_and_ends_as_if_never_interrupted(data):
     whole = run_script("train", *train_args("whole"), cwd=data)
     assert whole.returncode == 0, whole.stderr
     expected = json.loads((data / "out/whole/metrics.json").read_text())
 
     # SIGKILL the whole process group as soon as the first epoch's state is on disk, i.e. in epoch 2
-    process = subprocess.Popen(
-        [sys.executable, str(STAGES / "train.py"), *train_args("killed")],
-        cwd=data,
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    resume = data / "out/killed/resume.pt"
-    deadline = time.monotonic() + 120
-    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert process.poll() is None, "training ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when_saved(train_args("killed"), data, lambda: (data / "out/killed/resume.pt").exists())
     assert not (data / "out/killed/model.pt").exists()  # nothing that looks finished
     assert not (data / "out/killed/metrics.json").exists()
 
@@ -126,20 +130,7 @@ def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(dat
         return copy
 
     first = experiment_copy("tmp_first")
-    process = subprocess.Popen(
-        [sys.executable, str(STAGES / "train.py"), *train_args("run")],
-        cwd=first,
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not list(spare.glob("*.pt")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert process.poll() is None, "training ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when_saved(train_args("run"), first, lambda: bool(list(spare.glob("*.pt"))))
     shutil.rmtree(first)  # what DVC does with an ended experiment's copy
 
     again = run_script("train", *train_args("run"), cwd=experiment_copy("tmp_second"))
