@@ -86,10 +86,11 @@ def check_params(params_path, paths):
         require_precision(train["precision"], device, "train.precision")
     seeds = read_seeds(params_path)
     known = read_architectures(params_path)
-    settings_of = {}
+    settings_of, configs_of = {}, {}
     for name, group in known.items():
         for seed in seeds:
             settings_of[name], config = arch_settings(params_path, name, seed)
+        configs_of[name] = config  # the seed aside, every seed's config is the same
         if device is not None:
             check_fits(name, settings_of[name], config, sections, device)
         kind = GROUPS[group]
@@ -119,7 +120,7 @@ def check_params(params_path, paths):
     # its own; the shared train section): the stage depends on this file, so a change to a base section
     # retrains the twins that extend it, which DVC's params (one section per stage) cannot see
     for name in known:
-        settings, config = arch_settings(params_path, name)
-        resolved = {**settings, **{key: value for key, value in config.as_dict().items() if key != "seed"}}
+        config = {key: value for key, value in configs_of[name].as_dict().items() if key != "seed"}
+        resolved = {**settings_of[name], **config}
         write_text(Path(paths["settings"]) / f"{name}.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     write_text(paths["out"], "params.yaml passed every stage's checks\n")
