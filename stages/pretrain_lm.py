@@ -3,8 +3,10 @@
 Its encoder (embedding and recurrent layers) initialises every architecture whose params say
 `pretrained: lm`. The test reviews are never read."""
 
-from imdb_rnn.lm import pretrain_lm
-from imdb_rnn.pipeline import stage_main
+from imdb_rnn.pipeline import stage_main, supervise
 
 if __name__ == "__main__":
+    supervise("pretrain_lm.batch_size, bptt or hidden_dim")  # the work runs in a child
+    from imdb_rnn.lm import pretrain_lm
+
     stage_main(__doc__, pretrain_lm, paths=("reviews", "vocab", "out", "metrics"))

@@ -22,7 +22,7 @@ from imdb_rnn.checkpoint import load_checkpoint, save_checkpoint
 from imdb_rnn.config import ModelConfig
 from imdb_rnn.evaluate import classification_metrics, precision_recall_points, roc_points, thin, to_csv
 from imdb_rnn.model import RecurrentClassifier
-from imdb_rnn.pipeline import save_npz
+from imdb_rnn.pipeline import SUPERVISED, save_npz
 from imdb_rnn.predict import Predictor
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
@@ -177,6 +177,7 @@ def stage_args(ws):
 def run_in_process(ws, monkeypatch):
     """Run stages/evaluate.py in this process (fast); return its exit code."""
     monkeypatch.setattr(sys, "argv", [str(STAGE), *stage_args(ws)])
+    monkeypatch.setenv(SUPERVISED, "1")  # in this process, not in a supervised child
     try:
         runpy.run_path(str(STAGE), run_name="__main__")
     except SystemExit as exit:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -17,6 +18,7 @@ from conftest import REPO_ROOT, STAGES, dvc_args, run_script, script_env, tiny_p
 from synthetic import make_archive
 
 from imdb_rnn.distributed import Context
+from imdb_rnn.pipeline import SUPERVISED
 from imdb_rnn.train import Resume
 
 ARCH = "gru"
@@ -239,6 +241,33 @@ def test_an_interrupted_training_says_so_in_one_line(data, processes, signum):
     assert not (data / f"out/{tag}/model.pt").exists()
 
 
+@pytest.mark.parametrize("killed", ["worker", "supervisor"])
+def test_a_sigkilled_training_is_named_as_out_of_memory_and_leaves_no_process(data, killed):
+    """The kernel's out-of-memory killer SIGKILLs the process that grew (the stage's child, which does the
+    work): the stage names the probable cause in one line. A SIGKILL to the stage's own process takes its
+    child with it."""
+    tag = f"sigkill-{killed}"
+    process = start_training(data, tag, 1)
+    deadline = time.monotonic() + 120
+    while not (data / f"out/{tag}/resume.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be killed"
+    (worker,) = psutil.Process(process.pid).children()
+    assert worker.environ().get(SUPERVISED) == "1"
+    (worker if killed == "worker" else psutil.Process(process.pid)).send_signal(signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert not (data / f"out/{tag}/model.pt").exists()
+    if killed == "worker":
+        assert process.returncode == 137, err
+        assert err.splitlines() == [
+            "error: killed by SIGKILL, most likely by the kernel for want of memory: lower the architecture's "
+            "batch_size or hidden_dim, or train.eval_batch_size, or free memory, and run again"
+        ], err
+    else:
+        assert process.returncode == -signal.SIGKILL
+        worker.wait(timeout=10)  # raises psutil.TimeoutExpired while the child trains on
+
+
 def test_a_parameter_error_with_two_processes_is_one_line_before_any_worker(data):
     params = yaml.safe_load((data / "params.yaml").read_text())
     params["train"]["processes"] = 2
@@ -380,6 +409,7 @@ def train_in_process(data, monkeypatch, capsys, *args):
     """stages/train.py in this process (seconds saved on imports): (exit code, stdout)."""
     monkeypatch.chdir(data)
     monkeypatch.setattr(sys, "argv", ["train.py", *map(str, args)])
+    monkeypatch.setenv(SUPERVISED, "1")  # in this process, not in a supervised child
     code = 0
     try:
         runpy.run_path(str(STAGES / "train.py"), run_name="__main__")

@@ -33,7 +33,7 @@ from imdb_rnn.inference import accuracy, loss_and_accuracy, predict_logits
 from imdb_rnn.model import RecurrentClassifier
 from imdb_rnn.optim import make_optimizer, make_scheduler, optimizer_step
 from imdb_rnn.params import check, read_params
-from imdb_rnn.pipeline import PipelineError
+from imdb_rnn.pipeline import SUPERVISED, PipelineError
 from imdb_rnn.runtime import training_precision
 from imdb_rnn.text import build_vocab, clean_texts, count_words, split_words, tokenize
 from imdb_rnn.train import fit
@@ -273,6 +273,7 @@ def train_args(tiny_data, folder, arch="rnn", out="run"):
 def run_train_in_process(args, monkeypatch, capsys):
     """stages/train.py in this process (torch is already imported): (exit code, stderr lines)."""
     monkeypatch.setattr(sys, "argv", ["train.py", *dvc_args("train", args), *map(str, args)])
+    monkeypatch.setenv(SUPERVISED, "1")  # in this process, not in a supervised child
     code = 0
     try:
         runpy.run_path(str(STAGES / "train.py"), run_name="__main__")

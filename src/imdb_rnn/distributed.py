@@ -6,10 +6,8 @@ each copy reads WORLD_SIZE / RANK / LOCAL_RANK from the environment the launcher
 process every helper here is a no-op. `torchrun ... stages/train.py` by hand works the same way.
 """
 
-import ctypes
 import logging
 import os
-import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .pipeline import PEER_STOPPED, PipelineError, in_worker
+from .pipeline import PEER_STOPPED, PipelineError, die_with_parent, in_worker
 
 
 @dataclass(frozen=True)
@@ -36,21 +34,14 @@ class Context:
         return self.world_size > 1
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
 def die_with_launcher():
     """Under torchrun, have the kernel SIGKILL this worker when torchrun's agent dies.
 
     torchrun starts each worker in a session of its own, so killing dvc's process group (the agent
     with it) would otherwise leave the worker training on, and writing outputs, with no one waiting.
     """
-    if not in_worker() or not sys.platform.startswith("linux"):
-        return
-    launcher = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != launcher:  # the agent died before the signal was armed
-        os._exit(1)
+    if in_worker():
+        die_with_parent()
 
 
 def launch(processes, script, args):

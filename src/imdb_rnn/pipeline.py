@@ -166,7 +166,58 @@ def resource_error(err):
 
 
 def _interrupt(signum, frame):
+    # one stop is enough: a second one (Ctrl-C reaches a stage and its supervisor, which passes it on, or an
+    # impatient user) must not interrupt the handling of the first with a traceback
+    _ignore_stops()
     raise KeyboardInterrupt
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+SUPERVISED = "IMDB_RNN_SUPERVISED"  # set in a supervised stage's child (or by a test that runs a stage in-process)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent():
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere nothing), so that no stage
+    trains on, and writes outputs, for a parent that is gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def supervise(memory_settings):
+    """Run this stage script again as a child process, wait for it and exit with its status; in that child
+    (or under torch's elastic launcher, which watches its workers itself) return at once.
+
+    The kernel's out-of-memory killer ends the process that holds the most memory with SIGKILL, which no
+    process can catch, and DVC then says only "exited with -9". That process is the child; this one, which
+    has imported nothing heavy, names the probable cause and the settings to lower (`memory_settings`, e.g.
+    "evaluate.batch_size") in one line and exits 137, as a shell reports SIGKILL. Stop signals sent to this
+    process are passed on, and the child dies with it (PR_SET_PDEATHSIG).
+    """
+    if os.environ.get(SUPERVISED) or in_worker():
+        return
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, *sys.orig_argv[1:]], env={**os.environ, SUPERVISED: "1"}, preexec_fn=die_with_parent
+    )
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # under nohup SIGHUP stays ignored, in both
+            signal.signal(signum, lambda signum, frame: child.send_signal(signum))
+    code = child.wait()
+    if code == -signal.SIGKILL:
+        print(
+            "error: killed by SIGKILL, most likely by the kernel for want of memory: "
+            f"lower {memory_settings}, or free memory, and run again",
+            file=sys.stderr,
+        )
+    sys.exit(128 - code if code < 0 else code)  # a signal's death as a shell reports it (-9: 137)
 
 
 # What a collective raises in a rank whose peer has gone: gloo's socket errors (RuntimeError) and
@@ -191,7 +242,7 @@ def _peer_gone(err):
 def _ignore_stops():
     """A worker that is ending ignores the launcher's SIGTERM (and SIGINT): a KeyboardInterrupt raised
     while it writes its line would skip the line and os._exit."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
@@ -269,7 +320,7 @@ def run_main(main):
     if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _interrupt)
     # a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         return main()
     except BaseException as err:
