@@ -19,6 +19,20 @@ def test_the_projects_params_and_the_tests_tiny_ones_pass(tmp_path):
     assert checked(tmp_path, tiny_params("archive.tar.gz")) == "params.yaml passed every stage's checks\n"
 
 
+def test_the_check_imports_no_library_only_other_stages_need():
+    """check_params runs first in every `dvc repro` and `dvc exp run` whose parameters changed: it reads the other
+    stages' schemas, not scikit-learn's or scipy.stats' (more than a second and a half of imports)."""
+    import subprocess
+    import sys
+
+    from conftest import script_env
+
+    heavy = ("sklearn", "scipy.stats", "matplotlib", "gensim", "dvclive")
+    code = f"import sys\nimport imdb_rnn.check\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], env=script_env(), capture_output=True, text=True)
+    assert result.stdout == "[]\n", result.stdout + result.stderr
+
+
 def test_each_architecture_gets_the_settings_its_train_stage_resolves(tmp_path):
     """A twin's train stage depends on this file: its base's change reaches it, which DVC's params cannot show."""
     import json

@@ -163,6 +163,13 @@ def test_make_pipelines_parallel_repro_runs_every_stage_once_and_matches_dvc_rep
     logs = root / "build/parallel_repro"
     ran = set().union(*(ran_stages(log.read_text()) for log in logs.glob("*.log")))
     assert {"ingest", "split", "train@rnn-42", "train@gru-42", "train_word2vec@gru_w2v-42", "compare"} <= ran
+    board = json.loads((root / "metrics/leaderboard.json").read_text())
+    assert {row["arch"]: row["pretrained"] for row in board["rows"]} == {
+        "rnn": "none",
+        "gru": "none",
+        "gru_w2v": "word2vec",
+        "baseline": "n-grams",
+    }
     record = json.loads((root / "metrics/parallel_repro.json").read_text())
     assert set(record["last_run"]["stages_ran"]) == set(record["stages"]) >= ran
     lanes = {len(lane) for lane in share_cores(os.sched_getaffinity(0), 2)}  # the cores of each lane here

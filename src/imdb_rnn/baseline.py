@@ -17,9 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.compute as pc
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from .evaluate import (
     classification_metrics,
@@ -122,6 +119,9 @@ class Featuriser:
     """
 
     def __init__(self, ngram_max, min_df, binary, nb_scaling):
+        # scikit-learn's import costs more than a second; check_params reads this module's schema without it
+        from sklearn.feature_extraction.text import CountVectorizer
+
         self.vectorizer = CountVectorizer(
             tokenizer=str.split,  # the clean stage already lowercased and split the words
             token_pattern=None,
@@ -168,6 +168,9 @@ def fit_classifier(features, labels, C, max_iter):
     liblinear visits the reviews in a random order: a fixed seed makes the fit repeatable.
     Returns (model, converged): a fit that stops at max_iter is kept but reported, not printed.
     """
+    from sklearn.exceptions import ConvergenceWarning  # imported here: see Featuriser
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=max_iter, random_state=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -184,7 +187,7 @@ def best_C(scores):
 @dataclass
 class Selection:
     featuriser: Featuriser
-    model: LogisticRegression
+    model: object  # scikit-learn's LogisticRegression
     C: float
     val_accuracy: float
     grid: list  # one {C, val_accuracy, converged, fit_seconds} per C tried

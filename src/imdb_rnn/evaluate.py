@@ -8,16 +8,6 @@ import io
 import time
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-)
 
 from .batches import Reviews
 from .checkpoint import load_checkpoint
@@ -87,6 +77,9 @@ def classification_metrics(labels, logits):
         raise PipelineError("no reviews to score: the test set is empty")
     predicted = (logits > 0).astype(np.int64)
     single_class = len(np.unique(labels)) < 2
+    # scikit-learn's import costs more than a second; check_params reads this module's schema without it
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     undefined = {"zero_division": np.nan}
     # from the logits, not probabilities: a confident logit rounds to probability 1.0 in floating point
@@ -143,6 +136,8 @@ def roc_points(labels, logits, max_points):
     """ROC curve rows {fpr, tpr, threshold (probability)}; empty when only one class is present."""
     if len(np.unique(labels)) < 2:
         return []
+    from sklearn.metrics import roc_curve  # imported here: see classification_metrics
+
     fpr, tpr, thresholds = roc_curve(labels, logits)
     keep = thin(len(fpr), max_points)
     probability = sigmoid(thresholds)  # the first threshold is +inf: probability 1
@@ -153,6 +148,8 @@ def precision_recall_points(labels, logits, max_points):
     """Precision-recall rows {recall, precision, threshold} by rising recall; empty for one class."""
     if len(np.unique(labels)) < 2:
         return []
+    from sklearn.metrics import precision_recall_curve  # imported here: see classification_metrics
+
     precision, recall, thresholds = precision_recall_curve(labels, logits)
     # the last point (recall 0, precision 1) has no threshold: nothing is called positive
     probability = np.append(sigmoid(thresholds), 1.0)

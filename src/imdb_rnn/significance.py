@@ -7,13 +7,15 @@ the correction for testing several rows is statsmodels' `multipletests`.
 """
 
 import numpy as np
-from scipy.stats import binomtest, bootstrap
 
 BATCH = 250  # resamples per vectorised step: 25,000 reviews x 250 stays small in memory
 
 
 def accuracy_interval(correct, resamples, confidence, seed):
     """(low, high) of a percentile bootstrap interval for the accuracy mean(correct), resampling reviews."""
+    # scipy.stats' import costs half a second; check_params imports compare, and so this module, without it
+    from scipy.stats import bootstrap
+
     result = bootstrap(
         (np.asarray(correct, np.float64),),
         np.mean,
@@ -34,6 +36,8 @@ def _difference(a, b, axis=-1):
 def paired_difference(correct_a, correct_b, resamples, confidence, seed):
     """(accuracy of a − accuracy of b, low, high): a paired percentile bootstrap over reviews, both
     models resampled on the same reviews, so their shared easy and hard reviews cancel out."""
+    from scipy.stats import bootstrap  # imported here: see accuracy_interval
+
     a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
     result = bootstrap(
         (a, b),
@@ -59,6 +63,8 @@ def mcnemar_exact(correct_a, correct_b):
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     if only_a + only_b == 0:
         return 1.0
+    from scipy.stats import binomtest  # imported here: see accuracy_interval
+
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
