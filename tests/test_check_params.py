@@ -286,23 +286,25 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
 
     from conftest import script_env
 
+    # the stage waits for a line on its standard input, which comes only after the signal: no race with a clock
     script = (
-        "import time\nfrom imdb_rnn.pipeline import run_main\n"
-        "def main():\n    print('started', flush=True)\n    time.sleep(3)\n    print('finished', flush=True)\n"
+        "import sys\nfrom imdb_rnn.pipeline import run_main\n"
+        "def main():\n    print('started', flush=True)\n    sys.stdin.readline()\n    print('finished', flush=True)\n"
         "run_main(main)\n"
     )
     ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None  # as nohup starts it
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         env=script_env(),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=ignore,
     )
     assert process.stdout.readline() == "started\n"
-    process.send_signal(signal.SIGHUP)
-    out, err = process.communicate(timeout=60)
+    process.send_signal(signal.SIGHUP)  # the kernel drops an ignored signal at once; a handled one is pending
+    out, err = process.communicate("go\n", timeout=60)
     if ignored:
         assert process.returncode == 0 and out == "finished\n"
     else:
