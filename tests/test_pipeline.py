@@ -227,6 +227,7 @@ def test_only_the_semi_supervised_stages_read_the_unlabelled_reviews(dvc_repo, a
     assert repo.params["bilstm_mixed"]["extends"] == "bilstm" and "lr" not in repo.params["bilstm_mixed"]
     params["bilstm"]["lr"] *= 2
     repo.params = params
-    third = repo.dvc("repro", "train", "train_semi_supervised")
-    ran = ran_stages(third.stdout)
-    assert "train_semi_supervised@bilstm_mixed-42" in ran and "train@rnn-42" not in ran, third.stdout
+    repo.dvc("repro", "check_params")  # it writes each architecture's settings as extends resolves them
+    assert would_run(repo, "train") | would_run(repo, "train_semi_supervised") == {
+        "train_semi_supervised@bilstm_mixed-42"
+    }
