@@ -46,6 +46,15 @@ def test_a_block_can_take_named_columns_and_the_first_rows(tmp_path, monkeypatch
     )
     with pytest.raises(SystemExit, match="board.md has no column 'seed': its columns are rank, name, score"):
         tool.filled(block.replace("score; name", "seed"))
+    # rows where a column holds a value, from the first table only (a study's summary holds several)
+    (tmp_path / "study.md").write_text(
+        "| rule | model | score |\n|---|---|---:|\n| loss | a | 0.1 |\n| acc | a | 0.2 |\n| acc | b | 0.3 |\n\n"
+        "| rule | model | score |\n|---|---|---:|\n| acc | c | 0.4 |\n"
+    )
+    where = "<!-- from: study.md columns: model; score where: rule=acc -->\nold\n<!-- end -->\n"
+    assert tool.filled(where) == where.replace("old\n", "| model | score |\n| --- | ---: |\n| a | 0.2 |\n| b | 0.3 |\n")
+    with pytest.raises(SystemExit, match="study.md has no column 'stopping on'"):
+        tool.filled(where.replace("rule=acc", "stopping on=acc"))
     readme = tmp_path / "README.md"
     readme.write_text(block, encoding="utf-8")
     shown = subprocess.run(

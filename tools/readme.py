@@ -3,9 +3,10 @@
 A block is the text between `<!-- from: PATH -->` and `<!-- end -->`: it becomes PATH's content (a
 file the pipeline or a benchmark writes), framed as Markdown for a `.md` file and as a code block
 otherwise. `<!-- from: PATH columns: A; B -->` takes only the first Markdown table of PATH, with
-the columns named A and B, in that order, and `rows: N` after them keeps its first N rows (a wide
-or long table's front-door view). After a retrain, `python tools/readme.py` brings the README up to
-date; `--check` exits 1 where a block differs from its file (tests/test_readme.py runs it).
+the columns named A and B, in that order; `where: C=V` after them keeps only the rows whose column C
+holds V, and `rows: N` last keeps the first N rows left (a wide or long table's front-door view).
+After a retrain, `python tools/readme.py` brings the README up to date; `--check` exits 1 where a
+block differs from its file (tests/test_readme.py runs it).
 
     python tools/readme.py            # rewrite the blocks
     python tools/readme.py --check    # exit 1 if any block is stale
@@ -15,11 +16,13 @@ date; `--check` exits 1 where a block differs from its file (tests/test_readme.p
 import argparse
 import re
 import sys
+from itertools import dropwhile, takewhile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(
-    r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: rows: (?P<rows>\d+))? -->\n)"
+    r"(<!-- from: (?P<path>\S+)(?: columns: (?P<columns>[^>]*?))?(?: where: (?P<where>[^>=]+=[^>]*?))?"
+    r"(?: rows: (?P<rows>\d+))? -->\n)"
     r"(?P<body>.*?)(?P<end><!-- end -->)",
     re.S,
 )
@@ -29,24 +32,29 @@ def cells(line):
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def table_columns(text, path, columns, first=None):
-    """The first Markdown table in text, cut down to `columns` (names, in the order wanted) and its first rows."""
-    rows = [line for line in text.splitlines() if line.startswith("|")]
-    rows = rows[: 2 + first] if first else rows
+def table_columns(text, path, columns, first=None, where=None):
+    """The first Markdown table in text, cut down to `columns` (names, in the order wanted), to the rows where
+    column `where[0]` holds `where[1]`, and to its first rows."""
+    lines = dropwhile(lambda line: not line.startswith("|"), text.splitlines())
+    rows = list(takewhile(lambda line: line.startswith("|"), lines))  # the first table alone
     if len(rows) < 2:
         sys.exit(f"error: {path} holds no Markdown table to take columns from")
     header = cells(rows[0])
-    unknown = [c for c in columns if c not in header]
+    unknown = [c for c in columns + ([where[0]] if where else []) if c not in header]
     if unknown:
         sys.exit(f"error: {path} has no column {unknown[0]!r}: its columns are {', '.join(header)}")
+    if where:
+        rows = rows[:2] + [row for row in rows[2:] if cells(row)[header.index(where[0])] == where[1]]
+    rows = rows[: 2 + first] if first else rows
     keep = [header.index(c) for c in columns]
     return "".join("| " + " | ".join(cells(row)[i] for i in keep) + " |\n" for row in rows)
 
 
-def body(path, columns=None, first=None):
+def body(path, columns=None, first=None, where=None):
     text = (ROOT / path).read_text(encoding="utf-8").rstrip("\n") + "\n"
     if columns:
-        return table_columns(text, path, [c.strip() for c in columns.split(";")], first)
+        condition = [part.strip() for part in where.split("=", 1)] if where else None
+        return table_columns(text, path, [c.strip() for c in columns.split(";")], first, condition)
     return text if path.endswith(".md") else f"```text\n{text}```\n"
 
 
@@ -54,7 +62,7 @@ def block_body(m):
     """A block's new body from its file; a missing file is a one-line error."""
     if not (ROOT / m["path"]).is_file():
         sys.exit(f"error: {m['path']} is missing: run the stage or benchmark that writes it first")
-    return body(m["path"], m["columns"], m["rows"] and int(m["rows"]))
+    return body(m["path"], m["columns"], m["rows"] and int(m["rows"]), m["where"])
 
 
 def filled(readme):
