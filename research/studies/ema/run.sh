@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #17: two levers in one study, each chosen on the movie split's validation accuracy.
+# Two levers in one study, each chosen on the movie split's validation accuracy.
 #  - weight averaging (`ema_decay`): validate and keep an exponential moving average (EMA) of the
 #    weights, a form of Polyak averaging. 0.995 averages over about 200 steps, two thirds of an epoch
 #    here; set before any run, not tuned. A run with it also scores the trained weights themselves
@@ -10,7 +10,8 @@
 #    starting vectors and embedding width: 1.45x the recurrent matrix products a token
 #    (4 x 256 x (300 + 256) against 4 x 256 x (128 + 256)). word2vec is rebuilt at 300 dimensions into
 #    build/embed300 (every run: about 2 minutes), the pipeline's data/ gives the rest.
-# Both variants run side by side, one thread each (so their times are not #17's "alone" measure).
+# Both variants run side by side, one thread each (so their times are not the "alone" measure of the
+# 40-minute training budget).
 # Run from the repository root; the code comes from this script's own checkout ($root), so the
 # working tree may change while it runs. Usage: bash research/studies/ema/run.sh [SEEDS...]
 set -euo pipefail

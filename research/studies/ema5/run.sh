@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #17: a fifth epoch for the weight average. With `ema_decay` 0.995 the averaged weights' validation
+# A fifth epoch for the weight average. With `ema_decay` 0.995 the averaged weights' validation
 # accuracy still rose at epoch 4 (the last) on all three seeds of research/studies/ema/d128 (+0.43, +0.53,
 # +0.38 points over epoch 3), while the trained weights had begun to overfit. This study runs the
 # same settings for 5 epochs; with the constant rate its first 4 epochs are those runs again.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #17 and #16: two levers on #17's model as the pipeline trains it (bilstm_w2v_adv, 256 units, head +
+# Two levers on the chosen model as the pipeline trains it (bilstm_w2v_adv, 256 units, head +
 # tail truncation), each against research/studies/vocab_trunc/h256_both (the same settings, constant rate, 5
 # epochs; every seed kept epoch 4 on the movie split). Each seed trains alone with both threads.
 #   refit   all 25,000 labelled training reviews (the validation reviews too) for the 4 epochs

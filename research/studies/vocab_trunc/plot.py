@@ -1,5 +1,5 @@
-"""Validation accuracy per epoch of every #17 variant on the movie split, one panel per seed:
-studies/vocab_trunc/validation_curves.png. Run from the repository root after the studies."""
+"""Validation accuracy per epoch of every width, vocabulary and truncation variant on the movie split,
+one panel per seed: studies/vocab_trunc/validation_curves.png. Run from research/ after the studies (its paths are relative to it)."""
 
 import json
 from pathlib import Path
@@ -37,7 +37,10 @@ for ax, seed in zip(axes, SEEDS):
     ax.grid(alpha=0.3)
 axes[0].set_ylabel("validation accuracy")
 axes[0].legend(fontsize=7, loc="lower right")
-fig.suptitle("#17 variants: validation accuracy per epoch (test accuracy at the kept epoch)", fontsize=10)
+fig.suptitle(
+    "Width, vocabulary and truncation variants: validation accuracy per epoch (test accuracy at the kept epoch)",
+    fontsize=10,
+)
 fig.tight_layout()
 fig.savefig("studies/vocab_trunc/validation_curves.png", dpi=110)
 print("studies/vocab_trunc/validation_curves.png")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #17 item 4: the vocabulary from train + unsup (50,000 entries) and head + tail truncation, each
+# The vocabulary from train + unsup (50,000 entries) and head + tail truncation, each
 # against params.yaml's settings of the time, for bilstm_w2v_adv chosen on the movie split (the
 # baseline rows are research/studies/h128_movie, whose params file every variant starts from). A variant's
 # params file is that file plus its overrides, applied as `dvc exp run -S` applies them; each

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #17: word2vec's skip-gram (sg: 1) against CBOW (sg: 0, params.yaml's) as bilstm_w2v_adv's starting
+# word2vec's skip-gram (sg: 1) against CBOW (sg: 0, params.yaml's) as bilstm_w2v_adv's starting
 # vectors, chosen on the movie split's validation accuracy. The baseline rows are
 # research/studies/vocab_trunc/h256_both (params.yaml's settings of today, CBOW), seeds 42, 7, 11.
 # The variant's params file is params.yaml plus `pretrain_embeddings.sg=1`, applied as `dvc exp run -S`
