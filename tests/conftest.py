@@ -5,6 +5,7 @@ Everything here is generic so that any test file can use it; nothing touches the
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,12 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
+def hangup_by_default():
+    """preexec_fn for a process a test hangs up: SIGHUP handled by default, as a terminal's shell starts a
+    command, even where the tests themselves run under nohup (whose ignored SIGHUP a stage keeps ignoring)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def script_env(extra=None, progress=False):

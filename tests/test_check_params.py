@@ -284,7 +284,7 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
     import subprocess
     import sys
 
-    from conftest import script_env
+    from conftest import hangup_by_default, script_env
 
     # the stage waits for a line on its standard input, which comes only after the signal: no race with a clock
     script = (
@@ -292,7 +292,8 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
         "def main():\n    print('started', flush=True)\n    sys.stdin.readline()\n    print('finished', flush=True)\n"
         "run_main(main)\n"
     )
-    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None  # as nohup starts it
+    # as nohup starts it, or as a terminal does
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else hangup_by_default
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         env=script_env(),

@@ -1001,7 +1001,9 @@ def test_running_out_of_memory_is_one_line_that_names_the_setting(models, run, m
     monkeypatch.setattr(Predictor, "score", allocate)
     code, out, err = run("--model", models / "tiny.pt", "--batch-size", "100000", POSITIVE)
     assert code == 1 and out == ""
-    one_line_error(code, err, "out of memory", "DefaultCPUAllocator", "imdb-predict --batch-size")
+    one_line_error(
+        code, err, "out of memory (DefaultCPUAllocator could not allocate 48.83 GiB)", "imdb-predict --batch-size"
+    )
 
 
 def test_a_utf8_file_with_a_byte_order_mark_and_a_bad_byte_is_scored_with_the_warning(models, run, tmp_path):

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, STAGES, dvc_args, run_script, script_env, tiny_params, write_params
+from conftest import REPO_ROOT, STAGES, dvc_args, hangup_by_default, run_script, script_env, tiny_params, write_params
 from synthetic import make_archive
 
 from imdb_rnn.distributed import Context
@@ -116,9 +116,10 @@ def test_killed_training_resumes_and_ends_as_if_never_interrupted(data):
 
 
 def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(data, tmp_path):
-    """DVC runs `dvc exp run --temp` and queued experiments in <project>/.dvc/tmp/exps/<name>/ and deletes that
-    copy when the run ends, interrupted or not: the state kept under .dvc/tmp/resume lets the rerun, in a
-    copy of its own, resume there and end as a run never interrupted."""
+    """DVC runs `dvc exp run --temp` in <project>/.dvc/tmp/exps/standalone/<name>/ (a queued experiment in
+    .dvc/tmp/exps/<name>/) and deletes that copy when the run ends, interrupted or not: the state kept under
+    .dvc/tmp/resume lets the rerun, in a copy of its own, resume there and end as a run never interrupted.
+    tests/test_scaling.py does the same through `dvc exp run --temp` itself."""
     whole = run_script("train", *train_args("whole_temp"), cwd=data)
     assert whole.returncode == 0, whole.stderr
     expected = json.loads((data / "out/whole_temp/metrics.json").read_text())
@@ -127,7 +128,7 @@ def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(dat
     spare = project / ".dvc/tmp/resume"
 
     def experiment_copy(name):
-        copy = project / ".dvc/tmp/exps" / name
+        copy = project / ".dvc/tmp/exps/standalone" / name
         shutil.copytree(data, copy, ignore=shutil.ignore_patterns("out"))
         return copy
 
@@ -142,7 +143,7 @@ def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(dat
     assert resumed and 1 <= int(resumed.group(1)) < 4 and resumed.group(2).startswith(str(spare.resolve())), (
         again.stdout
     )
-    assert json.loads((project / ".dvc/tmp/exps/tmp_second/out/run/metrics.json").read_text()) == expected
+    assert json.loads((project / ".dvc/tmp/exps/standalone/tmp_second/out/run/metrics.json").read_text()) == expected
     assert not list(spare.glob("*.pt"))  # a finished run leaves no spare state behind
     # in the project's own workspace nothing is kept outside data/resume
     assert "also kept in" not in whole.stdout
@@ -151,8 +152,11 @@ def test_a_temporary_experiment_killed_mid_training_resumes_in_its_next_copy(dat
 def test_a_spare_state_is_kept_only_inside_a_dvc_experiment_copy(tmp_path):
     from imdb_rnn.train import spare_folder
 
-    assert spare_folder(tmp_path / "project/.dvc/tmp/exps/tmpab12") == (tmp_path / "project/.dvc/tmp/resume").resolve()
+    spare = (tmp_path / "project/.dvc/tmp/resume").resolve()
+    assert spare_folder(tmp_path / "project/.dvc/tmp/exps/tmpab12") == spare  # a queued experiment's copy
+    assert spare_folder(tmp_path / "project/.dvc/tmp/exps/standalone/tmpab12") == spare  # dvc exp run --temp's
     assert spare_folder(tmp_path / "project") is None
+    assert spare_folder(tmp_path / "project/.dvc/tmp/exps/standalone/tmpab12/sub/dir") is None
     assert spare_folder(tmp_path / "exps") is None and spare_folder(tmp_path / "tmp/exps/x") is None
     state = {"torch_rng": [torch.get_rng_state()], "history": [], "finished": False}
     Resume(tmp_path / "a/state.pt", "f" * 64, tmp_path / "spare").save(Context(), state)
@@ -222,6 +226,7 @@ def start_training(data, tag, processes):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=hangup_by_default,
     )
 
 

@@ -342,6 +342,44 @@ def test_killed_repro_records_nothing_and_the_next_repro_resumes(built, tmp_path
     assert status(repo) == {}
 
 
+def test_an_interrupted_temporary_experiment_resumes_when_run_again(built, tmp_path):
+    """`dvc exp run --temp` trains in a copy that DVC deletes when the run ends, interrupted or not; the rerun
+    takes up the state the train stage also kept in <project>/.dvc/tmp/resume."""
+    repo = copy_repo(built, tmp_path)
+    command = [
+        str(DVC),
+        "exp",
+        "run",
+        "--temp",
+        "-S",
+        f"{ARCH}.epochs={LONG_EPOCHS}",
+        "-S",
+        f"++{ARCH}.patience={LONG_EPOCHS}",
+    ]
+    log = tmp_path / "interrupted.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(
+            command, cwd=repo.root, env=script_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(log_says(log, f"{ARCH} epoch 2:"), "a second epoch", first, log=log)
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C
+        assert first.wait(timeout=120) != 0
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+    assert "error: interrupted" in log.read_text(), log.read_text()[-3000:]
+    spare = (repo.root / ".dvc/tmp/resume").resolve()
+    assert f"its training state is also kept in {spare}" in log.read_text()
+
+    again = repo.run(*command)
+    resumed = re.search(rf"{ARCH}: resuming after epoch (\d+) from {re.escape(str(spare))}", again.stdout)
+    assert resumed and 1 <= int(resumed.group(1)) < LONG_EPOCHS, again.stdout
+    assert not list(spare.glob("*.pt"))  # the finished run removed its spare state
+    assert status(repo) == {}  # a temporary experiment leaves the workspace as it was
+
+
 def test_temp_and_queued_experiments_read_the_relative_source(built, tmp_path):
     """DVC runs these in a copy of the repository under .dvc/tmp/exps/: a source relative to the project
     (../aclImdb_v1.tar.gz, like the README's ../shared/...) must still be found there."""

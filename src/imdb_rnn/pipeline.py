@@ -8,6 +8,7 @@ to a temporary file beside its target and renamed into place only once it is com
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -154,9 +155,16 @@ def resource_error(err):
         or isinstance(err, RuntimeError)
         and any(sign in str(err) for sign in ("DefaultCPUAllocator", "can't allocate memory", "CUDA out of memory"))
     ):
-        summary = next(iter(str(err).splitlines()), "") or type(err).__name__
+        # the allocator's message runs to 170 characters and buries the one figure that matters
+        size = re.search(r"tried to allocate (\d+) bytes", str(err))
+        where = next((name for name in ("DefaultCPUAllocator", "CUDA") if name in str(err)), type(err).__name__)
+        summary = (
+            f"{where} could not allocate {int(size[1]) / 2**30:.2f} GiB"
+            if size
+            else (next(iter(str(err).splitlines()), "") or type(err).__name__)[:160]
+        )
         return (
-            f"out of memory ({summary[:160]}): lower the batch size (batch_size, train.eval_batch_size, "
+            f"out of memory ({summary}): lower the batch size (batch_size, train.eval_batch_size, "
             "evaluate.batch_size, imdb-predict --batch-size) or the model's size, or free memory"
         )
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

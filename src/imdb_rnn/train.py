@@ -229,12 +229,14 @@ class Resume:
 
 def spare_folder(cwd=None):
     """Where a training run inside a temporary or queued DVC experiment keeps a spare copy of its state
-    (Resume), outside the experiment's copy of the project: <project>/.dvc/tmp/resume. DVC runs such an
-    experiment in <project>/.dvc/tmp/exps/<name>/; anywhere else, None (the workspace's own
-    data/resume/ outlives the run)."""
+    (Resume), outside the experiment's copy of the project: <project>/.dvc/tmp/resume. DVC 3 runs a queued
+    experiment in <project>/.dvc/tmp/exps/<name>/ and `dvc exp run --temp` in
+    <project>/.dvc/tmp/exps/standalone/<name>/; anywhere else, None (the workspace's own data/resume/
+    outlives the run)."""
     here = Path(cwd or Path.cwd()).resolve()
-    if here.parent.name == "exps" and here.parent.parent.name == "tmp" and here.parents[2].name == ".dvc":
-        return here.parents[2] / "tmp" / "resume"
+    for exps in here.parents[:2]:  # <name>'s parent, or standalone's
+        if exps.name == "exps" and exps.parent.name == "tmp" and exps.parent.parent.name == ".dvc":
+            return exps.parent.parent / "tmp" / "resume"
     return None
 
 
