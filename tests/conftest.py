@@ -67,9 +67,11 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
 
 
-def hangup_by_default():
-    """preexec_fn for a process a test hangs up: SIGHUP handled by default, as a terminal's shell starts a
-    command, even where the tests themselves run under nohup (whose ignored SIGHUP a stage keeps ignoring)."""
+def as_a_background_job():
+    """preexec_fn for a process a test stops with a signal: as a shell starts `command &`, SIGINT ignored
+    (a stage must stop on it all the same) and SIGHUP handled by default, even where the tests themselves
+    run under nohup (whose ignored SIGHUP a stage keeps ignoring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 

@@ -284,7 +284,7 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
     import subprocess
     import sys
 
-    from conftest import hangup_by_default, script_env
+    from conftest import as_a_background_job, script_env
 
     # the stage waits for a line on its standard input, which comes only after the signal: no race with a clock
     script = (
@@ -293,7 +293,7 @@ def test_sighup_interrupts_a_stage_unless_nohup_ignores_it(tmp_path, ignored):
         "run_main(main)\n"
     )
     # as nohup starts it, or as a terminal does
-    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else hangup_by_default
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else as_a_background_job
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         env=script_env(),

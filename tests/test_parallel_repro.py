@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, hangup_by_default, ran_stages, script_env
+from conftest import REPO_ROOT, as_a_background_job, ran_stages, script_env
 
 from imdb_rnn.pipeline import PipelineError
 
@@ -277,7 +277,7 @@ def test_a_stopped_scheduler_leaves_no_stage_running_and_the_next_run_works(dvc_
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=hangup_by_default,
+            preexec_fn=as_a_background_job,
         )
         try:
             deadline = time.monotonic() + 300

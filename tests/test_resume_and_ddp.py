@@ -14,7 +14,7 @@ import psutil
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, STAGES, dvc_args, hangup_by_default, run_script, script_env, tiny_params, write_params
+from conftest import REPO_ROOT, STAGES, as_a_background_job, dvc_args, run_script, script_env, tiny_params, write_params
 from synthetic import make_archive
 
 from imdb_rnn.distributed import Context
@@ -226,7 +226,7 @@ def start_training(data, tag, processes):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=hangup_by_default,
+        preexec_fn=as_a_background_job,
     )
 
 

@@ -216,7 +216,9 @@ def supervise(memory_settings):
         [sys.executable, *sys.orig_argv[1:]], env={**os.environ, SUPERVISED: "1"}, preexec_fn=die_with_parent
     )
     for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # under nohup SIGHUP stays ignored, in both
+        # as run_main does: SIGINT even where a shell started this as a background job (SIGINT ignored), but
+        # under nohup SIGHUP stays ignored, here and in the child
+        if signum != getattr(signal, "SIGHUP", None) or signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, lambda signum, frame: child.send_signal(signum))
     code = child.wait()
     if code == -signal.SIGKILL:
