@@ -157,9 +157,8 @@ def resource_error(err):
     ):
         # the allocator's message runs to 170 characters and buries the one figure that matters
         size = re.search(r"tried to allocate (\d+) bytes", str(err))
-        where = next((name for name in ("DefaultCPUAllocator", "CUDA") if name in str(err)), type(err).__name__)
         summary = (
-            f"{where} could not allocate {int(size[1]) / 2**30:.2f} GiB"
+            f"DefaultCPUAllocator could not allocate {int(size[1]) / 2**30:.2f} GiB"
             if size
             else (next(iter(str(err).splitlines()), "") or type(err).__name__)[:160]
         )
